@@ -1,0 +1,213 @@
+"""DeepFool (Moosavi-Dezfooli et al., CVPR 2016), batched, as an attack and unrolled for Deep Defense.
+
+Both public functions run one loop, :func:`_deepfool_loop`. Semantics follow the reference implementation
+(LTS4/DeepFool): candidate classes are the top-``candidates`` classes of the clean logits (the source class first)
+and stay fixed for the run; each iteration linearises the classifier at ``x0 + (1 + overshoot) * r_tot``, steps to
+the nearest linearised boundary among the candidates, and adds the step to ``r_tot``; a sample stops as soon as
+the classifier at that point satisfies its goal, and is then dropped from the computed batch. The perturbation
+returned is ``(1 + overshoot) * r_tot`` (clipped to ``bounds`` when given). Units are those of the inputs: with a
+:class:`~dd_hub.models.NormalizedModel` that is [0, 1] pixel space.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class DeepFoolResult:
+    """Per-sample outcome of DeepFool.
+
+    ``perturbation`` has the inputs' shape and includes the overshoot; ``iterations`` counts the steps taken;
+    ``success`` says whether the goal was reached (for the attack: the prediction changed) within the budget.
+    Samples that did not succeed keep their partial perturbation, as in the paper's evaluation.
+    """
+
+    perturbation: Tensor
+    iterations: Tensor
+    success: Tensor
+    correct: Tensor | None = None  # unrolled only: which samples were classified correctly at the clean input
+
+    def norms(self, p: float = 2) -> Tensor:
+        return self.perturbation.flatten(1).norm(p=p, dim=1)
+
+
+def deepfool(
+    model: nn.Module,
+    inputs: Tensor,
+    *,
+    steps: int = 50,
+    candidates: int = 10,
+    overshoot: float = 0.02,
+    norm: float = 2,
+    bounds: tuple[float, float] | None = None,
+) -> DeepFoolResult:
+    """Minimal perturbation that changes ``model``'s prediction on each input (untargeted DeepFool).
+
+    The source class of each sample is the model's own prediction. ``norm`` is 2 (L2) or ``float('inf')``
+    (Linf). ``bounds=(0, 1)`` clips every iterate to the valid pixel box; ``None`` (the paper's and reference
+    semantics) leaves it unconstrained. Does not change the model's mode: call ``model.eval()`` first for models
+    with BatchNorm or dropout. Returns a :class:`DeepFoolResult`.
+    """
+    inputs = inputs.detach()
+    with torch.no_grad():
+        logits = model(inputs)
+    labels = logits.argmax(1)
+    targets = _candidate_classes(logits, candidates)
+    towards = torch.zeros_like(labels, dtype=torch.bool)
+    return _deepfool_loop(model, inputs, labels, targets, towards, steps=steps, overshoot=overshoot,
+                          norm=norm, bounds=bounds, differentiable=False)
+
+
+def deepfool_unrolled(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    *,
+    steps: int = 5,
+    candidates: int = 10,
+    overshoot: float = 0.02,
+    bounds: tuple[float, float] | None = None,
+) -> DeepFoolResult:
+    """DeepFool whose L2 perturbation is a differentiable function of the model's parameters (double backprop).
+
+    Correctly classified samples get untargeted DeepFool away from their label over the top-``candidates``
+    classes; misclassified ones get two-class DeepFool towards their label (``result.correct`` says which).
+    Gradient flows through every iterate, logit difference and chosen direction; only the class choices and the
+    stopping masks are constants. The target class is picked from gradients computed without a graph, then only
+    the chosen direction is rebuilt with ``create_graph=True``: the parameter gradient is exactly that of an
+    unrolling that keeps every candidate's gradient in the graph, at a fraction of the memory.
+    """
+    with torch.no_grad():
+        logits = model(inputs)
+    correct = logits.argmax(1) == labels
+    targets = torch.where(correct[:, None], _candidate_classes(logits, candidates, exclude=labels), labels[:, None])
+    result = _deepfool_loop(model, inputs.detach(), labels, targets, ~correct, steps=steps, overshoot=overshoot,
+                            norm=2, bounds=bounds, differentiable=True)
+    result.correct = correct
+    return result
+
+
+def _candidate_classes(logits: Tensor, candidates: int, exclude: Tensor | None = None) -> Tensor:
+    """Top-``candidates`` classes of ``logits`` minus the source class: shape (B, candidates - 1)."""
+    k = max(2, min(candidates, logits.shape[1]))
+    top = logits.topk(k, dim=1).indices
+    if exclude is None:
+        return top[:, 1:]
+    # Drop the label from the top-k (it is there for correctly classified samples), keep k - 1 others.
+    keep = top != exclude[:, None]
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices
+    return top.gather(1, order)[:, : k - 1]
+
+
+def _deepfool_loop(
+    model: nn.Module,
+    x0: Tensor,
+    labels: Tensor,
+    targets: Tensor,
+    towards: Tensor,
+    *,
+    steps: int,
+    overshoot: float,
+    norm: float,
+    bounds: tuple[float, float] | None,
+    differentiable: bool,
+    eps: float = 1e-8,
+) -> DeepFoolResult:
+    """The shared DeepFool iteration.
+
+    Row ``i`` is done when ``argmax == labels[i]`` if ``towards[i]`` else when ``argmax != labels[i]``; until then
+    its source class is the current argmax and its candidate classes are ``targets[i]``.
+    """
+    batch = x0.shape[0]
+    r_tot = torch.zeros_like(x0)
+    iterations = torch.zeros(batch, dtype=torch.long, device=x0.device)
+    success = torch.zeros(batch, dtype=torch.bool, device=x0.device)
+    active = torch.arange(batch, device=x0.device)
+    scale = 1.0 + overshoot
+    for step in range(steps + 1):
+        x = _iterate(x0[active], r_tot[active], scale, bounds)
+        if not x.requires_grad:
+            x.requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(x)
+        pred = logits.argmax(1)
+        done = torch.where(towards[active], pred == labels[active], pred != labels[active])
+        success[active[done]] = True
+        if step == steps or bool(done.all()):
+            break
+        keep = (~done).nonzero().squeeze(1)
+        rows = active[keep]
+        source = pred[keep]
+        step_r = _boundary_step(logits, x, keep, source, targets[rows], norm=norm, eps=eps,
+                                differentiable=differentiable)
+        if differentiable:
+            r_tot = r_tot.index_add(0, rows, step_r)
+        else:
+            r_tot[rows] += step_r.detach()
+        iterations[rows] += 1
+        active = rows
+    perturbation = _iterate(x0, r_tot, scale, bounds) - x0
+    if not differentiable:
+        perturbation = perturbation.detach()
+    return DeepFoolResult(perturbation, iterations, success)
+
+
+def _iterate(x0: Tensor, r_tot: Tensor, scale: float, bounds: tuple[float, float] | None) -> Tensor:
+    x = x0 + scale * r_tot
+    return x if bounds is None else x.clamp(*bounds)
+
+
+def _boundary_step(
+    logits: Tensor,
+    x: Tensor,
+    keep: Tensor,
+    source: Tensor,
+    targets: Tensor,
+    *,
+    norm: float,
+    eps: float,
+    differentiable: bool,
+) -> Tensor:
+    """Step of the rows ``keep`` to their nearest linearised boundary between ``source`` and one of ``targets``."""
+    logits_k = logits[keep]
+    margins = logits_k.gather(1, targets) - logits_k.gather(1, source[:, None])  # (n, m), all <= 0
+    if targets.shape[1] > 1 or not differentiable:
+        grads = _margin_gradients(logits, x, keep, source, targets).transpose(0, 1).flatten(2)  # (n, m, D)
+        dual = grads.abs().sum(-1) if norm == float("inf") else grads.norm(dim=-1)
+        best = (margins.detach().abs() / (dual + eps)).argmin(1)
+        if not differentiable:
+            rows = torch.arange(len(keep), device=x.device)
+            return _step(margins.detach()[rows, best], grads[rows, best], norm, eps).view_as(x[keep])
+        targets = targets.gather(1, best[:, None])
+    margin = (logits_k.gather(1, targets) - logits_k.gather(1, source[:, None])).squeeze(1)
+    (grad,) = torch.autograd.grad(margin.sum(), x, create_graph=True)
+    return _step(margin, grad[keep].flatten(1), norm, eps).view_as(x[keep])
+
+
+def _step(margin: Tensor, w: Tensor, norm: float, eps: float) -> Tensor:
+    """Move ``|margin|`` along ``w`` to the linearised boundary: ``|f| w / |w|_2^2`` (L2) or ``|f| sign(w) / |w|_1``."""
+    if norm == float("inf"):
+        return (margin.abs() / (w.abs().sum(1) + eps))[:, None] * w.sign()
+    return (margin.abs() / (w.norm(dim=1) + eps) ** 2)[:, None] * w
+
+
+def _margin_gradients(logits: Tensor, x: Tensor, keep: Tensor, source: Tensor, targets: Tensor) -> Tensor:
+    """Input gradients of ``logits[target] - logits[source]`` for each candidate column: shape (m, n, *x.shape[1:]).
+
+    One forward is shared by all candidates; their backward passes run batched (``is_grads_batched``). Samples are
+    independent (BatchNorm in eval mode), so the gradient of a batch sum gives each sample's own gradient.
+    """
+    m = targets.shape[1]
+    cotangents = logits.new_zeros(m, *logits.shape)
+    rows = keep[None, :].expand(m, -1)
+    cols = torch.arange(m, device=logits.device)[:, None].expand_as(rows)
+    cotangents[cols, rows, targets.T] = 1.0
+    cotangents[cols, rows, source[None, :].expand_as(rows)] = -1.0
+    try:
+        (grads,) = torch.autograd.grad(logits, x, cotangents, retain_graph=True, is_grads_batched=True)
+    except RuntimeError:  # an op without a batching rule: fall back to one backward per candidate
+        grads = torch.stack([torch.autograd.grad(logits, x, c, retain_graph=True)[0] for c in cotangents])
+    return grads[:, keep]

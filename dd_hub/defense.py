@@ -1,0 +1,103 @@
+"""The Deep Defense objective (Yan, Guo, Zhang, NeurIPS 2018, Eq. 6).
+
+    loss = CE + lambda / N * ( sum_{correct} exp(-c * rho_k) + sum_{wrong} exp(d * rho_k) ),
+    rho_k = ||r_k||_2 / ||x_k - center||_2,
+
+with r_k the unrolled DeepFool perturbation of x_k (:func:`~dd_hub.attacks.deepfool_unrolled`), differentiable in
+the weights. ``center`` is ``None`` for pixel space, or the training set's mean image to measure rho in the paper's
+mean-subtracted space.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attacks.deepfool import deepfool_unrolled
+
+_STOCHASTIC = ("Dropout", "DropPath", "DropBlock")
+
+
+@dataclass
+class DeepDefenseConfig:
+    """Hyper-parameters of the regularizer; defaults are the paper's MNIST/CIFAR-10 values."""
+
+    lam: float = 15.0
+    c: float = 25.0
+    d: float = 5.0
+    steps: int = 5
+    candidates: int = 10
+    overshoot: float = 0.02
+
+
+@dataclass
+class LossOutput:
+    """A training objective's scalar loss plus detached per-batch statistics for logging."""
+
+    loss: Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def ratio(perturbation: Tensor, inputs: Tensor, center: Tensor | None = None) -> Tensor:
+    """Per-sample ``||r||_2 / ||x - center||_2`` (``center=None``: pixel space)."""
+    reference = inputs if center is None else inputs - center
+    return perturbation.flatten(1).norm(dim=1) / reference.flatten(1).norm(dim=1).clamp_min(1e-12)
+
+
+@contextlib.contextmanager
+def stochastic_layers_off(model: nn.Module) -> Iterator[None]:
+    """Dropout/DropPath in eval mode for the perturbation passes, restored afterwards.
+
+    The DeepFool iterations must see one deterministic function; a fresh dropout mask per pass would make each
+    iterate attack a different network. BatchNorm is left as the caller set it (frozen during hardening).
+    """
+    switched = [m for m in model.modules() if m.training and any(s in type(m).__name__ for s in _STOCHASTIC)]
+    for module in switched:
+        module.train(False)
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.train(True)
+
+
+class DeepDefenseLoss:
+    """Cross-entropy plus the Deep Defense regularizer.
+
+    ``model`` is used for the perturbation passes; pass the unwrapped module (not a DDP wrapper) there and the
+    wrapped model's clean ``logits`` for the cross-entropy, so that exactly one forward per step goes through the
+    wrapper.
+    """
+
+    def __init__(self, config: DeepDefenseConfig | None = None, **overrides: float) -> None:
+        self.config = DeepDefenseConfig(**{**asdict(config or DeepDefenseConfig()), **overrides})
+
+    def __call__(
+        self,
+        model: nn.Module,
+        inputs: Tensor,
+        labels: Tensor,
+        logits: Tensor | None = None,
+        center: Tensor | None = None,
+    ) -> LossOutput:
+        cfg = self.config
+        if logits is None:
+            logits = model(inputs)
+        ce = F.cross_entropy(logits, labels)
+        with stochastic_layers_off(model):
+            result = deepfool_unrolled(model, inputs, labels, steps=cfg.steps, candidates=cfg.candidates,
+                                       overshoot=cfg.overshoot)
+        rho = ratio(result.perturbation, inputs, center)
+        exponent = torch.where(result.correct, -cfg.c * rho, cfg.d * rho)
+        regularizer = cfg.lam * torch.exp(exponent).sum() / len(inputs)
+        return LossOutput(ce + regularizer, {
+            "ce": ce.item(),
+            "reg": regularizer.item(),
+            "rho": rho.mean().item(),
+            "acc": result.correct.float().mean().item(),
+            "df_iters": result.iterations.float().mean().item(),
+        })

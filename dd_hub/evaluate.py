@@ -1,0 +1,203 @@
+"""Robustness metrics: clean accuracy, DeepFool rho_2, FGS accuracy and the paper's epsilon_ref protocol.
+
+All perturbation sizes are in [0, 1] pixel space. rho_2 is ``mean ||r||_2 / ||x - center||_2`` over the whole
+test set (misclassified and un-fooled samples included, as the paper's code does); ``rho_space='centered'``
+measures it in the paper's mean-subtracted space (``center`` = mean training image), ``'pixel'`` in raw pixels.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from .attacks import deepfool, fgs_direction
+from .defense import ratio
+from .errors import DDHubError
+
+REPORT_VERSION = 1
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings; the DeepFool defaults are the literature's (50 steps, 10 candidates, 0.02)."""
+
+    deepfool_steps: int = 50
+    candidates: int = 10
+    overshoot: float = 0.02
+    clip: bool = False                      # clip DeepFool iterates to [0, 1] (the paper does not)
+    rho_space: str = "pixel"                # 'pixel' or 'centered' (the paper's mean-subtracted space)
+    fgs_eps: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.2, 0.3])
+    fgs_fractions: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0])
+    eps_ref_tolerance: float = 1e-4
+    batch_size: int = 250
+    max_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rho_space not in ("pixel", "centered"):
+            raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
+
+
+@dataclass
+class Report:
+    """The figures of one evaluation, JSON-serialisable. Accuracies are fractions in [0, 1]."""
+
+    n_examples: int
+    clean_accuracy: float
+    rho2: float
+    rho_space: str
+    deepfool: dict
+    fgs: dict[str, float]                   # str(eps) -> accuracy
+    eps_ref: float | None = None
+    eps_ref_source: str | None = None       # 'self' (bisection on this model) or 'given'
+    fgs_at_ref: dict[str, float] = field(default_factory=dict)  # str(fraction) -> accuracy at fraction * eps_ref
+    version: int = REPORT_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Report":
+        return cls(**data)
+
+
+def save_json(data: dict, path: str | Path) -> None:
+    """Write JSON atomically (temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+class _Evaluation:
+    """One pass over the data caches what every metric needs: labels, FGS directions, clean correctness."""
+
+    def __init__(self, model: nn.Module, dataset: Dataset, config: EvalConfig, progress: bool) -> None:
+        self.model, self.config, self.progress = model, config, progress
+        if config.max_examples is not None and config.max_examples < len(dataset):
+            dataset = Subset(dataset, range(config.max_examples))
+        if len(dataset) == 0:
+            raise DDHubError("the evaluation set is empty")
+        self.loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False)
+        self.device = next(model.parameters()).device
+        self.directions: list[torch.Tensor] = []
+
+    def batches(self, desc: str):
+        return tqdm(self.loader, desc=desc, leave=False, disable=not self.progress, unit="batch")
+
+    def deepfool_pass(self, center: torch.Tensor | None) -> dict:
+        cfg = self.config
+        correct, rhos, success, iterations = [], [], [], []
+        for images, labels in self.batches("DeepFool"):
+            images, labels = images.to(self.device), labels.to(self.device)
+            with torch.no_grad():
+                correct.append((self.model(images).argmax(1) == labels).cpu())
+            result = deepfool(self.model, images, steps=cfg.deepfool_steps, candidates=cfg.candidates,
+                              overshoot=cfg.overshoot, bounds=(0.0, 1.0) if cfg.clip else None)
+            rhos.append(ratio(result.perturbation, images, center).cpu())
+            success.append(result.success.cpu())
+            iterations.append(result.iterations.cpu())
+            self.directions.append(fgs_direction(self.model, images, labels).to(torch.int8).cpu())
+        return {
+            "correct": torch.cat(correct), "rho": torch.cat(rhos),
+            "success": torch.cat(success), "iterations": torch.cat(iterations),
+        }
+
+    @torch.no_grad()
+    def fgs_accuracy(self, eps: float) -> float:
+        hits, total = 0, 0
+        for (images, labels), direction in zip(self.loader, self.directions):
+            images, labels = images.to(self.device), labels.to(self.device)
+            adv = (images + eps * direction.to(self.device, images.dtype)).clamp(0.0, 1.0)
+            hits += (self.model(adv).argmax(1) == labels).sum().item()
+            total += len(labels)
+        return hits / total
+
+    def eps_ref(self, clean_accuracy: float, target: float = 0.5) -> float:
+        """Smallest eps (to ``eps_ref_tolerance``) at which FGS accuracy is at most ``target``, by bisection."""
+        if clean_accuracy <= target:
+            return 0.0
+        lo, hi = 0.0, 0.05
+        while self.fgs_accuracy(hi) > target:
+            lo, hi = hi, hi * 2
+            if hi > 1.0:
+                raise DDHubError("FGS accuracy stays above 50% up to eps=1; epsilon_ref does not exist for this model")
+        while hi - lo > self.config.eps_ref_tolerance:
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if self.fgs_accuracy(mid) <= target else (mid, hi)
+        return hi
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    config: EvalConfig | None = None,
+    *,
+    center: torch.Tensor | None = None,
+    eps_ref: float | None = None,
+    progress: bool = True,
+) -> Report:
+    """Evaluate ``model`` (taking [0, 1] images) on ``dataset``.
+
+    ``eps_ref=None`` finds epsilon_ref on this model (the paper takes it from the Deep Defense model and applies
+    it to every model); pass a value to reuse another model's. ``center`` is required for ``rho_space='centered'``.
+    The model is evaluated in eval mode and its previous mode is restored.
+    """
+    config = config or EvalConfig()
+    if config.rho_space == "centered" and center is None:
+        raise DDHubError("rho_space='centered' needs the training set's mean image (center)")
+    was_training = model.training
+    model.eval()
+    try:
+        run = _Evaluation(model, dataset, config, progress)
+        stats = run.deepfool_pass(center.to(run.device) if config.rho_space == "centered" else None)
+        clean = stats["correct"].sum().item() / len(stats["correct"])
+        fgs = {_key(eps): run.fgs_accuracy(eps) for eps in config.fgs_eps}
+        source = "given" if eps_ref is not None else "self"
+        if eps_ref is None:
+            eps_ref = run.eps_ref(clean)
+        at_ref = {_key(f): run.fgs_accuracy(f * eps_ref) for f in config.fgs_fractions}
+    finally:
+        model.train(was_training)
+    return Report(
+        n_examples=len(stats["rho"]),
+        clean_accuracy=clean,
+        rho2=stats["rho"].mean().item(),
+        rho_space=config.rho_space,
+        deepfool={
+            "steps": config.deepfool_steps, "candidates": config.candidates, "overshoot": config.overshoot,
+            "norm": "l2", "clip": config.clip, "source": "prediction",
+            "success_rate": stats["success"].sum().item() / len(stats["success"]),
+            "mean_iterations": stats["iterations"].float().mean().item(),
+        },
+        fgs=fgs,
+        eps_ref=eps_ref,
+        eps_ref_source=source,
+        fgs_at_ref=at_ref,
+    )
+
+
+def _key(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def format_comparison(reports: dict[str, Report]) -> str:
+    """Side-by-side Markdown table of several reports (columns = report names)."""
+    names = list(reports)
+    first = reports[names[0]]
+    rows = [("clean accuracy", [f"{r.clean_accuracy:.2%}" for r in reports.values()]),
+            (f"rho_2 ({first.rho_space})", [f"{r.rho2:.4g}" for r in reports.values()]),
+            ("DeepFool success", [f"{r.deepfool['success_rate']:.2%}" for r in reports.values()])]
+    for fraction in first.fgs_at_ref:
+        eps = float(fraction) * (first.eps_ref or 0.0)
+        rows.append((f"FGS acc @ {fraction} eps_ref (eps={eps:.4g})",
+                     [f"{r.fgs_at_ref.get(fraction, float('nan')):.2%}" for r in reports.values()]))
+    for eps in first.fgs:
+        rows.append((f"FGS acc @ eps={eps}", [f"{r.fgs.get(eps, float('nan')):.2%}" for r in reports.values()]))
+    header = "| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
+    return header + "\n".join(f"| {label} | " + " | ".join(values) + " |" for label, values in rows) + "\n"

@@ -1,0 +1,169 @@
+"""Recipes: one YAML file per dataset/network setting, loaded into dataclasses and validated strictly.
+
+A recipe is data. Unknown keys and wrong types are errors that name the key; CLI overrides use dotted keys
+(``--set harden.lr=0.01``) and go through the same validation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .defense import DeepDefenseConfig
+from .errors import DDHubError
+from .evaluate import EvalConfig
+
+
+@dataclass
+class TrainConfig:
+    """One training phase (reference training or hardening)."""
+
+    epochs: int = 5
+    batch_size: int = 100
+    optimizer: str = "sgd"                  # 'sgd' or 'adam'
+    lr: float = 5e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: list[int] = field(default_factory=lambda: [4])  # epochs after which lr *= lr_decay
+    lr_decay: float = 0.5
+    freeze_bn: bool = True                  # BatchNorm in eval mode and out of the optimizer
+    grad_accumulation: int = 1
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise DDHubError(f"optimizer must be 'sgd' or 'adam', not '{self.optimizer}'")
+        if self.epochs < 0 or self.batch_size < 1 or self.grad_accumulation < 1:
+            raise DDHubError("epochs must be >= 0, batch_size and grad_accumulation >= 1")
+
+
+@dataclass
+class Recipe:
+    """Everything `dd-hub harden` needs: model, data, reference training, Deep Defense, evaluation."""
+
+    name: str
+    model: str
+    dataset: str
+    description: str = ""
+    aliases: list[str] = field(default_factory=list)
+    method: str = "deep_defense"
+    seed: int = 1234
+    pretrained: bool = False                # start from the library's pretrained weights
+    rho_space: str = "pixel"                # space of ||r||/||x|| in the regularizer and in rho_2
+    reference: TrainConfig | None = None    # trains the starting model when no weights are given
+    harden: TrainConfig = field(default_factory=TrainConfig)
+    defense: DeepDefenseConfig = field(default_factory=DeepDefenseConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.rho_space not in ("pixel", "centered"):
+            raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
+        self.evaluation.rho_space = self.rho_space
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types with a clear message."""
+    if not isinstance(data, dict):
+        raise DDHubError(f"{where or 'recipe'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise DDHubError(f"unknown recipe key '{_join(where, unknown[0])}'; valid keys here: {', '.join(sorted(names))}")
+    kwargs = {key: _coerce(hints[key], value, _join(where, key)) for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise DDHubError(f"recipe {where or 'top level'}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, where)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise DDHubError(f"recipe key '{where}' must be a list, got {value!r}")
+        return [_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is Any or (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        return value
+    raise DDHubError(f"recipe key '{where}' must be {hint.__name__}, got {value!r}")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def recipe_from_dict(data: dict, overrides: dict[str, Any] | None = None) -> Recipe:
+    data = _with_overrides(data, overrides or {})
+    return _build(Recipe, data, "")
+
+
+def _with_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain data
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+            if not isinstance(node, dict):
+                raise DDHubError(f"cannot override '{dotted}': '{key}' is not a section")
+        node[leaf] = value
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``'harden.lr=0.01'`` -> ``('harden.lr', 0.01)``; values are parsed as YAML scalars/lists."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise DDHubError(f"override '{text}' must look like KEY=VALUE, e.g. harden.lr=0.01")
+    return key.strip(), yaml.safe_load(value)
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise DDHubError(f"cannot read recipe {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise DDHubError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    try:
+        return recipe_from_dict(data, overrides)
+    except DDHubError as exc:
+        raise DDHubError(f"{path.name}: {exc}") from None
+
+
+def builtin_recipes() -> dict[str, Path]:
+    """Name -> path of every recipe shipped in ``recipes/``."""
+    root = resources.files("dd_hub.recipe_files")
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+
+
+def find_recipe(model: str, dataset: str, overrides: dict[str, Any] | None = None) -> Recipe:
+    """The built-in recipe for ``model`` (name or alias) on ``dataset``; its model becomes ``model``'s name."""
+    for path in sorted(builtin_recipes().values()):
+        data = yaml.safe_load(path.read_text())
+        if data.get("dataset") == dataset and model in [data.get("model"), *data.get("aliases", [])]:
+            return load_recipe(path, overrides)
+    generic = builtin_recipes().get("generic")
+    if generic is None:
+        raise DDHubError(f"no recipe for '{model}' on '{dataset}'; pass --recipe FILE (see recipes/)")
+    return load_recipe(generic, {"model": model, "dataset": dataset, "name": f"{model}-{dataset}", **(overrides or {})})
