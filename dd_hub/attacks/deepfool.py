@@ -187,11 +187,18 @@ def _boundary_step(
     return _step(margin, grad[keep].flatten(1), norm, eps).view_as(x[keep])
 
 
+MIN_STEP = 1e-4  # added to every step's length, as LTS4/DeepFool and foolbox do: it crosses exact ties
+
+
 def _step(margin: Tensor, w: Tensor, norm: float, eps: float) -> Tensor:
-    """Move ``|margin|`` along ``w`` to the linearised boundary: ``|f| w / |w|_2^2`` (L2) or ``|f| sign(w) / |w|_1``."""
+    """Move ``|margin|`` along ``w`` to the linearised boundary, plus ``MIN_STEP``.
+
+    L2: ``(|f| / |w|_2 + MIN_STEP) * w / |w|_2``; Linf: ``(|f| / |w|_1 + MIN_STEP) * sign(w)``.
+    """
     if norm == float("inf"):
-        return (margin.abs() / (w.abs().sum(1) + eps))[:, None] * w.sign()
-    return (margin.abs() / (w.norm(dim=1) + eps) ** 2)[:, None] * w
+        return (margin.abs() / (w.abs().sum(1) + eps) + MIN_STEP)[:, None] * w.sign()
+    w_norm = w.norm(dim=1) + eps
+    return ((margin.abs() / w_norm + MIN_STEP) / w_norm)[:, None] * w
 
 
 def _margin_gradients(logits: Tensor, x: Tensor, keep: Tensor, source: Tensor, targets: Tensor) -> Tensor:
