@@ -32,6 +32,7 @@ class DeepDefenseConfig:
     steps: int = 5
     candidates: int = 10
     overshoot: float = 0.02
+    regularize_layers: list[str] = field(default_factory=list)  # regularize only these layers (Fig. 4); [] = all
 
 
 @dataclass
@@ -65,6 +66,25 @@ def stochastic_layers_off(model: nn.Module) -> Iterator[None]:
             module.train(True)
 
 
+class ScaledLogits(nn.Module):
+    """``scale * model(x)``: fp16 loss scaling for DeepFool's inner input-gradients.
+
+    PyTorch's AMP recipe for gradient penalties scales the outputs given to ``autograd.grad`` so that fp16
+    backward values do not underflow, then unscales the result. A DeepFool step ``|f| w / ||w||^2`` (and its choice
+    of class, ``|f| / ||w||``) is invariant to scaling the logits, so running the unrolled DeepFool on scaled logits
+    gives the same perturbation with the inner backward passes carried at ``scale``, and the unscaling is implicit.
+    With ``scale = loss_scale / batch``, each sample's inner cotangent matches that of the scaled mean loss in the
+    outer backward, a magnitude the GradScaler has already calibrated against overflow.
+    """
+
+    def __init__(self, model: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x) * self.scale
+
+
 class DeepDefenseLoss:
     """Cross-entropy plus the Deep Defense regularizer.
 
@@ -83,13 +103,16 @@ class DeepDefenseLoss:
         labels: Tensor,
         logits: Tensor | None = None,
         center: Tensor | None = None,
+        loss_scale: float | None = None,
     ) -> LossOutput:
+        """``loss_scale``: the fp16 GradScaler's current scale (the training loop passes it), see ScaledLogits."""
         cfg = self.config
         if logits is None:
             logits = model(inputs)
         ce = F.cross_entropy(logits, labels)
+        attacked = model if loss_scale is None else ScaledLogits(model, loss_scale / len(inputs))
         with stochastic_layers_off(model):
-            result = deepfool_unrolled(model, inputs, labels, steps=cfg.steps, candidates=cfg.candidates,
+            result = deepfool_unrolled(attacked, inputs, labels, steps=cfg.steps, candidates=cfg.candidates,
                                        overshoot=cfg.overshoot)
         rho = ratio(result.perturbation, inputs, center)
         exponent = torch.where(result.correct, -cfg.c * rho, cfg.d * rho)

@@ -1,4 +1,5 @@
-"""Robustness metrics: clean accuracy, DeepFool rho_2, FGS accuracy and the paper's epsilon_ref protocol.
+"""Robustness metrics: clean accuracy, DeepFool rho_2, FGS accuracy and the paper's epsilon_ref protocol, PGD
+robust accuracy and the gradient-masking sanity checks of :mod:`dd_hub.sanity`.
 
 All perturbation sizes are in [0, 1] pixel space. rho_2 is ``mean ||r||_2 / ||x - center||_2`` over the whole
 test set (misclassified and un-fooled samples included, as the paper's code does); ``rho_space='centered'``
@@ -16,9 +17,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from .attacks import deepfool, fgs_direction
+from .attacks import deepfool, fgs_direction, pgd
 from .defense import ratio
 from .errors import DDHubError
+from .sanity import SanityConfig, check_masking
 
 REPORT_VERSION = 1
 
@@ -37,10 +39,18 @@ class EvalConfig:
     eps_ref_tolerance: float = 1e-4
     batch_size: int = 250
     max_examples: int | None = None
+    pgd_norm: str = "linf"                  # PGD at fgs_fractions x eps_ref (Linf, like FGS) and at pgd_eps
+    pgd_steps: int = 20                     # 0 turns PGD off; step size 2.5 * eps / steps
+    pgd_restarts: int = 1
+    pgd_eps: list[float] = field(default_factory=list)  # absolute budgets, e.g. 0.3 (attacks.BUDGETS)
+    sanity: bool = True                     # gradient-masking checks at eps_ref (dd_hub.sanity)
+    sanity_max_examples: int | None = 500
 
     def __post_init__(self) -> None:
         if self.rho_space not in ("pixel", "centered"):
             raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
+        if self.pgd_norm not in ("linf", "l2"):
+            raise DDHubError(f"pgd_norm must be 'linf' or 'l2', not '{self.pgd_norm}'")
 
 
 @dataclass
@@ -57,6 +67,14 @@ class Report:
     eps_ref_source: str | None = None       # 'self' (bisection on this model) or 'given'
     fgs_at_ref: dict[str, float] = field(default_factory=dict)  # str(fraction) -> accuracy at fraction * eps_ref
     version: int = REPORT_VERSION
+    pgd: dict[str, float] = field(default_factory=dict)         # str(eps) -> PGD accuracy
+    pgd_at_ref: dict[str, float] = field(default_factory=dict)  # str(fraction) -> PGD accuracy at fraction * eps_ref
+    pgd_settings: dict = field(default_factory=dict)
+    sanity: list[dict] = field(default_factory=list)            # SanityCheck dicts: name, passed, detail
+
+    @property
+    def sanity_passed(self) -> bool:
+        return all(check["passed"] for check in self.sanity)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,6 +150,19 @@ class _Evaluation:
             lo, hi = (lo, mid) if self.fgs_accuracy(mid) <= target else (mid, hi)
         return hi
 
+    def pgd_accuracy(self, eps: float) -> float:
+        cfg = self.config
+        generator = torch.Generator().manual_seed(0)
+        hits, total = 0, 0
+        for images, labels in self.batches(f"PGD eps={eps:.4g}"):
+            images, labels = images.to(self.device), labels.to(self.device)
+            adv = pgd(self.model, images, labels, eps=eps, norm=cfg.pgd_norm, steps=cfg.pgd_steps,
+                      restarts=cfg.pgd_restarts, generator=generator)
+            with torch.no_grad():
+                hits += (self.model(adv).argmax(1) == labels).sum().item()
+            total += len(labels)
+        return hits / total
+
 
 def evaluate(
     model: nn.Module,
@@ -162,6 +193,21 @@ def evaluate(
         if eps_ref is None:
             eps_ref = run.eps_ref(clean)
         at_ref = {_key(f): run.fgs_accuracy(f * eps_ref) for f in config.fgs_fractions}
+        pgd_on = config.pgd_steps > 0
+        pgd_at_ref = {_key(f): run.pgd_accuracy(f * eps_ref) for f in config.fgs_fractions} if pgd_on else {}
+        pgd_fixed = {_key(eps): run.pgd_accuracy(eps) for eps in config.pgd_eps} if pgd_on else {}
+        sanity = []
+        if config.sanity:
+            budget = eps_ref or max(config.fgs_eps, default=0.1)
+            curves = {"FGS": {**{float(e): a for e, a in fgs.items()},
+                              **{float(f) * eps_ref: a for f, a in at_ref.items()}}}
+            if pgd_on and config.pgd_norm == "linf":
+                curves["PGD"] = {**{float(e): a for e, a in pgd_fixed.items()},
+                                 **{float(f) * eps_ref: a for f, a in pgd_at_ref.items()}}
+            checks = check_masking(model, run.loader.dataset, SanityConfig(
+                eps=budget, steps=max(config.pgd_steps, 1), max_examples=config.sanity_max_examples,
+                batch_size=config.batch_size), curves=curves, clean_accuracy=clean)
+            sanity = [check.to_dict() for check in checks]
     finally:
         model.train(was_training)
     return Report(
@@ -179,6 +225,11 @@ def evaluate(
         eps_ref=eps_ref,
         eps_ref_source=source,
         fgs_at_ref=at_ref,
+        pgd=pgd_fixed,
+        pgd_at_ref=pgd_at_ref,
+        pgd_settings={"norm": config.pgd_norm, "steps": config.pgd_steps, "restarts": config.pgd_restarts,
+                      "step_size": "2.5 * eps / steps", "random_start": True} if pgd_on else {},
+        sanity=sanity,
     )
 
 
@@ -199,5 +250,17 @@ def format_comparison(reports: dict[str, Report]) -> str:
                      [f"{r.fgs_at_ref.get(fraction, float('nan')):.2%}" for r in reports.values()]))
     for eps in first.fgs:
         rows.append((f"FGS acc @ eps={eps}", [f"{r.fgs.get(eps, float('nan')):.2%}" for r in reports.values()]))
+    for fraction in first.pgd_at_ref:
+        rows.append((f"PGD acc @ {fraction} eps_ref", [f"{r.pgd_at_ref.get(fraction, float('nan')):.2%}"
+                                                       for r in reports.values()]))
+    for eps in first.pgd:
+        rows.append((f"PGD acc @ eps={eps}", [f"{r.pgd.get(eps, float('nan')):.2%}" for r in reports.values()]))
+    if first.sanity:
+        rows.append(("gradient-masking checks", [_sanity_summary(r) for r in reports.values()]))
     header = "| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
     return header + "\n".join(f"| {label} | " + " | ".join(values) + " |" for label, values in rows) + "\n"
+
+
+def _sanity_summary(report: Report) -> str:
+    failed = [check["name"] for check in report.sanity if not check["passed"]]
+    return "FAILED: " + ", ".join(failed) if failed else "passed"

@@ -15,15 +15,15 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from . import __version__
-from .card import render_card
+from .card import CURVE_NAME, render_card, render_curve
 from .data import create_dataset, get_spec, mean_image
-from .defense import DeepDefenseLoss
 from .errors import DDHubError
 from .evaluate import Report, evaluate, format_comparison, save_json
 from .hub import save_model, write_text_atomic
+from .methods import create_objective
 from .models import create_model, unwrap
 from .recipes import Recipe
-from .train import cross_entropy, train
+from .train import cross_entropy, make_accelerator, train
 
 
 @dataclass
@@ -38,12 +38,8 @@ class HardenResult:
 
 
 def objective_for(recipe: Recipe) -> Callable:
-    """The training objective a recipe's ``method`` names."""
-    if recipe.method == "deep_defense":
-        return DeepDefenseLoss(recipe.defense)
-    if recipe.method == "clean":
-        return cross_entropy
-    raise DDHubError(f"unknown method '{recipe.method}'; available: deep_defense, clean")
+    """The training objective a recipe's ``method`` names (see :mod:`dd_hub.methods`)."""
+    return create_objective(recipe)
 
 
 def harden(
@@ -55,42 +51,52 @@ def harden(
     allow_random_init: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    resume: bool = False,
+    mixed_precision: str = "no",
+    checkpoint_every: int = 0,
 ) -> HardenResult:
-    """Harden ``recipe.model`` on ``recipe.dataset`` and write model, config, metrics and card to ``out_dir``."""
+    """Harden ``recipe.model`` on ``recipe.dataset`` and write model, config, metrics and card to ``out_dir``.
+
+    Training checkpoints go to ``out_dir/checkpoints`` (every epoch and every ``checkpoint_every`` batches);
+    ``resume=True`` continues a killed run from there. ``mixed_precision`` is 'no', 'bf16' or 'fp16' (GPU).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              gradient_accumulation_steps=recipe.harden.grad_accumulation)
-    spec = get_spec(recipe.dataset)
-    train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir)
-    test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir)
-    center = mean_image(train_set) if recipe.rho_space == "centered" else None
+    if not resume:
+        (out_dir / "train_log.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, log_dir=out_dir)
+    spec = get_spec(recipe.dataset, data_dir)
     objective = objective_for(recipe)
-    log_path = out_dir / "train_log.jsonl"
-    log_path.write_text("")
-
-    def log(record: dict) -> None:
-        with log_path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-
+    # Double backward needs the math attention kernel: timm attention layers pick theirs at construction.
+    timm.layers.set_fused_attn(False)
     model = create_model(recipe.model, num_classes=spec.num_classes, pretrained=recipe.pretrained,
                          checkpoint=checkpoint)
+    data_config = timm.data.resolve_model_data_config(unwrap(model))
+    train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir, data_config=data_config)
+    test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir, data_config=data_config)
+    center = mean_image(train_set) if recipe.rho_space == "centered" else None
+    loop = dict(accelerator=accelerator, progress=progress, seed=recipe.seed, checkpoint_dir=out_dir / "checkpoints",
+                checkpoint_every=checkpoint_every, resume=resume)
     base_model = None if checkpoint else (recipe.model if recipe.pretrained else None)
     if checkpoint is None and not recipe.pretrained:
         if recipe.reference is None and not allow_random_init:
             raise DDHubError(f"no starting weights for '{recipe.model}': pass --checkpoint FILE, use a recipe with "
                              "pretrained: true or a reference section, or --allow-random-init")
-        if recipe.reference is not None:
+        trained_reference = out_dir / "reference" / "model.safetensors"
+        if recipe.reference is not None and resume and trained_reference.is_file():
+            echo(f"Resuming with the reference model trained before ({trained_reference})")
+            unwrap(model).load_state_dict(load_file(str(trained_reference)))
+        elif recipe.reference is not None:
             echo(f"Training the reference {recipe.model} on {recipe.dataset} ({recipe.reference.epochs} epochs)")
-            train(model, train_set, recipe.reference, cross_entropy, accelerator=accelerator, desc="reference",
-                  progress=progress, log=log)
+            train(model, train_set, recipe.reference, cross_entropy, desc="reference", **loop)
             save_model(model, out_dir / "reference", label_names=spec.label_names)
     reference = copy.deepcopy(model)
 
     echo(f"Hardening with {recipe.method} ({recipe.harden.epochs} epochs)")
-    history = train(model, train_set, recipe.harden, objective, accelerator=accelerator, center=center,
-                    desc="harden", progress=progress, log=log)
+    history = train(model, train_set, recipe.harden, objective, center=center, desc="harden", **loop)
+    accelerator.end_training()
 
     echo("Evaluating the hardened and the reference model")
     hardened_report = evaluate(model, test_set, recipe.evaluation, center=center, progress=progress)
@@ -112,5 +118,6 @@ def harden(
     }
     save_model(model, out_dir, label_names=spec.label_names)
     save_json(metrics, out_dir / "metrics.json")
-    write_text_atomic(out_dir / "README.md", render_card(metrics, table))
+    render_curve(metrics, out_dir / CURVE_NAME)
+    write_text_atomic(out_dir / "README.md", render_card(metrics, table, curve_file=CURVE_NAME))
     return HardenResult(model, hardened_report, reference_report, out_dir, table)

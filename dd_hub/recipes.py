@@ -18,6 +18,7 @@ import yaml
 from .defense import DeepDefenseConfig
 from .errors import DDHubError
 from .evaluate import EvalConfig
+from .methods import AdversarialConfig, list_methods
 
 
 @dataclass
@@ -59,8 +60,11 @@ class Recipe:
     harden: TrainConfig = field(default_factory=TrainConfig)
     defense: DeepDefenseConfig = field(default_factory=DeepDefenseConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # baselines' settings
 
     def __post_init__(self) -> None:
+        if self.method not in list_methods():
+            raise DDHubError(f"unknown method '{self.method}'; available: {', '.join(list_methods())}")
         if self.rho_space not in ("pixel", "centered"):
             raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
         self.evaluation.rho_space = self.rho_space

@@ -1,0 +1,251 @@
+"""Training methods: a registry of name -> objective, so that every baseline trains with the same loop.
+
+Every objective has the signature ``objective(model, inputs, labels, logits=None, center=None) -> LossOutput``
+that :func:`dd_hub.train.train` calls with the unwrapped model and the clean logits of the (possibly
+DDP-wrapped) model. Methods, all fine-tuning with the recipe's ``harden`` schedule and data:
+
+- ``deep_defense``: the paper's objective (``defense`` section; ``regularize_layers`` for the Fig. 4 analysis).
+- ``clean``: plain cross-entropy fine-tuning, the "Clean" curve of the paper's Fig. 2.
+- ``deepfool_adv``: "Adv. Train I", fine-tuning on DeepFool-perturbed training images only, the perturbations
+  computed once on the starting model (the DeepFool paper's fixed adversarial training set).
+- ``fgs_adv``: "Adv. Train II", Goodfellow et al.'s ``w * CE(x) + (1 - w) * CE(x + eps * sign(grad))``.
+- ``pgd_adv``: Madry et al., CE on PGD examples (beyond the paper).
+- ``trades``: Zhang et al., ``CE(x) + beta * KL(p(x) || p(x_adv))`` with x_adv maximising the KL (beyond the paper).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .attacks import deepfool, fgs, pgd
+from .defense import DeepDefenseConfig, DeepDefenseLoss, LossOutput, stochastic_layers_off
+from .errors import DDHubError
+from .models import unwrap
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
+
+Objective = Callable[..., LossOutput]
+
+
+@dataclass
+class AdversarialConfig:
+    """Hyper-parameters of the adversarial-training baselines; sizes are in [0, 1] pixel units."""
+
+    eps: float = 0.1                        # training budget of fgs_adv, pgd_adv and trades
+    norm: str = "linf"                      # pgd_adv / trades threat model: 'linf' or 'l2'
+    steps: int = 7                          # inner PGD steps of pgd_adv / trades
+    step_size: float | None = None          # None: 2.5 * eps / steps (Madry et al.'s rule)
+    fgs_weight: float = 0.5                 # Goodfellow et al.'s weight of the clean term
+    trades_beta: float = 6.0
+    deepfool_steps: int = 50                # Adv. Train I: DeepFool on the starting model
+    deepfool_overshoot: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("linf", "l2"):
+            raise DDHubError(f"adversarial.norm must be 'linf' or 'l2', not '{self.norm}'")
+        if self.eps < 0 or self.steps < 1 or not 0.0 <= self.fgs_weight <= 1.0:
+            raise DDHubError("adversarial: eps must be >= 0, steps >= 1 and fgs_weight in [0, 1]")
+
+
+_METHODS: dict[str, tuple[Callable[["Recipe"], Objective], str]] = {}
+
+
+def register_method(name: str, description: str) -> Callable:
+    """Decorator: register ``factory(recipe) -> objective`` under ``name``."""
+    def decorate(factory: Callable[["Recipe"], Objective]) -> Callable[["Recipe"], Objective]:
+        _METHODS[name] = (factory, description)
+        return factory
+    return decorate
+
+
+def list_methods() -> dict[str, str]:
+    """Name -> one-line description of every training method."""
+    return {name: description for name, (_, description) in _METHODS.items()}
+
+
+def create_objective(recipe: "Recipe") -> Objective:
+    """The training objective named by ``recipe.method``, configured from the recipe (a fresh one per call)."""
+    try:
+        factory, _ = _METHODS[recipe.method]
+    except KeyError:
+        raise DDHubError(f"unknown method '{recipe.method}'; available: {', '.join(_METHODS)}") from None
+    return factory(recipe)
+
+
+def _accuracy(logits: Tensor, labels: Tensor) -> dict[str, float]:
+    return {"acc": (logits.argmax(1) == labels).float().mean().item()}
+
+
+def _touch(logits: Tensor) -> Tensor:
+    # Keeps the wrapped model's forward in the graph (at zero weight), so that a DDP reducer that saw the forward
+    # also sees a backward through it, for objectives whose loss does not use the clean logits.
+    return 0.0 * logits.sum()
+
+
+class OnlyLayers(nn.Module):
+    """``model`` with every parameter outside ``layers`` detached: gradients reach only the chosen layers."""
+
+    def __init__(self, model: nn.Module, layers: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        modules = dict(unwrap(model).named_modules())
+        unknown = [name for name in layers if name not in modules or name == ""]
+        if unknown:
+            names = [n for n, m in modules.items() if n and any(True for _ in m.parameters(recurse=False))]
+            raise DDHubError(f"unknown layer '{unknown[0]}' in regularize_layers; layers with weights: "
+                             f"{', '.join(names)}")
+        self.chosen = {id(p) for name in layers for p in modules[name].parameters()}
+
+    def forward(self, x: Tensor) -> Tensor:
+        params = {n: p if id(p) in self.chosen else p.detach() for n, p in self.model.named_parameters()}
+        return functional_call(self.model, params, (x,))
+
+
+class LayerwiseDeepDefenseLoss:
+    """Deep Defense whose regularizer only trains ``config.regularize_layers`` (the paper's Fig. 4); CE trains all."""
+
+    def __init__(self, config: DeepDefenseConfig) -> None:
+        self.loss = DeepDefenseLoss(config)
+        self.layers = list(config.regularize_layers)
+
+    def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
+                 center: Tensor | None = None) -> LossOutput:
+        logits = model(inputs) if logits is None else logits
+        return self.loss(OnlyLayers(model, self.layers), inputs, labels, logits=logits, center=center)
+
+
+class FGSAdversarialLoss:
+    """Goodfellow et al.'s adversarial objective ``w * CE(x) + (1 - w) * CE(x + eps * sign(grad_x CE))``."""
+
+    def __init__(self, config: AdversarialConfig) -> None:
+        self.config = config
+
+    def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
+                 center: Tensor | None = None) -> LossOutput:
+        cfg = self.config
+        logits = model(inputs) if logits is None else logits
+        with stochastic_layers_off(model):
+            adv = fgs(model, inputs, labels, eps=cfg.eps)
+        adv_logits = model(adv)
+        clean_ce, adv_ce = F.cross_entropy(logits, labels), F.cross_entropy(adv_logits, labels)
+        loss = cfg.fgs_weight * clean_ce + (1 - cfg.fgs_weight) * adv_ce
+        return LossOutput(loss, {"ce": clean_ce.item(), "adv_ce": adv_ce.item(), **_accuracy(logits, labels),
+                                 "adv_acc": (adv_logits.argmax(1) == labels).float().mean().item()})
+
+
+class PGDAdversarialLoss:
+    """Madry et al.'s objective: cross-entropy on PGD examples (random start, ``steps`` steps)."""
+
+    def __init__(self, config: AdversarialConfig) -> None:
+        self.config = config
+
+    def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
+                 center: Tensor | None = None) -> LossOutput:
+        cfg = self.config
+        logits = model(inputs) if logits is None else logits
+        with stochastic_layers_off(model):
+            adv = pgd(model, inputs, labels, eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, step_size=cfg.step_size)
+        adv_logits = model(adv)
+        loss = F.cross_entropy(adv_logits, labels)
+        return LossOutput(loss + _touch(logits), {"adv_ce": loss.item(), **_accuracy(logits, labels),
+                                                  "adv_acc": (adv_logits.argmax(1) == labels).float().mean().item()})
+
+
+def _kl(logits: Tensor, target_probs: Tensor) -> Tensor:
+    """Per-sample ``KL(target || softmax(logits))``."""
+    return F.kl_div(F.log_softmax(logits, dim=1), target_probs, reduction="none").sum(1)
+
+
+class TradesLoss:
+    """TRADES (Zhang et al., 2019): ``CE(x) + beta * KL(p(x) || p(x_adv))``, x_adv maximising the KL by PGD."""
+
+    def __init__(self, config: AdversarialConfig) -> None:
+        self.config = config
+
+    def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
+                 center: Tensor | None = None) -> LossOutput:
+        cfg = self.config
+        logits = model(inputs) if logits is None else logits
+        with stochastic_layers_off(model):
+            adv = pgd(model, inputs, F.softmax(logits.detach(), dim=1), eps=cfg.eps, norm=cfg.norm,
+                      steps=cfg.steps, step_size=cfg.step_size, loss=_kl)
+        ce = F.cross_entropy(logits, labels)
+        kl = _kl(model(adv), F.softmax(logits, dim=1)).mean()
+        return LossOutput(ce + cfg.trades_beta * kl, {"ce": ce.item(), "kl": kl.item(), **_accuracy(logits, labels)})
+
+
+class DeepFoolAdversarialLoss:
+    """"Adv. Train I": cross-entropy on DeepFool-perturbed training images only.
+
+    The perturbations come from a frozen copy of the model taken at the first call (before the first optimizer
+    step, i.e. the starting model), so the adversarial training set is fixed, as in the DeepFool paper; each
+    image's perturbed version is computed once and cached by content. Use a fresh instance per training run.
+    """
+
+    def __init__(self, config: AdversarialConfig) -> None:
+        self.config = config
+        self.source: nn.Module | None = None
+        self.cache: dict[bytes, Tensor] = {}
+
+    def _perturbed(self, inputs: Tensor) -> Tensor:
+        keys = [hashlib.sha1(x.detach().cpu().numpy().tobytes()).digest() for x in inputs]
+        missing = [i for i, key in enumerate(keys) if key not in self.cache]
+        if missing:
+            batch = inputs[missing].detach()
+            result = deepfool(self.source, batch, steps=self.config.deepfool_steps,
+                              overshoot=self.config.deepfool_overshoot, bounds=(0.0, 1.0))
+            for i, adv in zip(missing, (batch + result.perturbation).clamp(0.0, 1.0).cpu()):
+                self.cache[keys[i]] = adv
+        return torch.stack([self.cache[key] for key in keys]).to(inputs.device)
+
+    def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
+                 center: Tensor | None = None) -> LossOutput:
+        logits = model(inputs) if logits is None else logits
+        if self.source is None:
+            self.source = copy.deepcopy(model).eval().requires_grad_(False)
+        adv_logits = model(self._perturbed(inputs))
+        loss = F.cross_entropy(adv_logits, labels)
+        return LossOutput(loss + _touch(logits), {"adv_ce": loss.item(), **_accuracy(logits, labels),
+                                                  "adv_acc": (adv_logits.argmax(1) == labels).float().mean().item()})
+
+
+@register_method("deep_defense", "Deep Defense (the paper): CE + exp regularizer on the unrolled DeepFool distance")
+def _deep_defense(recipe: "Recipe") -> Objective:
+    if recipe.defense.regularize_layers:
+        return LayerwiseDeepDefenseLoss(recipe.defense)
+    return DeepDefenseLoss(recipe.defense)
+
+
+@register_method("clean", "clean fine-tuning: cross-entropy only, same schedule")
+def _clean(recipe: "Recipe") -> Objective:
+    from .train import cross_entropy  # train imports recipes, which imports this module
+
+    return cross_entropy
+
+
+@register_method("deepfool_adv", "Adv. Train I: fine-tuning on DeepFool examples of the starting model")
+def _deepfool_adv(recipe: "Recipe") -> Objective:
+    return DeepFoolAdversarialLoss(recipe.adversarial)
+
+
+@register_method("fgs_adv", "Adv. Train II: Goodfellow et al.'s FGS adversarial objective")
+def _fgs_adv(recipe: "Recipe") -> Objective:
+    return FGSAdversarialLoss(recipe.adversarial)
+
+
+@register_method("pgd_adv", "PGD adversarial training (Madry et al.)")
+def _pgd_adv(recipe: "Recipe") -> Objective:
+    return PGDAdversarialLoss(recipe.adversarial)
+
+
+@register_method("trades", "TRADES (Zhang et al.)")
+def _trades(recipe: "Recipe") -> Objective:
+    return TradesLoss(recipe.adversarial)

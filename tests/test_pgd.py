@@ -1,0 +1,80 @@
+"""PGD: budgets respected, restarts never hurt, and agreement with torchattacks (an independent implementation)."""
+import pytest
+import torch
+
+from dd_hub import DDHubError, create_model, fgs, pgd
+from dd_hub.attacks import budget
+from dd_hub.data import create_dataset
+
+torchattacks = pytest.importorskip("torchattacks")
+
+# Agreement tolerance: same robust accuracy to within one example, and >= 99.9% of pixels equal to 1e-5 (a
+# gradient component at ~0 may take the other sign when torch sums in another order).
+PIXEL_TOL, PIXEL_SHARE = 1e-5, 0.999
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model = create_model("dd_lenet_mnist", num_classes=10).eval()
+    data = create_dataset("mnist-5k", "test")
+    images = torch.stack([data[i][0] for i in range(64)])
+    labels = torch.tensor([data[i][1] for i in range(64)])
+    return model, images, labels
+
+
+def _accuracy(model, images, labels):
+    with torch.no_grad():
+        return (model(images).argmax(1) == labels).float().mean().item()
+
+
+def _agree(model, ours, theirs, labels):
+    close = ((ours - theirs).abs() <= PIXEL_TOL).float().mean().item()
+    assert close >= PIXEL_SHARE, close
+    assert abs(_accuracy(model, ours, labels) - _accuracy(model, theirs, labels)) <= 1 / len(labels) + 1e-9
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.5)])
+def test_pgd_matches_torchattacks(setup, norm, eps):
+    model, images, labels = setup
+    steps, alpha = 10, eps / 4
+    ours = pgd(model, images, labels, eps=eps, norm=norm, steps=steps, step_size=alpha, random_start=False)
+    cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
+    theirs = cls(model, eps=eps, alpha=alpha, steps=steps, random_start=False)(images, labels)
+    _agree(model, ours, theirs, labels)
+
+
+def test_fgs_matches_torchattacks(setup):
+    model, images, labels = setup
+    _agree(model, fgs(model, images, labels, eps=0.1), torchattacks.FGSM(model, eps=0.1)(images, labels), labels)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.05), ("l2", 1.0)])
+def test_pgd_respects_budget_and_box(setup, norm, eps):
+    model, images, labels = setup
+    adv = pgd(model, images, labels, eps=eps, norm=norm, steps=5, restarts=2,
+              generator=torch.Generator().manual_seed(1))
+    size = (adv - images).flatten(1).abs().amax(1) if norm == "linf" else (adv - images).flatten(1).norm(dim=1)
+    assert size.max() <= eps + 1e-5
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert _accuracy(model, adv, labels) <= _accuracy(model, images, labels)
+
+
+def test_more_restarts_never_raise_accuracy(setup):
+    model, images, labels = setup
+    one = pgd(model, images, labels, eps=0.03, steps=3, restarts=1, generator=torch.Generator().manual_seed(2))
+    three = pgd(model, images, labels, eps=0.03, steps=3, restarts=3, generator=torch.Generator().manual_seed(2))
+    assert _accuracy(model, three, labels) <= _accuracy(model, one, labels)
+
+
+def test_zero_budget_is_identity(setup):
+    model, images, labels = setup
+    assert torch.equal(pgd(model, images, labels, eps=0.0, steps=3), images)
+
+
+def test_bad_arguments_and_presets():
+    with pytest.raises(DDHubError, match="norm"):
+        pgd(torch.nn.Identity(), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), eps=0.1, norm="l1")
+    assert budget("cifar10-linf") == ("linf", 8 / 255)
+    with pytest.raises(DDHubError, match="threat model"):
+        budget("svhn")
