@@ -45,8 +45,13 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key, e.g. defense.c=15.")
 @click.option("--allow-random-init", is_flag=True, help="Harden even without pretrained or reference weights.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--resume", is_flag=True, help="Continue a killed run from OUT/checkpoints.")
+@click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"]), default="no", show_default=True,
+              help="Autocast precision (fp16 needs a GPU).")
+@click.option("--checkpoint-every", type=int, default=0, metavar="N",
+              help="Also checkpoint every N batches (always at each epoch's end).")
 def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, lr, seed, sets, allow_random_init,
-           quiet) -> None:
+           quiet, resume, mixed_precision, checkpoint_every) -> None:
     """Fine-tune MODEL with Deep Defense on DATASET, evaluate before/after, save a timm-format checkpoint."""
     from .pipeline import harden as run
     from .recipes import find_recipe, load_recipe
@@ -58,7 +63,10 @@ def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, l
     recipe = load_recipe(recipe_file, overrides) if recipe_file else find_recipe(model, dataset, overrides)
     out_dir = Path(out_dir or f"runs/{recipe.name}")
     result = run(recipe, out_dir, checkpoint=checkpoint, data_dir=data_dir, allow_random_init=allow_random_init,
-                 progress=not quiet, echo=click.echo)
+                 progress=not quiet, echo=click.echo, resume=resume, mixed_precision=mixed_precision,
+                 checkpoint_every=checkpoint_every)
+    if result.hardened is None:  # a non-main process of `accelerate launch`
+        return
     click.echo(result.table)
     click.echo(f"Saved to {out_dir}/ (model.safetensors, config.json, metrics.json, README.md)")
 

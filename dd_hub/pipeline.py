@@ -5,14 +5,15 @@ The CLI's ``dd-hub harden`` is a thin shell around :func:`harden`; Python users 
 from __future__ import annotations
 
 import copy
-import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import timm
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors.torch import load_file
 
 from . import __version__
 from .card import CURVE_NAME, render_card, render_curve
@@ -31,8 +32,8 @@ class HardenResult:
     """What :func:`harden` produced: the hardened model, both reports and the output directory."""
 
     model: torch.nn.Module
-    hardened: Report
-    reference: Report
+    hardened: Report | None     # None on the non-main processes of a multi-process run
+    reference: Report | None
     out_dir: Path
     table: str
 
@@ -91,12 +92,16 @@ def harden(
         elif recipe.reference is not None:
             echo(f"Training the reference {recipe.model} on {recipe.dataset} ({recipe.reference.epochs} epochs)")
             train(model, train_set, recipe.reference, cross_entropy, desc="reference", **loop)
-            save_model(model, out_dir / "reference", label_names=spec.label_names)
+            if accelerator.is_main_process:
+                save_model(model, out_dir / "reference", label_names=spec.label_names)
+            accelerator.wait_for_everyone()
     reference = copy.deepcopy(model)
 
     echo(f"Hardening with {recipe.method} ({recipe.harden.epochs} epochs)")
     history = train(model, train_set, recipe.harden, objective, center=center, desc="harden", **loop)
     accelerator.end_training()
+    if not accelerator.is_main_process:  # evaluation and export run once, on the main process
+        return HardenResult(model, None, None, out_dir, "")
 
     echo("Evaluating the hardened and the reference model")
     hardened_report = evaluate(model, test_set, recipe.evaluation, center=center, progress=progress)

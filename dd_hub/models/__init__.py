@@ -1,5 +1,5 @@
 """Model factory and the paper's networks (registered in timm's registry on import)."""
-from . import mnist  # noqa: F401  (registers dd_lenet_mnist, dd_mlp_mnist)
+from . import cifar, mnist  # noqa: F401  (register dd_convnet_cifar10, dd_nin_cifar10, dd_lenet_mnist, dd_mlp_mnist)
 from .factory import NormalizedModel, create_model, resolve_name, unwrap
 
 __all__ = ["NormalizedModel", "create_model", "resolve_name", "unwrap"]
