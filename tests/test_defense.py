@@ -1,0 +1,104 @@
+"""The Deep Defense objective: its two branches, its gradient path, and BatchNorm/dropout handling."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dd_hub.defense import DeepDefenseLoss, ratio, stochastic_layers_off
+from dd_hub.models import NormalizedModel
+from dd_hub.train import freeze_batchnorm
+
+
+def _linear_model(weight: torch.Tensor) -> nn.Module:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(weight.shape[1], weight.shape[0], bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(weight)
+    return model
+
+
+def test_branches_follow_the_paper():
+    """A linear 2-class model: DeepFool is exact, so rho is known in closed form for both branches."""
+    torch.manual_seed(0)
+    weight = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    model = _linear_model(weight)
+    inputs = torch.tensor([[2.0, 1.0], [1.0, 3.0]])        # both predicted by their larger coordinate
+    labels = torch.tensor([0, 0])                           # first correct, second misclassified
+    loss_fn = DeepDefenseLoss(lam=2.0, c=3.0, d=0.5, steps=5, candidates=2, overshoot=0.02)
+    out = loss_fn(model, inputs, labels)
+    # Distance to the boundary x0 = x1 is |x0 - x1| / sqrt(2); the attack overshoots it by 2% (+ its 1e-4 step).
+    expected_r = torch.tensor([1.0, 2.0]) / math.sqrt(2) * 1.02
+    rho = expected_r / inputs.norm(dim=1)
+    ce = nn.functional.cross_entropy(model(inputs), labels)
+    expected = ce + 2.0 * (torch.exp(-3.0 * rho[0]) + torch.exp(0.5 * rho[1])) / 2
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-3)
+    assert out.stats["acc"] == 0.5
+
+
+def test_regularizer_pushes_boundary_away_from_correct_samples():
+    """One gradient step on the regularizer alone must increase rho of correctly classified samples."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    inputs = torch.randn(32, 8)
+    with torch.no_grad():
+        labels = model(inputs).argmax(1)  # all correct
+    loss_fn = DeepDefenseLoss(lam=1.0, c=5.0, d=5.0, candidates=3)
+    before = loss_fn(model, inputs, labels).stats["rho"]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(10):
+        out = loss_fn(model, inputs, labels)
+        optimizer.zero_grad()
+        (out.loss - nn.functional.cross_entropy(model(inputs), labels)).backward()  # the regularizer only
+        optimizer.step()
+    assert loss_fn(model, inputs, labels).stats["rho"] > before * 1.05
+
+
+def test_misclassified_branch_shrinks_distance_to_true_class():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    inputs = torch.randn(32, 8)
+    with torch.no_grad():
+        labels = (model(inputs).argmax(1) + 1) % 3  # all wrong
+    loss_fn = DeepDefenseLoss(lam=1.0, c=5.0, d=5.0, candidates=3)
+    out = loss_fn(model, inputs, labels)
+    assert out.stats["acc"] == 0.0
+    out.loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_regularizer_gradient_reaches_every_weight_through_double_backprop():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    inputs = torch.rand(6, 1, 8, 8)
+    labels = torch.randint(0, 5, (6,))
+    out = DeepDefenseLoss(candidates=5)(model, inputs, labels)
+    ce = nn.functional.cross_entropy(model(inputs), labels)
+    grads = torch.autograd.grad(out.loss - ce, list(model.parameters()))
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_ratio_in_centered_space():
+    x = torch.ones(2, 1, 2, 2)
+    r = torch.full_like(x, 0.5)
+    assert ratio(r, x).tolist() == pytest.approx([0.5, 0.5])
+    assert ratio(r, x, center=torch.full((1, 2, 2), 0.5)).tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_batchnorm_frozen_and_dropout_off_during_perturbation_passes():
+    model = NormalizedModel(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                                          nn.Flatten(), nn.Linear(4 * 6 * 6, 3)), (0.5,), (0.5,))
+    model.train()
+    assert freeze_batchnorm(model) == 1
+    bn = model.model[1]
+    assert not bn.training and not any(p.requires_grad for p in bn.parameters())
+    running = bn.running_mean.clone()
+    dropout = model.model[3]
+    with stochastic_layers_off(model):
+        assert not dropout.training
+        x = torch.rand(4, 1, 8, 8)
+        assert torch.equal(model(x), model(x))  # deterministic while the perturbation passes run
+    assert dropout.training
+    DeepDefenseLoss(candidates=3)(model, torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]))
+    assert torch.equal(bn.running_mean, running)
