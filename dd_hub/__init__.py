@@ -2,8 +2,10 @@
 from .attacks import DeepFoolResult, deepfool, deepfool_unrolled, fgs, pgd
 from .errors import DDHubError
 from .models import NormalizedModel, create_model, unwrap
+from .hub import load, save_model
+from .publish import publish
 
 __version__ = "0.1.0"
 
 __all__ = ["DDHubError", "DeepFoolResult", "NormalizedModel", "create_model", "deepfool", "deepfool_unrolled",
-           "fgs", "pgd", "unwrap", "__version__"]
+           "fgs", "load", "pgd", "publish", "save_model", "unwrap", "__version__"]

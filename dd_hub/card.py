@@ -2,7 +2,34 @@
 Markdown body, rendered deterministically from ``metrics.json`` (no timestamps, sorted keys)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+CURVE_NAME = "robustness_curve.png"
+TORCHVISION_PREFIX = "tv:"
+_TIMM_USAGE = """```python
+import timm
+import dd_hub  # registers dd-hub's own architectures; not needed for standard timm ones
+
+# pretrained=True is required: without it timm builds the architecture with random weights and no error
+model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()
+config = timm.data.resolve_model_data_config(model)  # input size, mean/std, interpolation of this checkpoint
+
+# or: a model that takes [0, 1] images with the normalization inside, never random weights
+model = dd_hub.load("{repo_id}")
+```
+
+Inputs are normalized with the `mean`/`std` in `config.json` (timm's `resolve_model_data_config`).
+"""
+_TORCHVISION_USAGE = """This torchvision architecture has no timm twin, so `timm.create_model` cannot build it; load it with dd-hub:
+
+```python
+import dd_hub
+
+model = dd_hub.load("{repo_id}")  # takes [0, 1] images, normalization (mean/std of config.json) inside
+```
+"""
 
 TAGS = ["timm", "image-classification", "adversarial-robustness", "deep-defense", "dd-hub"]
 CITATION = """@inproceedings{yan2018deep,
@@ -45,22 +72,115 @@ def eval_results(metrics: dict) -> list[EvalResult]:
     return results
 
 
-def render_card(metrics: dict, comparison_table: str, *, curve_file: str | None = None) -> str:
-    """README.md text for a hardened checkpoint described by ``metrics`` (the content of metrics.json)."""
+def comparison_table(metrics: dict) -> str:
+    """The before/after Markdown table (reference vs hardened) of a metrics.json."""
+    from .evaluate import Report, format_comparison
+
+    return format_comparison({"reference": Report.from_dict(metrics["reference"]),
+                              "hardened": Report.from_dict(metrics["hardened"])})
+
+
+def curve_points(report: dict) -> list[tuple[float, float]]:
+    """(epsilon, FGS accuracy) pairs of one report, epsilon 0 being the clean accuracy, sorted by epsilon."""
+    points = {0.0: report["clean_accuracy"]}
+    points.update({float(eps): acc for eps, acc in report.get("fgs", {}).items()})
+    if report.get("eps_ref"):
+        points.update({float(f) * report["eps_ref"]: acc for f, acc in report.get("fgs_at_ref", {}).items()})
+    return sorted(points.items())
+
+
+def render_curve(metrics: dict, path: str | Path) -> Path:
+    """Plot accuracy under FGS versus epsilon (hardened and reference) to a PNG, written atomically.
+
+    The same metrics give the same bytes: no timestamp or software version goes into the PNG metadata.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from .hub import write_bytes_atomic
+
+    figure = Figure(figsize=(5, 3.5), dpi=100)
+    axes = figure.add_subplot()
+    for key, style in (("reference", "o--"), ("hardened", "s-")):
+        if key in metrics:
+            eps, accuracy = zip(*curve_points(metrics[key]))
+            axes.plot(eps, [100 * a for a in accuracy], style, label=key)
+    eps_ref = metrics["hardened"].get("eps_ref")
+    if eps_ref:
+        axes.axvline(eps_ref, color="grey", linewidth=0.8, linestyle=":", label=f"eps_ref = {eps_ref:.3g}")
+    axes.set_xlabel("FGS epsilon (Linf, [0, 1] pixel space)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.set_title(f"{metrics['model']['architecture']} on {metrics['model']['dataset']}")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    path = Path(path)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def card_metrics(card_data: ModelCardData) -> dict[str, float]:
+    """Metric name -> value from a card's ``model-index`` (the inverse of :func:`eval_results`).
+
+    Names: ``clean_accuracy``, ``rho2``, ``fgs@<fraction>eps_ref`` and ``fgs@<eps>``.
+    """
+    figures = {}
+    for result in card_data.eval_results or []:
+        args = result.metric_args or {}
+        if result.metric_type == "accuracy":
+            figures["clean_accuracy"] = result.metric_value
+        elif result.metric_type == "rho2":
+            figures["rho2"] = result.metric_value
+        elif result.metric_type == "robust_accuracy" and "fraction" in args:
+            figures[f"fgs@{args['fraction']:g}eps_ref"] = result.metric_value
+        elif result.metric_type == "robust_accuracy" and "eps" in args:
+            figures[f"fgs@{args['eps']:g}"] = result.metric_value
+    return figures
+
+
+def report_metrics(report: dict) -> dict[str, float]:
+    """The same names as :func:`card_metrics`, read from one report of metrics.json."""
+    figures = {"clean_accuracy": report["clean_accuracy"], "rho2": report["rho2"]}
+    figures.update({f"fgs@{float(f):g}eps_ref": a for f, a in report.get("fgs_at_ref", {}).items()})
+    figures.update({f"fgs@{float(e):g}": a for e, a in report.get("fgs", {}).items()})
+    return figures
+
+
+def render_card(metrics: dict, comparison: str | None = None, *, curve_file: str | None = None,
+                repo_id: str | None = None) -> str:
+    """README.md text for a hardened checkpoint described by ``metrics`` (the content of metrics.json).
+
+    ``comparison`` defaults to :func:`comparison_table`; ``repo_id`` goes into the usage snippet (``ORG/NAME``
+    when not yet known).
+    """
     info, recipe = metrics["model"], metrics["recipe"]
     name = info["repo_name"]
+    repo_id = repo_id or f"ORG/{name}"
+    comparison = comparison if comparison is not None else comparison_table(metrics)
+    timm_loadable = not info["architecture"].startswith(TORCHVISION_PREFIX)
     data = ModelCardData(
         model_name=name,
-        library_name="timm",
+        library_name="timm" if timm_loadable else "pytorch",
         pipeline_tag="image-classification",
         license="apache-2.0",
         tags=TAGS,
         datasets=[info["dataset_hub_id"]],
         base_model=info.get("base_model"),
         eval_results=eval_results(metrics),
+        dd_hub={"architecture": info["architecture"], "dataset": info["dataset"], "recipe": recipe["name"],
+                "rho_space": recipe["rho_space"], "version": metrics.get("dd_hub_version"),
+                **({"repo_id": repo_id} if not repo_id.startswith("ORG/") else {})},
     )
     defense, harden = recipe["defense"], recipe["harden"]
     curve = f"\n![Accuracy under FGS versus epsilon]({curve_file})\n" if curve_file else ""
+    usage = _TIMM_USAGE if timm_loadable else _TORCHVISION_USAGE
     body = f"""
 # {name}
 
@@ -91,20 +211,10 @@ pixel space. rho_2 is the mean DeepFool ratio (L2, source = predicted class, all
 smallest FGS epsilon at which the hardened model's accuracy falls to 50% (the paper's protocol); both models are
 evaluated at the same epsilons.
 
-{comparison_table}{curve}
+{comparison}{curve}
 ## Usage
 
-```python
-import timm
-import dd_hub  # registers dd-hub's own architectures; not needed for standard timm ones
-
-model = timm.create_model("hf-hub:ORG/{name}", pretrained=True)  # pretrained=True, or the weights are random
-model.eval()
-# or, with [0, 1] inputs and the normalization inside: model = dd_hub.load("ORG/{name}")
-```
-
-Inputs are normalized with the `mean`/`std` in `config.json` (timm's `resolve_model_data_config`).
-
+{usage.format(repo_id=repo_id)}
 ## Limitations
 
 These figures are empirical: DeepFool and FGS are not the strongest attacks, and accuracy under them is an upper

@@ -1,0 +1,408 @@
+"""Hub integration: timm-format export and loading, model cards, publish, list/show, model_cards index.
+
+The Hub here is ``tests/hub_server.py``: a loopback HTTP server that is a test double of the Hugging Face Hub's API
+(create, commit, download and listing routes), started on a free port per test and stopped after it. The real
+huggingface_hub and timm client code talks to it through ``HF_ENDPOINT``: in this process by monkeypatching
+``huggingface_hub.constants`` (the way huggingface_hub's own tests do, because the constants are read at import),
+and in fresh processes through the environment.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from click.testing import CliRunner
+from huggingface_hub import ModelCard, constants
+from safetensors.torch import save_file
+
+import dd_hub
+from dd_hub.card import CURVE_NAME, card_metrics, render_card, render_curve, report_metrics
+from dd_hub.cli import main
+from dd_hub.data import get_spec
+from dd_hub.errors import DDHubError
+from dd_hub.evaluate import Report
+from dd_hub.hub import load, save_model
+from dd_hub.publish import add_card, publish, write_index
+from dd_hub.recipes import find_recipe
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hub_server import FakeHub  # noqa: E402
+
+ALICE, BOB = "hf_test_alice_secret", "hf_test_bob_secret"
+REPO = "alice/dd_lenet_mnist-mnist-5k-deepdefense"
+
+
+# --- fixtures --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def hub():
+    server = FakeHub(tokens={ALICE: "alice", BOB: "bob"}, orgs={"alice": ["dd-org"]}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub_env(hub, tmp_path, monkeypatch) -> dict[str, str]:
+    """Point huggingface_hub at the test double, with an empty cache and alice's token; returns the env."""
+    home = tmp_path / "hf_home"
+    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_TOKEN": ALICE,
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return {**os.environ, **env}
+
+
+def fake_report(clean: float, rho2: float, eps_ref: float | None, fgs_scale: float) -> dict:
+    """A synthetic evaluation report (made-up figures: these tests check plumbing, not robustness)."""
+    return Report(
+        n_examples=200, clean_accuracy=clean, rho2=rho2, rho_space="centered",
+        deepfool={"steps": 50, "candidates": 10, "overshoot": 0.02, "norm": "l2", "clip": False,
+                  "source": "prediction", "success_rate": 1.0, "mean_iterations": 2.5},
+        fgs={"0.05": 0.9 * fgs_scale, "0.1": 0.6 * fgs_scale, "0.2": 0.2 * fgs_scale},
+        eps_ref=eps_ref, eps_ref_source="self",
+        fgs_at_ref={"0.2": 0.85 * fgs_scale, "0.5": 0.7 * fgs_scale, "1": 0.5 * fgs_scale},
+    ).to_dict()
+
+
+def fake_metrics(rho2: float = 0.2, clean: float = 0.97, architecture: str = "dd_lenet_mnist") -> dict:
+    recipe = find_recipe("lenet", "mnist-5k", {})
+    spec = get_spec("mnist-5k")
+    return {
+        "dd_hub_version": dd_hub.__version__, "seed": 1234,
+        "model": {"architecture": architecture, "repo_name": f"{architecture}-mnist-5k-deepdefense",
+                  "dataset": "mnist-5k", "dataset_hub_id": spec.hub_id, "base_model": None, "num_classes": 10},
+        "recipe": recipe.to_dict(),
+        "hardened": fake_report(clean, rho2, 0.123, 1.0),
+        "reference": fake_report(clean + 0.01, rho2 / 2, 0.123, 0.8),
+        "training": [],
+    }
+
+
+def write_model_dir(directory: Path, metrics: dict, seed: int = 0) -> torch.nn.Module:
+    """What `dd-hub harden` writes (weights, config, metrics, curve, card), for a random LeNet."""
+    torch.manual_seed(seed)
+    model = dd_hub.create_model("dd_lenet_mnist").eval()
+    save_model(model, directory, label_names=get_spec("mnist-5k").label_names)
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    render_curve(metrics, directory / CURVE_NAME)
+    (directory / "README.md").write_text(render_card(metrics, curve_file=CURVE_NAME))
+    return model
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> tuple[Path, torch.nn.Module]:
+    directory = tmp_path / "lenet"
+    return directory, write_model_dir(directory, fake_metrics())
+
+
+def run_cli(*args: str) -> "click.testing.Result":  # noqa: F821
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def run_python(code: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (a new user's process) with ``env``."""
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+LOAD_WITH_TIMM = """
+import sys, torch, timm
+import dd_hub  # registers dd_lenet_mnist in timm's registry
+model = timm.create_model(sys.argv[1], pretrained=True).eval()
+x = torch.load(sys.argv[2])
+torch.save(model(x), sys.argv[3])
+"""
+
+
+def probe(tmp_path: Path, model: torch.nn.Module) -> tuple[Path, torch.Tensor]:
+    """An input batch saved for a subprocess and the bare network's logits on it."""
+    x = torch.rand(4, 1, 28, 28)
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        return tmp_path / "x.pt", dd_hub.unwrap(model)(x)
+
+
+# --- export and load -------------------------------------------------------------------------------------------
+def test_export_is_timm_format_and_loads_bit_identical(model_dir, tmp_path):
+    directory, model = model_dir
+    assert sorted(p.name for p in directory.iterdir()) == ["README.md", "config.json", "metrics.json",
+                                                           "model.safetensors", CURVE_NAME]
+    config = json.loads((directory / "config.json").read_text())
+    assert config["architecture"] == "dd_lenet_mnist" and config["num_classes"] == 10
+    assert config["label_names"] == [str(i) for i in range(10)]
+    cfg = config["pretrained_cfg"]
+    assert cfg["input_size"] == [1, 28, 28] and cfg["interpolation"] == "bilinear" and cfg["crop_pct"] == 1.0
+    assert cfg["mean"] == [0.1307] and cfg["std"] == [0.3081]
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x)
+        via_timm = timm.create_model(f"local-dir:{directory}", pretrained=True).eval()
+        assert torch.equal(via_timm((x - 0.1307) / 0.3081), dd_hub.unwrap(model)((x - 0.1307) / 0.3081))
+        assert torch.equal(load(directory)(x), expected)
+        assert torch.equal(load(f"local-dir:{directory}")(x), expected)
+
+
+def test_torchvision_twin_exports_as_timm(tmp_path):
+    tv_model = dd_hub.create_model("tv:resnet18", num_classes=10).eval()
+    save_model(tv_model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architecture"] == "resnet18" and config["num_classes"] == 10
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = tv_model(x)
+        timm_model = timm.create_model(f"local-dir:{tmp_path}", pretrained=True).eval()
+        torch.testing.assert_close(timm_model((x - tv_model.mean) / tv_model.std), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(load(tmp_path)(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_torchvision_without_twin_gets_dd_hub_config(tmp_path):
+    tv_model = dd_hub.create_model("tv:squeezenet1_1", num_classes=7).eval()
+    save_model(tv_model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architecture"] == "tv:squeezenet1_1" and config["num_classes"] == 7
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load(tmp_path)(x), tv_model(x))
+    with pytest.raises(RuntimeError, match="Unknown model"):  # timm refuses it instead of building random weights
+        timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
+
+
+def test_loading_refuses_pickles_truncated_weights_and_unknown_architectures(model_dir, tmp_path):
+    directory, model = model_dir
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_bytes((directory / "config.json").read_bytes())
+    torch.save(dd_hub.unwrap(model).state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(DDHubError, match="pickle"):
+        load(pickled)
+
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "config.json").write_bytes((directory / "config.json").read_bytes())
+    data = (directory / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DDHubError, match="truncated"):
+        load(truncated)
+
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    config = json.loads((directory / "config.json").read_text())
+    (unknown / "config.json").write_text(json.dumps({**config, "architecture": "no_such_net"}))
+    (unknown / "model.safetensors").write_bytes(data)
+    with pytest.raises(DDHubError, match="unknown architecture 'no_such_net'"):
+        load(unknown)
+    result = CliRunner().invoke(main, ["show", str(tmp_path / "nowhere" / "x")])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_loading_a_config_that_does_not_fit_the_weights_is_clear(model_dir, tmp_path):
+    directory, _ = model_dir
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "architecture": "dd_mlp_mnist"}))
+    with pytest.raises(DDHubError, match="do not fit"):
+        load(directory)
+
+
+# --- model card ------------------------------------------------------------------------------------------------
+def test_card_front_matter_and_model_index_round_trip(model_dir):
+    directory, _ = model_dir
+    metrics = json.loads((directory / "metrics.json").read_text())
+    card = ModelCard.load(directory / "README.md")
+    data = card.data
+    assert data.library_name == "timm" and data.pipeline_tag == "image-classification"
+    assert set(data.tags) >= {"timm", "image-classification", "adversarial-robustness", "deep-defense", "dd-hub"}
+    assert data.datasets == ["mnist"] and data.license == "apache-2.0"
+    assert "base_model" in data.to_dict() or metrics["model"]["base_model"] is None
+    assert card_metrics(data) == report_metrics(metrics["hardened"])
+    by_type = {}
+    for result in data.eval_results:
+        by_type.setdefault(result.metric_type, []).append(result)
+    rho = by_type["rho2"][0].metric_args
+    assert (rho["steps"], rho["candidates"], rho["overshoot"], rho["norm"]) == (50, 10, 0.02, "l2")
+    for result in by_type["robust_accuracy"]:
+        args = result.metric_args
+        assert args["attack"] == "fgs" and args["norm"] == "linf" and args["n_examples"] == 200
+        assert args["seed"] == 1234 and args["eps"] > 0
+    text = card.text
+    for section in ("## How it was hardened", "## Robustness, before and after", "## Usage", "## Limitations",
+                    "## Citation", f"]({CURVE_NAME})", "pretrained=True", "| reference | hardened |"):
+        assert section in text
+
+
+def test_card_and_curve_render_identically(tmp_path):
+    metrics = fake_metrics()
+    assert render_card(metrics, curve_file=CURVE_NAME) == render_card(json.loads(json.dumps(metrics)),
+                                                                      curve_file=CURVE_NAME)
+    render_curve(metrics, tmp_path / "a.png")
+    render_curve(metrics, tmp_path / "b.png")
+    first = (tmp_path / "a.png").read_bytes()
+    assert first.startswith(b"\x89PNG") and first == (tmp_path / "b.png").read_bytes()
+    other = fake_metrics(rho2=0.3)
+    other["hardened"]["fgs"]["0.1"] = 0.1
+    render_curve(other, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes() != first
+
+
+# --- publish, load from the Hub, list --------------------------------------------------------------------------
+def test_round_trip_publish_then_timm_loads_in_fresh_process(model_dir, hub, hub_env, tmp_path):
+    directory, model = model_dir
+    done = run_python("from dd_hub.cli import main; main()", hub_env, "publish", str(directory))
+    assert done.returncode == 0, done.stderr
+    assert f"Published {REPO}@main" in done.stdout and ALICE not in done.stdout + done.stderr
+    assert sorted(hub.files(REPO)) == [".gitattributes", "README.md", "config.json", "metrics.json",
+                                       "model.safetensors", CURVE_NAME]
+    assert hub.files(REPO)["model.safetensors"] == (directory / "model.safetensors").read_bytes()
+    assert f'hf-hub:{REPO}"' in hub.files(REPO)["README.md"].decode()
+
+    x_path, expected = probe(tmp_path, model)
+    loaded = run_python(LOAD_WITH_TIMM, hub_env, f"hf-hub:{REPO}", str(x_path), str(tmp_path / "y.pt"))
+    assert loaded.returncode == 0, loaded.stderr
+    assert torch.equal(torch.load(tmp_path / "y.pt"), expected)
+
+    card = ModelCard.load(REPO)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert card_metrics(card.data) == report_metrics(metrics["hardened"])
+    listed = run_cli("list", "--json")
+    assert [e["repo_id"] for e in json.loads(listed.output)] == [REPO]
+
+
+def test_offline_loading_from_a_populated_cache(model_dir, hub, hub_env, tmp_path):
+    directory, model = model_dir
+    publish(directory)
+    x_path, expected = probe(tmp_path, model)
+    with torch.no_grad():
+        assert torch.equal(load(REPO)(torch.load(x_path)), model(torch.load(x_path)))  # fills the cache
+    # a populated cache suffices: the server is gone, and offline mode forbids any request
+    hub.stop()
+    offline = {**hub_env, "HF_HUB_OFFLINE": "1"}
+    loaded = run_python(LOAD_WITH_TIMM, offline, f"hf-hub:{REPO}", str(x_path), str(tmp_path / "y.pt"))
+    assert loaded.returncode == 0, loaded.stderr
+    assert torch.equal(torch.load(tmp_path / "y.pt"), expected)
+    via_dd_hub = run_python("import sys, dd_hub; dd_hub.load(sys.argv[1]); print('ok')", offline, REPO)
+    assert via_dd_hub.stdout.strip() == "ok", via_dd_hub.stderr
+    missing = run_python("import dd_hub; dd_hub.load('alice/never-downloaded')", offline)
+    assert "not in the local Hub cache" in missing.stderr
+
+
+def test_republish_adds_a_commit_with_updated_files(model_dir, hub, hub_env):
+    directory, _ = model_dir
+    first = publish(directory)
+    card_before = hub.files(REPO)["README.md"]
+    metrics = fake_metrics(rho2=0.25)
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    second = publish(directory)
+    assert first.commit_url != second.commit_url and len(hub.repos[REPO].history) == 3  # create + 2 uploads
+    assert hub.files(REPO)["README.md"] != card_before
+    assert card_metrics(ModelCard.load(REPO).data)["rho2"] == 0.25
+
+
+def test_publish_private_to_a_branch_and_dry_run(model_dir, hub, hub_env):
+    directory, _ = model_dir
+    dry = run_cli("publish", str(directory), "--dry-run")
+    assert "Dry run" in dry.output and REPO in dry.output and not hub.repos
+    result = run_cli("publish", str(directory), "--repo-id", "dd-org/lenet-robust", "--private", "--revision", "dev")
+    assert result.exit_code == 0 and "dd-org/lenet-robust@dev" in result.output
+    repo = hub.repos["dd-org/lenet-robust"]
+    assert repo.private and "README.md" in hub.files("dd-org/lenet-robust", "dev")
+    assert "README.md" not in hub.files("dd-org/lenet-robust", "main")
+    assert not hub.may_read("bob", "dd-org/lenet-robust")
+
+
+@pytest.mark.parametrize("case", ["no token", "bad token", "no permission", "invalid name", "network down"])
+def test_publish_errors_are_clear_and_claim_nothing(case, model_dir, hub, hub_env, monkeypatch):
+    directory, _ = model_dir
+    args = ["publish", str(directory)]
+    expected = {"no token": "no Hugging Face token", "bad token": "rejected the token",
+                "no permission": "no write permission for bob/x", "invalid name": "invalid repo name",
+                "network down": "cannot reach the Hub"}[case]
+    if case == "no token":
+        monkeypatch.delenv("HF_TOKEN")
+    elif case == "bad token":
+        monkeypatch.setenv("HF_TOKEN", "hf_wrong_secret")
+    elif case == "no permission":
+        args += ["--repo-id", "bob/x"]
+    elif case == "invalid name":
+        args += ["--repo-id", "alice/not a name!"]
+    else:
+        hub.stop()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and expected in result.output, result.output
+    assert "Published" not in result.output and "Traceback" not in result.output
+    assert ALICE not in result.output and "hf_wrong_secret" not in result.output
+    assert not any(method == "POST" and "/commit/" in path for method, path in hub.requests)
+
+
+def test_list_is_a_leaderboard_sorted_by_the_chosen_metric(hub, hub_env, tmp_path):
+    figures = {"alice/a-robust": (0.40, 0.95), "alice/b-accurate": (0.10, 0.99), "dd-org/c-middle": (0.25, 0.97)}
+    for seed, (repo_id, (rho2, clean)) in enumerate(figures.items()):
+        write_model_dir(tmp_path / repo_id, fake_metrics(rho2=rho2, clean=clean), seed=seed)
+        publish(tmp_path / repo_id, repo_id)
+    other = fake_metrics()
+    other["model"]["dataset"] = "cifar10"
+    write_model_dir(tmp_path / "other", other)
+    publish(tmp_path / "other", "alice/other-dataset")
+
+    by_rho = json.loads(run_cli("list", "--dataset", "mnist-5k", "--json").output)
+    assert [e["repo_id"] for e in by_rho] == ["alice/a-robust", "dd-org/c-middle", "alice/b-accurate"]
+    assert [e["metrics"]["rho2"] for e in by_rho] == [0.40, 0.25, 0.10]
+    by_clean = json.loads(run_cli("list", "--dataset", "mnist-5k", "--sort", "clean_accuracy", "--json").output)
+    assert [e["repo_id"] for e in by_clean] == ["alice/b-accurate", "dd-org/c-middle", "alice/a-robust"]
+    table = run_cli("list", "--dataset", "mnist-5k").output.splitlines()
+    assert table[0].startswith("| # | model | architecture | dataset | clean_accuracy | rho2 |")
+    assert [row.split("|")[2].strip() for row in table[2:]] == ["alice/a-robust", "dd-org/c-middle",
+                                                                "alice/b-accurate"]
+    assert len(json.loads(run_cli("list", "--json").output)) == 4
+    bad = CliRunner().invoke(main, ["list", "--sort", "speed"])
+    assert bad.exit_code == 2 and "unknown metric 'speed'" in bad.output
+
+    shown = run_cli("show", "alice/a-robust")
+    assert "alice/a-robust: dd_lenet_mnist on mnist-5k" in shown.output and "rho2" in shown.output
+    assert json.loads(run_cli("show", "alice/a-robust", "--json").output)["metrics"]["rho2"] == 0.40
+
+
+def test_model_cards_index_is_regenerated_from_the_cards(tmp_path):
+    cards = tmp_path / "model_cards"
+    for seed, (name, rho2) in enumerate((("low", 0.1), ("high", 0.3))):
+        write_model_dir(tmp_path / name, fake_metrics(rho2=rho2), seed=seed)
+        add_card(tmp_path / name, cards, f"dd-hub/{name}")
+    index = write_index(cards).read_text()
+    assert index.index("[dd-hub/high]") < index.index("[dd-hub/low]")
+    assert (cards / "high" / CURVE_NAME).is_file()
+    assert write_index(cards).read_text() == index
+    assert run_cli("cards", str(cards), "--sort", "clean_accuracy").exit_code == 0
+
+
+@pytest.mark.slow
+def test_harden_publish_load_list_end_to_end(hub, hub_env, tmp_path):
+    """The real `dd-hub harden` (tiny), `dd-hub publish`, timm in a fresh process, `dd-hub list`."""
+    out = tmp_path / "run"
+    cli = [sys.executable, "-m", "dd_hub"]
+    harden = subprocess.run(cli + ["harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), "--epochs", "1",
+                                   "--set", "reference.epochs=1", "--set", "evaluation.max_examples=100",
+                                   "--set", "evaluation.deepfool_steps=10", "--quiet"],
+                            env=hub_env, capture_output=True, text=True, timeout=900)
+    assert harden.returncode == 0, harden.stderr
+    assert (out / CURVE_NAME).is_file()
+    published = subprocess.run(cli + ["publish", str(out)], env=hub_env, capture_output=True, text=True, timeout=300)
+    assert published.returncode == 0, published.stderr
+
+    model = load(out)
+    x_path, expected = probe(tmp_path, model)
+    loaded = run_python(LOAD_WITH_TIMM, hub_env, f"hf-hub:{REPO}", str(x_path), str(tmp_path / "y.pt"))
+    assert loaded.returncode == 0, loaded.stderr
+    assert torch.equal(torch.load(tmp_path / "y.pt"), expected)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert card_metrics(ModelCard.load(REPO).data) == report_metrics(metrics["hardened"])
+    listed = subprocess.run(cli + ["list"], env=hub_env, capture_output=True, text=True, timeout=300)
+    assert REPO in listed.stdout
