@@ -56,6 +56,7 @@ class Recipe:
     seed: int = 1234
     pretrained: bool = False                # start from the library's pretrained weights
     rho_space: str = "pixel"                # space of ||r||/||x|| in the regularizer and in rho_2
+    max_train_examples: int | None = None   # train on the first N training images only (smoke tests, sweeps)
     reference: TrainConfig | None = None    # trains the starting model when no weights are given
     harden: TrainConfig = field(default_factory=TrainConfig)
     defense: DeepDefenseConfig = field(default_factory=DeepDefenseConfig)
