@@ -76,6 +76,8 @@ def harden(
                          checkpoint=checkpoint)
     data_config = timm.data.resolve_model_data_config(unwrap(model))
     train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir, data_config=data_config)
+    if recipe.max_train_examples is not None and recipe.max_train_examples < len(train_set):
+        train_set = torch.utils.data.Subset(train_set, range(recipe.max_train_examples))
     test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir, data_config=data_config)
     center = mean_image(train_set) if recipe.rho_space == "centered" else None
     loop = dict(accelerator=accelerator, progress=progress, seed=recipe.seed, checkpoint_dir=out_dir / "checkpoints",
