@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from dd_hub import DeepFoolResult
+from dd_hub.attacks.deepfool import MIN_STEP
 
 
 def naive_deepfool_unrolled(
@@ -63,7 +64,8 @@ def naive_deepfool_unrolled(
         margins, directions = torch.stack(margins, 1), torch.stack(directions, 1)  # (B, m), (B, m, D)
         best = (margins.abs() / (directions.norm(dim=2) + eps)).argmin(1).detach()
         margin, w = margins[rows, best], directions[rows, best]
-        step_r = (margin.abs() / (w.norm(dim=1) + eps) ** 2)[:, None] * w
+        w_norm = w.norm(dim=1) + eps
+        step_r = ((margin.abs() / w_norm + MIN_STEP) / w_norm)[:, None] * w
         r_tot = r_tot + active[:, None, None, None].to(x0.dtype) * step_r.view_as(x0)
         iterations += active.long()
     return DeepFoolResult(x0 + scale * r_tot - x0, iterations, success, correct)
