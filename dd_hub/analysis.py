@@ -1,0 +1,135 @@
+"""The paper's analyses as tools for any model: sweeps over c, lambda and the regularized layers.
+
+``sweep`` fine-tunes one copy of the reference model per (layers, lambda, c) point with Deep Defense and plots
+clean accuracy against rho_2: the paper's Fig. 3 (how to pick c; larger c trades robustness for accuracy) and,
+with ``layer_sets``, Fig. 4 (regularizing one layer at a time). FGS accuracies are measured at fractions of the
+*reference* model's epsilon_ref so that all points share one budget. PGD and the masking checks are skipped to
+keep sweeps affordable; run ``dd-hub eval`` on the chosen point.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from .data import create_dataset, mean_image
+from .evaluate import evaluate, save_json
+from .hub import write_text_atomic
+from .methods import create_objective
+from .recipes import Recipe
+from .reproduce import reference_model
+from .train import train
+
+
+@dataclass
+class SweepResult:
+    """One dict per point (c, lam, layers, accuracy, rho2, fgs_at_ref), the reference's, and the written files."""
+
+    points: list[dict]
+    reference: dict
+    table: str
+    out_dir: Path
+
+
+def sweep(
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    c_values: Sequence[float],
+    lam_values: Sequence[float] | None = None,
+    layer_sets: Sequence[Sequence[str]] | None = None,
+    checkpoint: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> SweepResult:
+    """Deep Defense at every (layers, lambda, c); writes ``sweep.json``, ``sweep.md`` and ``sweep.png``.
+
+    ``lam_values`` defaults to the recipe's lambda; ``layer_sets`` to ``[[]]`` (all layers regularized).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lam_values = list(lam_values or [recipe.defense.lam])
+    layer_sets = [list(layers) for layers in (layer_sets or [[]])]
+    train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir)
+    test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir)
+    center = mean_image(train_set) if recipe.rho_space == "centered" else None
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    eval_config = dataclasses.replace(recipe.evaluation, pgd_steps=0, sanity=False)
+    set_seed(recipe.seed)
+    reference = reference_model(recipe, train_set, checkpoint=checkpoint, accelerator=accelerator,
+                                progress=progress, echo=echo)
+    ref_report = evaluate(reference, test_set, eval_config, center=center, progress=progress)
+    points = []
+    for layers in layer_sets:
+        for lam in lam_values:
+            for c in c_values:
+                echo(f"Deep Defense with c={c:g}, lambda={lam:g}, layers={','.join(layers) or 'all'}")
+                point_recipe = dataclasses.replace(recipe, method="deep_defense", defense=dataclasses.replace(
+                    recipe.defense, c=float(c), lam=float(lam), regularize_layers=layers))
+                set_seed(recipe.seed)
+                model = copy.deepcopy(reference)
+                train(model, train_set, recipe.harden, create_objective(point_recipe), accelerator=accelerator,
+                      center=center, desc=f"c={c:g}", progress=progress)
+                report = evaluate(model, test_set, eval_config, center=center, eps_ref=ref_report.eps_ref,
+                                  progress=progress)
+                points.append({"c": float(c), "lam": float(lam), "layers": layers,
+                               "accuracy": report.clean_accuracy, "rho2": report.rho2,
+                               "fgs_at_ref": report.fgs_at_ref})
+    reference_point = {"accuracy": ref_report.clean_accuracy, "rho2": ref_report.rho2, "eps_ref": ref_report.eps_ref,
+                       "fgs_at_ref": ref_report.fgs_at_ref}
+    table = format_sweep(points, reference_point)
+    save_json({"model": recipe.model, "dataset": recipe.dataset, "seed": recipe.seed, "recipe": recipe.to_dict(),
+               "reference": reference_point, "points": points, "rho_space": ref_report.rho_space},
+              out_dir / "sweep.json")
+    write_text_atomic(out_dir / "sweep.md", table)
+    plot_sweep(points, reference_point, out_dir / "sweep.png")
+    return SweepResult(points, reference_point, table, out_dir)
+
+
+def format_sweep(points: list[dict], reference: dict) -> str:
+    """Markdown table of the sweep, the reference first."""
+    fractions = list(reference["fgs_at_ref"])
+    header = ["layers", "lambda", "c", "Acc.", "rho_2"] + [f"FGS @{f} ref eps_ref" for f in fractions]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+             "| reference | – | – | " + f"{reference['accuracy']:.2%} | {reference['rho2']:.3g} | "
+             + " | ".join(f"{reference['fgs_at_ref'][f]:.2%}" for f in fractions) + " |"]
+    for p in points:
+        lines.append(f"| {','.join(p['layers']) or 'all'} | {p['lam']:g} | {p['c']:g} | {p['accuracy']:.2%} | "
+                     f"{p['rho2']:.3g} | " + " | ".join(f"{p['fgs_at_ref'][f]:.2%}" for f in fractions) + " |")
+    return "\n".join(lines) + f"\n\nreference epsilon_ref = {reference['eps_ref']:.4g}\n"
+
+
+def plot_sweep(points: list[dict], reference: dict, path: Path) -> None:
+    """Clean accuracy against rho_2, one line per (layers, lambda), each point labelled with its c."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for p in points:
+        groups.setdefault((",".join(p["layers"]) or "all", p["lam"]), []).append(p)
+    for (layers, lam), members in groups.items():
+        members = sorted(members, key=lambda p: p["c"])
+        ax.plot([p["rho2"] for p in members], [p["accuracy"] for p in members], "o-",
+                label=f"layers={layers}, lambda={lam:g}")
+        for p in members:
+            ax.annotate(f"c={p['c']:g}", (p["rho2"], p["accuracy"]), fontsize=7, textcoords="offset points",
+                        xytext=(3, 3))
+    ax.plot([reference["rho2"]], [reference["accuracy"]], "k*", markersize=10, label="reference")
+    ax.set_xlabel("rho_2")
+    ax.set_ylabel("clean accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)

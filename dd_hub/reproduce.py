@@ -1,0 +1,210 @@
+"""``reproduce``: the paper's Table 1 protocol for one setting, every method side by side with the paper's row.
+
+For each seed: train (or load) the reference model; fine-tune a copy of it with every method on the recipe's
+``harden`` schedule; find epsilon_ref on one model (the paper: the Deep Defense model, ``eps_ref_from``) and
+evaluate every model at ``fgs_fractions x epsilon_ref`` with FGS and PGD, plus clean accuracy and rho_2. Writes
+``results.json`` and ``table.md``; with several seeds the table shows mean +- sample standard deviation.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import Dataset
+
+from . import __version__
+from .data import create_dataset, get_spec, mean_image
+from .errors import DDHubError
+from .evaluate import Report, evaluate, save_json
+from .hub import save_model, write_text_atomic
+from .methods import create_objective, list_methods
+from .models import create_model
+from .recipes import Recipe
+from .train import cross_entropy, train
+
+PAPER_METHODS = ("clean", "deepfool_adv", "fgs_adv", "deep_defense")
+LABELS = {
+    "reference": "Reference",
+    "clean": "Clean fine-tune",
+    "deepfool_adv": "Adv. Train I (DeepFool)",
+    "fgs_adv": "Adv. Train II (FGS)",
+    "pgd_adv": "PGD adv. train",
+    "trades": "TRADES",
+    "deep_defense": "Deep Defense",
+}
+
+# Table 1 of the paper (NeurIPS 2018): accuracy, rho_2, FGS accuracy at 0.2/0.5/1.0 epsilon_ref; fractions.
+_Row = tuple[float, float, float, float, float]
+PAPER_TABLE1: dict[str, dict[str, _Row]] = {
+    "dd_mlp_mnist": {
+        "Reference": (0.9831, 0.111, 0.7276, 0.2908, 0.0331),
+        "Par. Train": (0.9832, 0.111, 0.7744, 0.2895, 0.0296),
+        "Adv. Train I": (0.9849, 0.162, 0.8770, 0.5969, 0.2255),
+        "Ours": (0.9865, 0.225, 0.9504, 0.8893, 0.5000),
+    },
+    "dd_lenet_mnist": {
+        "Reference": (0.9902, 0.205, 0.9095, 0.5388, 0.1975),
+        "Par. Train": (0.9910, 0.203, 0.9168, 0.6648, 0.1964),
+        "Adv. Train I": (0.9918, 0.263, 0.9520, 0.7482, 0.4140),
+        "Ours": (0.9934, 0.284, 0.9651, 0.8893, 0.5000),
+    },
+}
+PAPER_FRACTIONS = ("0.2", "0.5", "1")
+
+
+@dataclass
+class ReproduceResult:
+    """The Markdown table, the JSON-serialisable results and where they were written."""
+
+    table: str
+    results: dict
+    out_dir: Path
+
+
+def reference_model(recipe: Recipe, train_set: Dataset, *, checkpoint: str | Path | None, accelerator: Accelerator,
+                    progress: bool, echo: Callable[[str], None]) -> torch.nn.Module:
+    """The starting model of every method: ``checkpoint``, pretrained weights, or trained by ``recipe.reference``."""
+    spec = get_spec(recipe.dataset)
+    model = create_model(recipe.model, num_classes=spec.num_classes, pretrained=recipe.pretrained,
+                         checkpoint=checkpoint)
+    if checkpoint is None and not recipe.pretrained:
+        if recipe.reference is None:
+            raise DDHubError(f"no reference weights for '{recipe.model}': pass --checkpoint FILE or use a recipe "
+                             "with a reference section")
+        echo(f"Training the reference {recipe.model} ({recipe.reference.epochs} epochs)")
+        train(model, train_set, recipe.reference, cross_entropy, accelerator=accelerator, desc="reference",
+              progress=progress)
+    return model
+
+
+def reproduce(
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    methods: Sequence[str] = PAPER_METHODS,
+    seeds: Sequence[int] | None = None,
+    eps_ref_from: str = "deep_defense",
+    checkpoint: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> ReproduceResult:
+    """Run the paper's comparison for ``recipe``'s model and dataset; see the module docstring."""
+    unknown = [m for m in methods if m not in list_methods()]
+    if unknown:
+        raise DDHubError(f"unknown method '{unknown[0]}'; available: {', '.join(list_methods())}")
+    if eps_ref_from not in ("reference", *methods):
+        raise DDHubError(f"--eps-ref-from must be 'reference' or one of the methods run ({', '.join(methods)})")
+    seeds = list(seeds or [recipe.seed])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = get_spec(recipe.dataset)
+    train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir)
+    test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir)
+    center = mean_image(train_set) if recipe.rho_space == "centered" else None
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              gradient_accumulation_steps=recipe.harden.grad_accumulation)
+    names = ["reference", *methods]
+    runs = []
+    for seed in seeds:
+        echo(f"== seed {seed}")
+        set_seed(seed)
+        models = {"reference": reference_model(recipe, train_set, checkpoint=checkpoint, accelerator=accelerator,
+                                               progress=progress, echo=echo)}
+        history = {}
+        for method in methods:
+            echo(f"Fine-tuning with {method} ({recipe.harden.epochs} epochs)")
+            set_seed(seed)  # same data order for every method
+            model = copy.deepcopy(models["reference"])
+            history[method] = train(model, train_set, recipe.harden, create_objective(
+                dataclasses.replace(recipe, method=method)), accelerator=accelerator, center=center, desc=method,
+                progress=progress)
+            models[method] = model
+        echo(f"Evaluating (epsilon_ref from {eps_ref_from})")
+        reports = {eps_ref_from: evaluate(models[eps_ref_from], test_set, recipe.evaluation, center=center,
+                                          progress=progress)}
+        for name in names:
+            if name not in reports:
+                reports[name] = evaluate(models[name], test_set, recipe.evaluation, center=center,
+                                         eps_ref=reports[eps_ref_from].eps_ref, progress=progress)
+        for name in names:
+            save_model(models[name], out_dir / f"seed{seed}" / name, label_names=spec.label_names)
+        runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref, "training": history,
+                     "reports": {name: reports[name].to_dict() for name in names}})
+    results = {
+        "dd_hub_version": __version__, "model": recipe.model, "dataset": recipe.dataset, "seeds": seeds,
+        "methods": names, "eps_ref_from": eps_ref_from, "recipe": recipe.to_dict(), "runs": runs,
+        "summary": _summary(runs, names), "paper": PAPER_TABLE1.get(recipe.model),
+    }
+    table = format_table(results)
+    save_json(results, out_dir / "results.json")
+    write_text_atomic(out_dir / "table.md", table)
+    return ReproduceResult(table, results, out_dir)
+
+
+def _metrics(report: dict) -> dict[str, float]:
+    row = {"accuracy": report["clean_accuracy"], "rho2": report["rho2"]}
+    row.update({f"fgs@{f}": acc for f, acc in report["fgs_at_ref"].items()})
+    row.update({f"pgd@{f}": acc for f, acc in report["pgd_at_ref"].items()})
+    row["sanity_failed"] = float(any(not check["passed"] for check in report["sanity"]))
+    return row
+
+
+def _summary(runs: list[dict], names: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Method -> metric -> {'mean', 'std'} over seeds (std 0 for one seed)."""
+    summary = {}
+    for name in names:
+        per_seed = [_metrics(run["reports"][name]) for run in runs]
+        summary[name] = {key: {"mean": statistics.fmean(r[key] for r in per_seed),
+                               "std": statistics.stdev([r[key] for r in per_seed]) if len(per_seed) > 1 else 0.0}
+                         for key in per_seed[0]}
+    return summary
+
+
+def format_table(results: dict) -> str:
+    """Markdown Table-1-style comparison: our rows (mean +- std over seeds), then the paper's rows."""
+    first = results["runs"][0]["reports"][results["methods"][0]]
+    fractions = list(first["fgs_at_ref"])
+    pgd_fractions = list(first["pgd_at_ref"])
+    several = len(results["seeds"]) > 1
+
+    def cell(stat: dict[str, float], percent: bool = True) -> str:
+        mean, std = stat["mean"], stat["std"]
+        text = f"{100 * mean:.2f}%" if percent else f"{mean:.3g}"
+        return text + (f" ± {100 * std:.2f}" if percent else f" ± {std:.2g}") if several else text
+
+    header = (["Method", "Acc.", "rho_2"] + [f"FGS @{f} eps_ref" for f in fractions]
+              + [f"PGD @{f} eps_ref" for f in pgd_fractions] + ["masking checks"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in results["methods"]:
+        stats = results["summary"][name]
+        failed = sorted({c["name"] for run in results["runs"] for c in run["reports"][name]["sanity"]
+                         if not c["passed"]})
+        seeds_failed = round(stats["sanity_failed"]["mean"] * len(results["runs"]))
+        lines.append("| " + " | ".join(
+            [LABELS.get(name, name), cell(stats["accuracy"]), cell(stats["rho2"], percent=False)]
+            + [cell(stats[f"fgs@{f}"]) for f in fractions] + [cell(stats[f"pgd@{f}"]) for f in pgd_fractions]
+            + ["passed" if not failed else f"FAILED in {seeds_failed}/{len(results['runs'])} seeds: "
+               + ", ".join(failed)]) + " |")
+    for label, row in (results.get("paper") or {}).items():
+        by_fraction = dict(zip(PAPER_FRACTIONS, row[2:]))
+        lines.append("| " + " | ".join(
+            [f"paper: {label}", f"{100 * row[0]:.2f}%", f"{row[1]:.3g}"]
+            + [f"{100 * by_fraction[f]:.2f}%" if f in by_fraction else "–" for f in fractions]
+            + ["–"] * len(pgd_fractions) + ["–"]) + " |")
+    eps_refs = [run["eps_ref"] for run in results["runs"]]
+    seeds = ", ".join(str(s) for s in results["seeds"])
+    notes = (f"\nepsilon_ref (L-infinity, [0, 1] pixels) from the {LABELS.get(results['eps_ref_from'])} model: "
+             + ", ".join(f"{e:.4g}" for e in eps_refs) + f" (seeds {seeds}). rho_2 in "
+             f"{first['rho_space']} space; FGS/PGD accuracies at fractions of epsilon_ref; PGD: "
+             f"{first['pgd_settings'].get('steps', 0)} steps, {first['pgd_settings'].get('restarts', 0)} restart(s), "
+             f"{first['pgd_settings'].get('norm', '')}. {first['n_examples']} test images"
+             + (", mean ± sample std over seeds." if several else ".") + "\n")
+    return "\n".join(lines) + "\n" + notes
