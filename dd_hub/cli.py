@@ -42,6 +42,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--epochs", type=int, help="Shortcut for --set harden.epochs=N.")
 @click.option("--lr", type=float, help="Shortcut for --set harden.lr=X.")
 @click.option("--seed", type=int, help="Shortcut for --set seed=N.")
+@click.option("--method", help="Training method (see `dd-hub methods`); default: the recipe's, deep_defense.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key, e.g. defense.c=15.")
 @click.option("--allow-random-init", is_flag=True, help="Harden even without pretrained or reference weights.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -50,14 +51,14 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
               help="Autocast precision (fp16 needs a GPU).")
 @click.option("--checkpoint-every", type=int, default=0, metavar="N",
               help="Also checkpoint every N batches (always at each epoch's end).")
-def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, lr, seed, sets, allow_random_init,
+def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, lr, seed, method, sets, allow_random_init,
            quiet, resume, mixed_precision, checkpoint_every) -> None:
     """Fine-tune MODEL with Deep Defense on DATASET, evaluate before/after, save a timm-format checkpoint."""
     from .pipeline import harden as run
     from .recipes import find_recipe, load_recipe
 
     overrides = _overrides(sets)
-    for key, value in (("harden.epochs", epochs), ("harden.lr", lr), ("seed", seed)):
+    for key, value in (("harden.epochs", epochs), ("harden.lr", lr), ("seed", seed), ("method", method)):
         if value is not None:
             overrides[key] = value
     recipe = load_recipe(recipe_file, overrides) if recipe_file else find_recipe(model, dataset, overrides)
@@ -95,6 +96,278 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
     config = EvalConfig(deepfool_steps=steps, rho_space=rho_space, max_examples=max_examples)
     report = evaluate(model, test_set, config, center=center, eps_ref=eps_ref, progress=not quiet)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_comparison({model_dir: report}))
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--repo-id", help="ORG/NAME (default: <your user>/<arch>-<dataset>-deepdefense).")
+@click.option("--private", is_flag=True, help="Create the repo as private.")
+@click.option("--revision", help="Branch to commit to (created from main if missing; default main).")
+@click.option("--dry-run", is_flag=True, help="Check the directory and show what would be uploaded; upload nothing.")
+@click.option("--cards-dir", type=click.Path(file_okay=False), help="Also add the card to this model_cards/ folder.")
+def publish(model_dir, repo_id, private, revision, dry_run, cards_dir) -> None:
+    """Upload MODEL_DIR (written by `dd-hub harden`) to the Hugging Face Hub in one commit."""
+    from .publish import add_card, publish as run, write_index
+
+    result = run(model_dir, repo_id, private=private, revision=revision, dry_run=dry_run)
+    if result.dry_run:
+        click.echo(f"Dry run: would upload {', '.join(result.files)} to {result.repo_id}@{result.revision}")
+        return
+    click.echo(f"Published {result.repo_id}@{result.revision}: {result.commit_url}")
+    if cards_dir:
+        add_card(model_dir, cards_dir, result.repo_id)
+        click.echo(f"Updated {write_index(cards_dir)}")
+
+
+@main.command("list")
+@click.option("--dataset", help="Only checkpoints hardened on this dataset (dd-hub name, e.g. mnist-5k).")
+@click.option("--arch", help="Only this architecture (timm name).")
+@click.option("--author", help="Only this user or organization.")
+@click.option("--sort", "sort_by", default="rho2", show_default=True,
+              help="Metric to rank by: clean_accuracy, rho2, fgs@<f>eps_ref, fgs@<eps>.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def list_cmd(dataset, arch, author, sort_by, as_json) -> None:
+    """Leaderboard of dd-hub checkpoints published on the Hub (tag dd-hub), best first."""
+    import json
+    from dataclasses import asdict
+
+    from .publish import find_published, leaderboard, sort_entries
+
+    entries = find_published(dataset=dataset, arch=arch, author=author)
+    if as_json:
+        click.echo(json.dumps([asdict(e) for e in sort_entries(entries, sort_by)], indent=2))
+    elif not entries:
+        click.echo("No dd-hub checkpoints found.")
+    else:
+        click.echo(leaderboard(entries, sort_by), nl=False)
+
+
+@main.command()
+@click.argument("repo_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def show(repo_id, as_json) -> None:
+    """Robustness metrics of one published checkpoint (ORG/NAME) or local model directory, from its card."""
+    import json
+    from dataclasses import asdict
+
+    from .publish import show as run
+
+    entry = run(repo_id)
+    if as_json:
+        click.echo(json.dumps(asdict(entry), indent=2))
+        return
+    click.echo(f"{entry.repo_id}: {entry.architecture} on {entry.dataset}")
+    for name, value in entry.metrics.items():
+        click.echo(f"  {name:<20} {value:.4g}" if name == "rho2" else f"  {name:<20} {value:.2%}")
+
+
+@main.command()
+@click.argument("cards_dir", default="model_cards", type=click.Path(file_okay=False))
+@click.option("--add", "model_dir", type=click.Path(file_okay=False), help="First add this model directory's card.")
+@click.option("--repo-id", help="Hub id the added model was published as (needed with --add).")
+@click.option("--sort", "sort_by", default="rho2", show_default=True)
+def cards(cards_dir, model_dir, repo_id, sort_by) -> None:
+    """Regenerate CARDS_DIR/index.md, the leaderboard of the cards this project publishes."""
+    from .errors import DDHubError
+    from .publish import add_card, write_index
+
+    if model_dir:
+        if not repo_id:
+            raise DDHubError("--add needs --repo-id ORG/NAME, the id the model was published as")
+        click.echo(f"Added {add_card(model_dir, cards_dir, repo_id)}")
+    click.echo(f"Wrote {write_index(cards_dir, sort_by)}")
+
+
+def _recipe(model: str, dataset: str, recipe_file: str | None, overrides: dict):
+    from .recipes import find_recipe, load_recipe
+
+    return load_recipe(recipe_file, overrides) if recipe_file else find_recipe(model, dataset, overrides)
+
+
+def _floats(text: str | None) -> list[float] | None:
+    from .errors import DDHubError
+
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DDHubError(f"expected comma-separated numbers, e.g. 5,15,25, got '{text}'") from None
+
+
+@main.command("methods")
+def methods_cmd() -> None:
+    """List the training methods usable with --method and in recipes."""
+    from .methods import list_methods
+
+    for name, description in list_methods().items():
+        click.echo(f"{name:<14} {description}")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--dataset", required=True, help="Dataset name, e.g. mnist-5k.")
+@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), help="Recipe YAML (default: built-in).")
+@click.option("--checkpoint", type=click.Path(), help="Reference weights instead of training the reference.")
+@click.option("--data-dir", type=click.Path())
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--methods", default="clean,deepfool_adv,fgs_adv,deep_defense", show_default=True,
+              help="Comma-separated training methods compared with the reference.")
+@click.option("--seeds", default=None, help="Comma-separated seeds (default: the recipe's); >1 reports mean +- std.")
+@click.option("--eps-ref-from", default="deep_defense", show_default=True,
+              help="Model whose epsilon_ref is used for all (the paper: deep_defense; or reference, clean, ...).")
+@click.option("--fractions", default=None, help="Fractions of epsilon_ref, e.g. 0.2,0.5,1,2 (default: recipe's).")
+@click.option("--epochs", type=int, help="Shortcut for --set harden.epochs=N.")
+@click.option("--max-examples", type=int, help="Evaluate on the first N test images only.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def reproduce(model, dataset, recipe_file, checkpoint, data_dir, out_dir, methods, seeds, eps_ref_from, fractions,
+              epochs, max_examples, sets, quiet) -> None:
+    """The paper's Table 1 for MODEL on DATASET: reference, baselines and Deep Defense, with the paper's rows."""
+    from .reproduce import reproduce as run
+
+    overrides = _overrides(sets)
+    for key, value in (("harden.epochs", epochs), ("evaluation.max_examples", max_examples),
+                       ("evaluation.fgs_fractions", _floats(fractions))):
+        if value is not None:
+            overrides[key] = value
+    recipe = _recipe(model, dataset, recipe_file, overrides)
+    out_dir = Path(out_dir or f"runs/{recipe.name}-reproduce")
+    seed_list = [int(s) for s in _floats(seeds)] if seeds else None
+    result = run(recipe, out_dir, methods=[m.strip() for m in methods.split(",") if m.strip()], seeds=seed_list,
+                 eps_ref_from=eps_ref_from, checkpoint=checkpoint, data_dir=data_dir, progress=not quiet,
+                 echo=click.echo)
+    click.echo(result.table)
+    click.echo(f"Saved to {out_dir}/ (table.md, results.json, seed*/<method>/ models)")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--dataset", required=True)
+@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), help="Recipe YAML (default: built-in).")
+@click.option("--checkpoint", type=click.Path(), help="Reference weights instead of training the reference.")
+@click.option("--data-dir", type=click.Path())
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False))
+@click.option("--c", "c_values", default="5,15,25,35,45", show_default=True, help="Comma-separated values of c.")
+@click.option("--lam", "lam_values", default=None, help="Comma-separated values of lambda (default: recipe's).")
+@click.option("--regularize-layers", "layer_sets", multiple=True, metavar="L1[,L2]",
+              help="Regularize only these layers (repeat for several sweeps, e.g. conv1 / fc1); default all.")
+@click.option("--epochs", type=int, help="Shortcut for --set harden.epochs=N.")
+@click.option("--max-examples", type=int, help="Evaluate on the first N test images only.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--quiet", is_flag=True)
+def sweep(model, dataset, recipe_file, checkpoint, data_dir, out_dir, c_values, lam_values, layer_sets, epochs,
+          max_examples, sets, quiet) -> None:
+    """Sweep Deep Defense's c, lambda and regularized layers; plot accuracy vs rho_2 (the paper's Figs. 3-4)."""
+    from .analysis import sweep as run
+
+    overrides = _overrides(sets)
+    for key, value in (("harden.epochs", epochs), ("evaluation.max_examples", max_examples)):
+        if value is not None:
+            overrides[key] = value
+    recipe = _recipe(model, dataset, recipe_file, overrides)
+    out_dir = Path(out_dir or f"runs/{recipe.name}-sweep")
+    result = run(recipe, out_dir, c_values=_floats(c_values), lam_values=_floats(lam_values),
+                 layer_sets=[[x.strip() for x in s.split(",") if x.strip()] for s in layer_sets] or None,
+                 checkpoint=checkpoint, data_dir=data_dir, progress=not quiet, echo=click.echo)
+    click.echo(result.table)
+    click.echo(f"Saved to {out_dir}/ (sweep.md, sweep.json, sweep.png)")
+
+
+def _recipe(model: str, dataset: str, recipe_file: str | None, overrides: dict):
+    from .recipes import find_recipe, load_recipe
+
+    return load_recipe(recipe_file, overrides) if recipe_file else find_recipe(model, dataset, overrides)
+
+
+def _floats(text: str | None) -> list[float] | None:
+    from .errors import DDHubError
+
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DDHubError(f"expected comma-separated numbers, e.g. 5,15,25, got '{text}'") from None
+
+
+@main.command("methods")
+def methods_cmd() -> None:
+    """List the training methods usable with --method and in recipes."""
+    from .methods import list_methods
+
+    for name, description in list_methods().items():
+        click.echo(f"{name:<14} {description}")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--dataset", required=True, help="Dataset name, e.g. mnist-5k.")
+@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), help="Recipe YAML (default: built-in).")
+@click.option("--checkpoint", type=click.Path(), help="Reference weights instead of training the reference.")
+@click.option("--data-dir", type=click.Path())
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--methods", default="clean,deepfool_adv,fgs_adv,deep_defense", show_default=True,
+              help="Comma-separated training methods compared with the reference.")
+@click.option("--seeds", default=None, help="Comma-separated seeds (default: the recipe's); >1 reports mean +- std.")
+@click.option("--eps-ref-from", default="deep_defense", show_default=True,
+              help="Model whose epsilon_ref is used for all (the paper: deep_defense; or reference, clean, ...).")
+@click.option("--fractions", default=None, help="Fractions of epsilon_ref, e.g. 0.2,0.5,1,2 (default: recipe's).")
+@click.option("--epochs", type=int, help="Shortcut for --set harden.epochs=N.")
+@click.option("--max-examples", type=int, help="Evaluate on the first N test images only.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def reproduce(model, dataset, recipe_file, checkpoint, data_dir, out_dir, methods, seeds, eps_ref_from, fractions,
+              epochs, max_examples, sets, quiet) -> None:
+    """The paper's Table 1 for MODEL on DATASET: reference, baselines and Deep Defense, with the paper's rows."""
+    from .reproduce import reproduce as run
+
+    overrides = _overrides(sets)
+    for key, value in (("harden.epochs", epochs), ("evaluation.max_examples", max_examples),
+                       ("evaluation.fgs_fractions", _floats(fractions))):
+        if value is not None:
+            overrides[key] = value
+    recipe = _recipe(model, dataset, recipe_file, overrides)
+    out_dir = Path(out_dir or f"runs/{recipe.name}-reproduce")
+    seed_list = [int(s) for s in _floats(seeds)] if seeds else None
+    result = run(recipe, out_dir, methods=[m.strip() for m in methods.split(",") if m.strip()], seeds=seed_list,
+                 eps_ref_from=eps_ref_from, checkpoint=checkpoint, data_dir=data_dir, progress=not quiet,
+                 echo=click.echo)
+    click.echo(result.table)
+    click.echo(f"Saved to {out_dir}/ (table.md, results.json, seed*/<method>/ models)")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--dataset", required=True)
+@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), help="Recipe YAML (default: built-in).")
+@click.option("--checkpoint", type=click.Path(), help="Reference weights instead of training the reference.")
+@click.option("--data-dir", type=click.Path())
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False))
+@click.option("--c", "c_values", default="5,15,25,35,45", show_default=True, help="Comma-separated values of c.")
+@click.option("--lam", "lam_values", default=None, help="Comma-separated values of lambda (default: recipe's).")
+@click.option("--regularize-layers", "layer_sets", multiple=True, metavar="L1[,L2]",
+              help="Regularize only these layers (repeat for several sweeps, e.g. conv1 / fc1); default all.")
+@click.option("--epochs", type=int, help="Shortcut for --set harden.epochs=N.")
+@click.option("--max-examples", type=int, help="Evaluate on the first N test images only.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--quiet", is_flag=True)
+def sweep(model, dataset, recipe_file, checkpoint, data_dir, out_dir, c_values, lam_values, layer_sets, epochs,
+          max_examples, sets, quiet) -> None:
+    """Sweep Deep Defense's c, lambda and regularized layers; plot accuracy vs rho_2 (the paper's Figs. 3-4)."""
+    from .analysis import sweep as run
+
+    overrides = _overrides(sets)
+    for key, value in (("harden.epochs", epochs), ("evaluation.max_examples", max_examples)):
+        if value is not None:
+            overrides[key] = value
+    recipe = _recipe(model, dataset, recipe_file, overrides)
+    out_dir = Path(out_dir or f"runs/{recipe.name}-sweep")
+    result = run(recipe, out_dir, c_values=_floats(c_values), lam_values=_floats(lam_values),
+                 layer_sets=[[x.strip() for x in s.split(",") if x.strip()] for s in layer_sets] or None,
+                 checkpoint=checkpoint, data_dir=data_dir, progress=not quiet, echo=click.echo)
+    click.echo(result.table)
+    click.echo(f"Saved to {out_dir}/ (sweep.md, sweep.json, sweep.png)")
 
 
 if __name__ == "__main__":
