@@ -65,10 +65,11 @@ def test_console_script_is_installed():
 def _assert_clean_error(result, *fragments: str) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.output  # progress lines may precede it
     assert "Traceback" not in result.output
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+        assert fragment in errors[0], errors[0]
 
 
 def test_unknown_model(tmp_path):
