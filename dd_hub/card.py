@@ -40,12 +40,21 @@ CITATION = """@inproceedings{yan2018deep,
 }"""
 
 
+def _attacks(report: dict) -> list[tuple[str, dict, dict, dict]]:
+    """(attack, {eps: acc}, {fraction of eps_ref: acc}, settings) for the attacks a report holds."""
+    attacks = [("fgs", report.get("fgs", {}), report.get("fgs_at_ref", {}), {"norm": "linf"})]
+    if report.get("pgd") or report.get("pgd_at_ref"):
+        settings = {k: v for k, v in report.get("pgd_settings", {}).items() if k in ("norm", "steps", "restarts")}
+        attacks.append(("pgd", report.get("pgd", {}), report.get("pgd_at_ref", {}), settings))
+    return attacks
+
+
 def eval_results(metrics: dict) -> list[EvalResult]:
     """The hardened model's figures as ``EvalResult``s (accuracies as fractions, exactly as in metrics.json)."""
     report, info = metrics["hardened"], metrics["model"]
     common = dict(task_type="image-classification", dataset_type=info["dataset_hub_id"],
                   dataset_name=info["dataset"], dataset_split="test")
-    n = report["n_examples"]
+    n, seed = report["n_examples"], metrics.get("seed")
     df = report["deepfool"]
     results = [
         EvalResult(metric_type="accuracy", metric_value=report["clean_accuracy"], metric_name="clean accuracy",
@@ -56,19 +65,21 @@ def eval_results(metrics: dict) -> list[EvalResult]:
                                 "space": report["rho_space"], "n_examples": n}, **common),
     ]
     eps_ref = report.get("eps_ref")
-    for fraction, accuracy in sorted(report.get("fgs_at_ref", {}).items(), key=lambda kv: float(kv[0])):
-        eps = float(fraction) * eps_ref
-        results.append(EvalResult(
-            metric_type="robust_accuracy", metric_value=accuracy,
-            metric_name=f"FGS accuracy at {fraction} x eps_ref (Linf, eps={eps:.4g})",
-            metric_args={"attack": "fgs", "norm": "linf", "eps": round(eps, 8), "eps_ref": eps_ref,
-                         "fraction": float(fraction), "n_examples": n, "seed": metrics.get("seed")},
-            **common))
-    for eps, accuracy in sorted(report.get("fgs", {}).items(), key=lambda kv: float(kv[0])):
-        results.append(EvalResult(
-            metric_type="robust_accuracy", metric_value=accuracy, metric_name=f"FGS accuracy (Linf, eps={eps})",
-            metric_args={"attack": "fgs", "norm": "linf", "eps": float(eps), "n_examples": n,
-                         "seed": metrics.get("seed")}, **common))
+    for attack, at_eps, at_ref, settings in _attacks(report):
+        norm = settings.get("norm", "linf")
+        label = f"{attack.upper()} accuracy"
+        for fraction, accuracy in sorted(at_ref.items(), key=lambda kv: float(kv[0])):
+            eps = float(fraction) * eps_ref
+            results.append(EvalResult(
+                metric_type="robust_accuracy", metric_value=accuracy,
+                metric_name=f"{label} at {fraction} x eps_ref ({norm}, eps={eps:.4g})",
+                metric_args={"attack": attack, **settings, "norm": norm, "eps": round(eps, 8), "eps_ref": eps_ref,
+                             "fraction": float(fraction), "n_examples": n, "seed": seed}, **common))
+        for eps, accuracy in sorted(at_eps.items(), key=lambda kv: float(kv[0])):
+            results.append(EvalResult(
+                metric_type="robust_accuracy", metric_value=accuracy, metric_name=f"{label} ({norm}, eps={eps})",
+                metric_args={"attack": attack, **settings, "norm": norm, "eps": float(eps), "n_examples": n,
+                             "seed": seed}, **common))
     return results
 
 
@@ -80,17 +91,17 @@ def comparison_table(metrics: dict) -> str:
                               "hardened": Report.from_dict(metrics["hardened"])})
 
 
-def curve_points(report: dict) -> list[tuple[float, float]]:
-    """(epsilon, FGS accuracy) pairs of one report, epsilon 0 being the clean accuracy, sorted by epsilon."""
+def curve_points(report: dict, attack: str = "fgs") -> list[tuple[float, float]]:
+    """(epsilon, accuracy under ``attack``) pairs of one report, epsilon 0 being the clean accuracy, sorted."""
     points = {0.0: report["clean_accuracy"]}
-    points.update({float(eps): acc for eps, acc in report.get("fgs", {}).items()})
+    points.update({float(eps): acc for eps, acc in report.get(attack, {}).items()})
     if report.get("eps_ref"):
-        points.update({float(f) * report["eps_ref"]: acc for f, acc in report.get("fgs_at_ref", {}).items()})
+        points.update({float(f) * report["eps_ref"]: acc for f, acc in report.get(f"{attack}_at_ref", {}).items()})
     return sorted(points.items())
 
 
 def render_curve(metrics: dict, path: str | Path) -> Path:
-    """Plot accuracy under FGS versus epsilon (hardened and reference) to a PNG, written atomically.
+    """Plot accuracy under FGS (and Linf PGD) versus epsilon, hardened and reference, to a PNG, atomically.
 
     The same metrics give the same bytes: no timestamp or software version goes into the PNG metadata.
     """
@@ -103,14 +114,17 @@ def render_curve(metrics: dict, path: str | Path) -> Path:
 
     figure = Figure(figsize=(5, 3.5), dpi=100)
     axes = figure.add_subplot()
-    for key, style in (("reference", "o--"), ("hardened", "s-")):
-        if key in metrics:
-            eps, accuracy = zip(*curve_points(metrics[key]))
-            axes.plot(eps, [100 * a for a in accuracy], style, label=key)
+    linf_attacks = [a for a, _, _, settings in _attacks(metrics["hardened"]) if settings.get("norm") == "linf"]
+    for attack, line in zip(linf_attacks, ("-", "--")):
+        for key, marker, color in (("reference", "o", "tab:blue"), ("hardened", "s", "tab:orange")):
+            if key in metrics:
+                eps, accuracy = zip(*curve_points(metrics[key], attack))
+                axes.plot(eps, [100 * a for a in accuracy], marker=marker, linestyle=line, color=color,
+                          label=f"{key}, {attack.upper()}")
     eps_ref = metrics["hardened"].get("eps_ref")
     if eps_ref:
         axes.axvline(eps_ref, color="grey", linewidth=0.8, linestyle=":", label=f"eps_ref = {eps_ref:.3g}")
-    axes.set_xlabel("FGS epsilon (Linf, [0, 1] pixel space)")
+    axes.set_xlabel("epsilon (Linf, [0, 1] pixel space)")
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(0, 100)
     axes.set_title(f"{metrics['model']['architecture']} on {metrics['model']['dataset']}")
@@ -129,7 +143,7 @@ def render_curve(metrics: dict, path: str | Path) -> Path:
 def card_metrics(card_data: ModelCardData) -> dict[str, float]:
     """Metric name -> value from a card's ``model-index`` (the inverse of :func:`eval_results`).
 
-    Names: ``clean_accuracy``, ``rho2``, ``fgs@<fraction>eps_ref`` and ``fgs@<eps>``.
+    Names: ``clean_accuracy``, ``rho2``, ``<attack>@<fraction>eps_ref`` and ``<attack>@<eps>`` (attack fgs, pgd).
     """
     figures = {}
     for result in card_data.eval_results or []:
@@ -139,17 +153,18 @@ def card_metrics(card_data: ModelCardData) -> dict[str, float]:
         elif result.metric_type == "rho2":
             figures["rho2"] = result.metric_value
         elif result.metric_type == "robust_accuracy" and "fraction" in args:
-            figures[f"fgs@{args['fraction']:g}eps_ref"] = result.metric_value
+            figures[f"{args['attack']}@{args['fraction']:g}eps_ref"] = result.metric_value
         elif result.metric_type == "robust_accuracy" and "eps" in args:
-            figures[f"fgs@{args['eps']:g}"] = result.metric_value
+            figures[f"{args['attack']}@{args['eps']:g}"] = result.metric_value
     return figures
 
 
 def report_metrics(report: dict) -> dict[str, float]:
     """The same names as :func:`card_metrics`, read from one report of metrics.json."""
     figures = {"clean_accuracy": report["clean_accuracy"], "rho2": report["rho2"]}
-    figures.update({f"fgs@{float(f):g}eps_ref": a for f, a in report.get("fgs_at_ref", {}).items()})
-    figures.update({f"fgs@{float(e):g}": a for e, a in report.get("fgs", {}).items()})
+    for attack, at_eps, at_ref, _ in _attacks(report):
+        figures.update({f"{attack}@{float(f):g}eps_ref": a for f, a in at_ref.items()})
+        figures.update({f"{attack}@{float(e):g}": a for e, a in at_eps.items()})
     return figures
 
 
@@ -209,7 +224,8 @@ measured in {recipe['rho_space']} space.
 Test split of `{info['dataset']}`, {metrics['hardened']['n_examples']} images. Perturbation sizes are in [0, 1]
 pixel space. rho_2 is the mean DeepFool ratio (L2, source = predicted class, all test images). epsilon_ref is the
 smallest FGS epsilon at which the hardened model's accuracy falls to 50% (the paper's protocol); both models are
-evaluated at the same epsilons.
+evaluated at the same epsilons. The `model-index` in this card's metadata holds the same figures with their attack
+settings (norm, epsilon, steps, number of examples, seed).
 
 {comparison}{curve}
 ## Usage

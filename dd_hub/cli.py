@@ -124,7 +124,7 @@ def publish(model_dir, repo_id, private, revision, dry_run, cards_dir) -> None:
 @click.option("--arch", help="Only this architecture (timm name).")
 @click.option("--author", help="Only this user or organization.")
 @click.option("--sort", "sort_by", default="rho2", show_default=True,
-              help="Metric to rank by: clean_accuracy, rho2, fgs@<f>eps_ref, fgs@<eps>.")
+              help="Metric to rank by: clean_accuracy, rho2, fgs@<f>eps_ref, fgs@<eps>, pgd@<...>.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 def list_cmd(dataset, arch, author, sort_by, as_json) -> None:
     """Leaderboard of dd-hub checkpoints published on the Hub (tag dd-hub), best first."""

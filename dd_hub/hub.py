@@ -82,6 +82,16 @@ def save_model(model: nn.Module, directory: str | Path, *, label_names: list[str
     return directory
 
 
+def architecture_name(model: nn.Module) -> str:
+    """The ``architecture`` :func:`save_model` writes for ``model``: its timm name, the timm twin of a torchvision
+    network, or ``tv:NAME`` for torchvision networks without one."""
+    bare = unwrap(model)
+    if _is_torchvision(bare):
+        name = torchvision_name(bare)
+        return name if name in TIMM_TWINS else TORCHVISION_PREFIX + name
+    return bare.pretrained_cfg["architecture"]
+
+
 def _is_torchvision(model: nn.Module) -> bool:
     return type(model).__module__.startswith("torchvision.models")
 

@@ -72,6 +72,9 @@ def fake_report(clean: float, rho2: float, eps_ref: float | None, fgs_scale: flo
         fgs={"0.05": 0.9 * fgs_scale, "0.1": 0.6 * fgs_scale, "0.2": 0.2 * fgs_scale},
         eps_ref=eps_ref, eps_ref_source="self",
         fgs_at_ref={"0.2": 0.85 * fgs_scale, "0.5": 0.7 * fgs_scale, "1": 0.5 * fgs_scale},
+        pgd={"0.1": 0.4 * fgs_scale}, pgd_at_ref={"0.5": 0.6 * fgs_scale, "1": 0.3 * fgs_scale},
+        pgd_settings={"norm": "linf", "steps": 20, "restarts": 1, "step_size": "2.5 * eps / steps",
+                      "random_start": True},
     ).to_dict()
 
 
@@ -175,6 +178,8 @@ def test_torchvision_without_twin_gets_dd_hub_config(tmp_path):
         assert torch.equal(load(tmp_path)(x), tv_model(x))
     with pytest.raises(RuntimeError, match="Unknown model"):  # timm refuses it instead of building random weights
         timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    card = render_card(fake_metrics(architecture="tv:squeezenet1_1"))
+    assert "library_name: pytorch" in card and "timm.create_model" not in card and "dd_hub.load(" in card
 
 
 def test_loading_refuses_pickles_truncated_weights_and_unknown_architectures(model_dir, tmp_path):
@@ -229,10 +234,13 @@ def test_card_front_matter_and_model_index_round_trip(model_dir):
         by_type.setdefault(result.metric_type, []).append(result)
     rho = by_type["rho2"][0].metric_args
     assert (rho["steps"], rho["candidates"], rho["overshoot"], rho["norm"]) == (50, 10, 0.02, "l2")
+    attacks = {}
     for result in by_type["robust_accuracy"]:
         args = result.metric_args
-        assert args["attack"] == "fgs" and args["norm"] == "linf" and args["n_examples"] == 200
-        assert args["seed"] == 1234 and args["eps"] > 0
+        attacks[args["attack"]] = attacks.get(args["attack"], 0) + 1
+        assert args["norm"] == "linf" and args["n_examples"] == 200 and args["seed"] == 1234 and args["eps"] > 0
+        assert args["attack"] == "fgs" or (args["steps"], args["restarts"]) == (20, 1)
+    assert attacks == {"fgs": 6, "pgd": 3}
     text = card.text
     for section in ("## How it was hardened", "## Robustness, before and after", "## Usage", "## Limitations",
                     "## Citation", f"]({CURVE_NAME})", "pretrained=True", "| reference | hardened |"):
