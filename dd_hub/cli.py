@@ -51,8 +51,9 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
               help="Autocast precision (fp16 needs a GPU).")
 @click.option("--checkpoint-every", type=int, default=0, metavar="N",
               help="Also checkpoint every N batches (always at each epoch's end).")
+@click.option("--input-size", type=int, help="Resize folder datasets to this square size (default: the model's).")
 def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, lr, seed, method, sets, allow_random_init,
-           quiet, resume, mixed_precision, checkpoint_every) -> None:
+           quiet, resume, mixed_precision, checkpoint_every, input_size) -> None:
     """Fine-tune MODEL with Deep Defense on DATASET, evaluate before/after, save a timm-format checkpoint."""
     from .pipeline import harden as run
     from .recipes import find_recipe, load_recipe
@@ -65,7 +66,7 @@ def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, l
     out_dir = Path(out_dir or f"runs/{recipe.name}")
     result = run(recipe, out_dir, checkpoint=checkpoint, data_dir=data_dir, allow_random_init=allow_random_init,
                  progress=not quiet, echo=click.echo, resume=resume, mixed_precision=mixed_precision,
-                 checkpoint_every=checkpoint_every)
+                 checkpoint_every=checkpoint_every, input_size=input_size)
     if result.hardened is None:  # a non-main process of `accelerate launch`
         return
     click.echo(result.table)

@@ -55,11 +55,13 @@ def harden(
     resume: bool = False,
     mixed_precision: str = "no",
     checkpoint_every: int = 0,
+    input_size: int | None = None,
 ) -> HardenResult:
     """Harden ``recipe.model`` on ``recipe.dataset`` and write model, config, metrics and card to ``out_dir``.
 
     Training checkpoints go to ``out_dir/checkpoints`` (every epoch and every ``checkpoint_every`` batches);
     ``resume=True`` continues a killed run from there. ``mixed_precision`` is 'no', 'bf16' or 'fp16' (GPU).
+    ``input_size`` resizes folder/timm datasets to that square size instead of the model's default.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +77,8 @@ def harden(
     model = create_model(recipe.model, num_classes=spec.num_classes, pretrained=recipe.pretrained,
                          checkpoint=checkpoint)
     data_config = timm.data.resolve_model_data_config(unwrap(model))
+    if input_size is not None:
+        data_config.update(input_size=(data_config["input_size"][0], input_size, input_size), crop_pct=1.0)
     train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir, data_config=data_config)
     if recipe.max_train_examples is not None and recipe.max_train_examples < len(train_set):
         train_set = torch.utils.data.Subset(train_set, range(recipe.max_train_examples))

@@ -184,6 +184,7 @@ def train(
         if config.freeze_bn:
             freeze_batchnorm(accelerator.unwrap_model(wrapped))
         loader = accelerator.prepare_data_loader(epoch_loader(dataset, config.batch_size, seed, epoch))
+        batches = len(loader)
         if position.step:
             loader = accelerator.skip_first_batches(loader, position.step)
         bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{config.epochs}", leave=False, unit="batch",
@@ -206,7 +207,8 @@ def train(
                     position.sums[key] = position.sums.get(key, 0.0) + value
                 bar.set_postfix({k: f"{v / position.sums['steps']:.4g}" for k, v in position.sums.items()
                                  if k != "steps"}, refresh=False)
-            if checkpoint_every and accelerator.sync_gradients and position.global_step % checkpoint_every == 0:
+            at_interval = checkpoint_every and position.global_step % checkpoint_every == 0
+            if ok and at_interval and accelerator.sync_gradients and position.step < batches:  # last: below
                 checkpoint()
         counted = max(position.sums.pop("steps", 0.0), 1.0)
         record = {"phase": desc, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
