@@ -185,7 +185,7 @@ def render_card(metrics: dict, comparison: str | None = None, *, curve_file: str
         library_name="timm" if timm_loadable else "pytorch",
         pipeline_tag="image-classification",
         license="apache-2.0",
-        tags=TAGS,
+        tags=[tag for tag in TAGS if timm_loadable or tag != "timm"],
         datasets=[info["dataset_hub_id"]],
         base_model=info.get("base_model"),
         eval_results=eval_results(metrics),

@@ -264,7 +264,15 @@ def download(repo_id: str, *, revision: str | None = None) -> Path:
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+        if not (path / WEIGHTS_NAME).is_file():
+            from huggingface_hub import HfApi
+
+            files = HfApi().list_repo_files(repo_id, revision=revision)
+            pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+            hint = f"; it holds pickle weights ({pickles[0]}), which dd-hub does not load" if pickles else ""
+            raise DDHubError(f"{repo_id} has no {WEIGHTS_NAME}{hint}")
+        return path
     except HFValidationError as exc:
         raise DDHubError(f"'{repo_id}' is not a valid Hub repo id: {str(exc).splitlines()[0]}") from None
     except RepositoryNotFoundError:
@@ -277,6 +285,8 @@ def download(repo_id: str, *, revision: str | None = None) -> Path:
                          "no network); download it once while online") from None
     except HfHubHTTPError as exc:
         raise DDHubError(f"the Hub refused to send {repo_id}: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise DDHubError(f"cannot fetch {repo_id} ({type(exc).__name__}); check the network or HF_ENDPOINT") from None
 
 
 def _check_local(path: Path) -> dict:

@@ -32,7 +32,7 @@ from dd_hub.publish import add_card, publish, write_index
 from dd_hub.recipes import find_recipe
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hub_server import FakeHub  # noqa: E402
+from hub_server import FakeHub, Repo  # noqa: E402
 
 ALICE, BOB = "hf_test_alice_secret", "hf_test_bob_secret"
 REPO = "alice/dd_lenet_mnist-mnist-5k-deepdefense"
@@ -179,7 +179,8 @@ def test_torchvision_without_twin_gets_dd_hub_config(tmp_path):
     with pytest.raises(RuntimeError, match="Unknown model"):  # timm refuses it instead of building random weights
         timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
     card = render_card(fake_metrics(architecture="tv:squeezenet1_1"))
-    assert "library_name: pytorch" in card and "timm.create_model" not in card and "dd_hub.load(" in card
+    assert "library_name: pytorch" in card and "- timm\n" not in card
+    assert 'timm.create_model("hf-hub' not in card and "dd_hub.load(" in card
 
 
 def test_loading_refuses_pickles_truncated_weights_and_unknown_architectures(model_dir, tmp_path):
@@ -293,13 +294,29 @@ def test_offline_loading_from_a_populated_cache(model_dir, hub, hub_env, tmp_pat
     # a populated cache suffices: the server is gone, and offline mode forbids any request
     hub.stop()
     offline = {**hub_env, "HF_HUB_OFFLINE": "1"}
-    loaded = run_python(LOAD_WITH_TIMM, offline, f"hf-hub:{REPO}", str(x_path), str(tmp_path / "y.pt"))
+    also_dd_hub = """
+torch.save(dd_hub.load(sys.argv[1][len("hf-hub:"):])(x), sys.argv[3] + ".dd_hub")
+try:
+    dd_hub.load("alice/never-downloaded")
+except dd_hub.DDHubError as exc:
+    print(exc)
+"""
+    loaded = run_python(LOAD_WITH_TIMM + also_dd_hub, offline, f"hf-hub:{REPO}", str(x_path), str(tmp_path / "y.pt"))
     assert loaded.returncode == 0, loaded.stderr
     assert torch.equal(torch.load(tmp_path / "y.pt"), expected)
-    via_dd_hub = run_python("import sys, dd_hub; dd_hub.load(sys.argv[1]); print('ok')", offline, REPO)
-    assert via_dd_hub.stdout.strip() == "ok", via_dd_hub.stderr
-    missing = run_python("import dd_hub; dd_hub.load('alice/never-downloaded')", offline)
-    assert "not in the local Hub cache" in missing.stderr
+    with torch.no_grad():
+        assert torch.equal(torch.load(tmp_path / "y.pt.dd_hub"), model(torch.load(x_path)))
+    assert "not in the local Hub cache" in loaded.stdout
+
+
+def test_hub_checkpoint_with_only_a_pickle_is_refused(model_dir, hub, hub_env):
+    directory, model = model_dir
+    hub.repos["alice/pickled"] = Repo(owner="alice", private=False)
+    torch.save(dd_hub.unwrap(model).state_dict(), directory / "pytorch_model.bin")
+    hub.commit("alice/pickled", "main", {"config.json": (directory / "config.json").read_bytes(),
+                                         "pytorch_model.bin": (directory / "pytorch_model.bin").read_bytes()}, "up")
+    with pytest.raises(DDHubError, match=r"pickle weights \(pytorch_model.bin\)"):
+        load("alice/pickled")
 
 
 def test_republish_adds_a_commit_with_updated_files(model_dir, hub, hub_env):
@@ -396,9 +413,10 @@ def test_harden_publish_load_list_end_to_end(hub, hub_env, tmp_path):
     """The real `dd-hub harden` (tiny), `dd-hub publish`, timm in a fresh process, `dd-hub list`."""
     out = tmp_path / "run"
     cli = [sys.executable, "-m", "dd_hub"]
+    tiny = ["reference.epochs=1", "max_train_examples=300", "evaluation.max_examples=100",
+            "evaluation.deepfool_steps=10", "evaluation.sanity=false", "evaluation.pgd_steps=0"]
     harden = subprocess.run(cli + ["harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), "--epochs", "1",
-                                   "--set", "reference.epochs=1", "--set", "evaluation.max_examples=100",
-                                   "--set", "evaluation.deepfool_steps=10", "--quiet"],
+                                   "--quiet"] + [arg for key in tiny for arg in ("--set", key)],
                             env=hub_env, capture_output=True, text=True, timeout=900)
     assert harden.returncode == 0, harden.stderr
     assert (out / CURVE_NAME).is_file()
