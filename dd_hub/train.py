@@ -153,8 +153,8 @@ def train(
     """Train ``model`` in place with ``objective``; returns one dict of mean statistics per epoch.
 
     With ``checkpoint_dir``, a checkpoint is written at the end of every epoch and every ``checkpoint_every``
-    batches (at the next optimizer step when accumulating gradients); ``resume=True`` continues from the latest checkpoint of this phase (``desc``) there.
-    Epoch records go to the accelerator's trackers (``accelerator.log``).
+    batches (when that batch ends an optimizer step); ``resume=True`` continues from the latest checkpoint of this
+    phase (``desc``) there. Epoch records (main process statistics) go to the accelerator's trackers.
     """
     accelerator = accelerator or make_accelerator(grad_accumulation=config.grad_accumulation)
     model.train()
