@@ -233,6 +233,35 @@ def evaluate(
     )
 
 
+def autoattack_accuracy(model: nn.Module, dataset: Dataset, *, norm: str = "linf", eps: float, n_classes: int = 10,
+                        max_examples: int | None = None, batch_size: int = 250, seed: int = 0) -> float:
+    """Robust accuracy under torchattacks' AutoAttack ``standard`` (APGD-CE, APGD-T, FAB-T, Square), an optional
+    extra (``pip install torchattacks``). Not the reference fra31/auto-attack: do not report it as RobustBench."""
+    try:
+        import torchattacks
+    except ImportError:
+        raise DDHubError("AutoAttack needs torchattacks: pip install 'torchattacks>=3.5'") from None
+    if norm not in ("linf", "l2"):
+        raise DDHubError(f"AutoAttack norm must be 'linf' or 'l2', not '{norm}'")
+    if max_examples is not None and max_examples < len(dataset):
+        dataset = Subset(dataset, range(max_examples))
+    was_training = model.training
+    model.eval()
+    attack = torchattacks.AutoAttack(model, norm="Linf" if norm == "linf" else "L2", eps=eps, version="standard",
+                                     n_classes=n_classes, seed=seed)
+    device = next(model.parameters()).device
+    hits = total = 0
+    try:
+        for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            images, labels = images.to(device), labels.to(device)
+            with torch.no_grad():
+                hits += (model(attack(images, labels)).argmax(1) == labels).sum().item()
+            total += len(labels)
+    finally:
+        model.train(was_training)
+    return hits / total
+
+
 def _key(value: float) -> str:
     return f"{value:.6g}"
 

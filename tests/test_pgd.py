@@ -78,3 +78,14 @@ def test_bad_arguments_and_presets():
     assert budget("cifar10-linf") == ("linf", 8 / 255)
     with pytest.raises(DDHubError, match="threat model"):
         budget("svhn")
+
+
+@pytest.mark.slow
+def test_autoattack_is_not_weaker_than_pgd(setup):
+    from dd_hub.evaluate import autoattack_accuracy
+
+    model, images, labels = setup
+    data = torch.utils.data.TensorDataset(images[:16], labels[:16])
+    pgd_acc = _accuracy(model, pgd(model, images[:16], labels[:16], eps=0.05, steps=10,
+                                   generator=torch.Generator().manual_seed(0)), labels[:16])
+    assert autoattack_accuracy(model, data, eps=0.05) <= pgd_acc + 1 / 16
