@@ -19,7 +19,6 @@ import timm
 import torch
 from click.testing import CliRunner
 from huggingface_hub import ModelCard, constants
-from safetensors.torch import save_file
 
 import dd_hub
 from dd_hub.card import CURVE_NAME, card_metrics, render_card, render_curve, report_metrics
