@@ -20,7 +20,7 @@ from .card import CURVE_NAME, render_card, render_curve
 from .data import create_dataset, get_spec, mean_image
 from .errors import DDHubError
 from .evaluate import Report, evaluate, format_comparison, save_json
-from .hub import save_model, write_text_atomic
+from .hub import architecture_name, save_model, write_text_atomic
 from .methods import create_objective
 from .models import create_model, unwrap
 from .recipes import Recipe
@@ -115,7 +115,7 @@ def harden(
                                 eps_ref=hardened_report.eps_ref, progress=progress)
     table = format_comparison({"reference": reference_report, "hardened": hardened_report})
 
-    architecture = unwrap(model).pretrained_cfg["architecture"]
+    architecture = architecture_name(model)
     metrics = {
         "dd_hub_version": __version__,
         "seed": recipe.seed,
