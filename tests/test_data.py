@@ -115,7 +115,7 @@ def test_harden_resnet18_on_a_tiny_imagenet_folder(tmp_path):
     result = CliRunner().invoke(main, ["harden", "resnet18", "--dataset", "imagenet", "--data-dir", str(root),
                                        "--out", str(out), "--set", "pretrained=false", "--allow-random-init",
                                        "--set", "harden.grad_accumulation=1", "--set", "harden.batch_size=3",
-                                       "--input-size", "64", *FAST_EVAL])
+                                       "--input-size", "32", *FAST_EVAL])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "resnet18" and config["num_classes"] == 3
