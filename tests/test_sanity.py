@@ -9,8 +9,8 @@ from dd_hub.recipes import TrainConfig
 from dd_hub.sanity import SanityConfig, check_masking, random_search
 from dd_hub.train import train
 
-CONFIG = SanityConfig(eps=0.2, steps=10, more_steps_factor=3, unbounded_steps=50, black_box_queries=50,
-                      max_examples=100, tolerance=0.03)
+CONFIG = SanityConfig(eps=0.2, steps=10, more_steps_factor=3, unbounded_steps=40, black_box_queries=30,
+                      max_examples=60, tolerance=0.04)
 
 
 @pytest.fixture(scope="module")
