@@ -82,19 +82,23 @@ def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, l
 @click.option("--steps", type=int, default=50, show_default=True, help="DeepFool iterations.")
 @click.option("--max-examples", type=int, help="Evaluate on the first N test images only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override an evaluation setting (recipe 'evaluation' keys), e.g. pgd_steps=50, sanity=false.")
 @click.option("--quiet", is_flag=True)
-def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_examples, as_json, quiet) -> None:
+def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_examples, as_json, sets, quiet) -> None:
     """Evaluate a saved model (directory or Hub id) on DATASET's test split."""
     import json
 
     from .data import create_dataset, mean_image
-    from .evaluate import EvalConfig, evaluate, format_comparison
+    from .evaluate import evaluate, format_comparison
     from .hub import load
+    from .recipes import eval_config_from_dict
 
+    config = eval_config_from_dict({"deepfool_steps": steps, "rho_space": rho_space, "max_examples": max_examples,
+                                    **_overrides(sets)})
     model = load(model_dir)
     test_set = create_dataset(dataset, "test", data_dir=data_dir)
     center = mean_image(create_dataset(dataset, "train", data_dir=data_dir)) if rho_space == "centered" else None
-    config = EvalConfig(deepfool_steps=steps, rho_space=rho_space, max_examples=max_examples)
     report = evaluate(model, test_set, config, center=center, eps_ref=eps_ref, progress=not quiet)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_comparison({model_dir: report}))
 

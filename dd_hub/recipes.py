@@ -114,6 +114,11 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+def eval_config_from_dict(data: dict) -> EvalConfig:
+    """An :class:`EvalConfig` from plain data, validated like a recipe's ``evaluation`` section."""
+    return _build(EvalConfig, data, "evaluation")
+
+
 def recipe_from_dict(data: dict, overrides: dict[str, Any] | None = None) -> Recipe:
     data = _with_overrides(data, overrides or {})
     return _build(Recipe, data, "")

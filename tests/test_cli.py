@@ -15,7 +15,8 @@ import dd_hub
 from dd_hub.cli import main
 
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=300",
-        "--set", "evaluation.max_examples=60", "--set", "evaluation.deepfool_steps=10", "--quiet"]
+        "--set", "evaluation.max_examples=60", "--set", "evaluation.deepfool_steps=10",
+        "--set", "evaluation.pgd_steps=5", "--set", "evaluation.sanity=false", "--quiet"]
 
 
 def run(*args: str):
@@ -51,10 +52,12 @@ def test_harden_writes_a_complete_loadable_directory(hardened_dir):
 @pytest.mark.slow
 def test_eval_of_a_saved_directory(hardened_dir):
     result = run("eval", str(hardened_dir), "--dataset", "mnist-5k", "--max-examples", "40", "--steps", "5",
-                 "--eps-ref", "0.1", "--json", "--quiet")
+                 "--eps-ref", "0.1", "--set", "pgd_steps=3", "--set", "sanity=false", "--json", "--quiet")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["n_examples"] == 40 and report["eps_ref_source"] == "given"
+    bad = run("eval", str(hardened_dir), "--dataset", "mnist-5k", "--set", "pgd_stepz=3")
+    _assert_clean_error(bad, "unknown recipe key 'evaluation.pgd_stepz'")
 
 
 def test_console_script_is_installed():
@@ -119,6 +122,7 @@ def test_checkpoint_of_another_architecture(tmp_path):
 def test_non_finite_loss_aborts_without_writing_a_model(tmp_path):
     out = tmp_path / "o"
     result = run("harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), "--set", "reference.epochs=0",
-                 "--lr", "1e12", "--set", "harden.momentum=0", "--set", "max_train_examples=1500", "--quiet")
+                 "--lr", "1e12", "--set", "harden.momentum=0", "--set", "harden.batch_size=10",
+                 "--set", "max_train_examples=200", "--quiet")
     _assert_clean_error(result, "non-finite")
     assert not (out / "model.safetensors").exists()

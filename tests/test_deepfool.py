@@ -12,7 +12,7 @@ from dd_hub.defense import ratio
 @pytest.fixture(scope="module")
 def batch(mnist_test):
     images, labels = mnist_test.tensors
-    return images[:200], labels[:200]
+    return images[:100], labels[:100]
 
 
 def test_agrees_with_foolbox_l2(trained_lenet, batch):
