@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .attacks import deepfool, fgs_direction, pgd
 from .defense import ratio
 from .errors import DDHubError
+from .hub import write_text_atomic
 from .sanity import SanityConfig, check_masking
 
 REPORT_VERSION = 1
@@ -86,10 +87,7 @@ class Report:
 
 def save_json(data: dict, path: str | Path) -> None:
     """Write JSON atomically (temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 class _Evaluation:

@@ -201,12 +201,8 @@ def _umask_mode() -> int:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path`` and rename it over ``path``."""
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as fh:
-        fh.write(text)
-    os.chmod(fh.name, _umask_mode())
-    os.replace(fh.name, path)
+    """Write ``text`` (UTF-8) to a temp file beside ``path`` and rename it over ``path``."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

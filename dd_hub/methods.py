@@ -84,12 +84,6 @@ def _accuracy(logits: Tensor, labels: Tensor) -> dict[str, float]:
     return {"acc": (logits.argmax(1) == labels).float().mean().item()}
 
 
-def _touch(logits: Tensor) -> Tensor:
-    # Keeps the wrapped model's forward in the graph (at zero weight), so that a DDP reducer that saw the forward
-    # also sees a backward through it, for objectives whose loss does not use the clean logits.
-    return 0.0 * logits.sum()
-
-
 class OnlyLayers(nn.Module):
     """``model`` with every parameter outside ``layers`` detached: gradients reach only the chosen layers."""
 
@@ -122,41 +116,50 @@ class LayerwiseDeepDefenseLoss:
         return self.loss(OnlyLayers(model, self.layers), inputs, labels, logits=logits, center=center)
 
 
-class FGSAdversarialLoss:
-    """Goodfellow et al.'s adversarial objective ``w * CE(x) + (1 - w) * CE(x + eps * sign(grad_x CE))``."""
+class AdversarialExampleLoss:
+    """``w * CE(x) + (1 - w) * CE(x_adv)``, the shared form of Adv. Train I/II and PGD adversarial training.
 
-    def __init__(self, config: AdversarialConfig) -> None:
-        self.config = config
+    Subclasses say how ``x_adv`` is made (:meth:`adversarial`) and set ``clean_weight`` (``w``). At ``w = 0`` the
+    clean term still keeps the wrapped forward in the graph, at zero weight, for DDP.
+    """
+
+    clean_weight: float = 0.0
+
+    def adversarial(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
                  center: Tensor | None = None) -> LossOutput:
-        cfg = self.config
         logits = model(inputs) if logits is None else logits
         with stochastic_layers_off(model):
-            adv = fgs(model, inputs, labels, eps=cfg.eps)
+            adv = self.adversarial(model, inputs, labels)
         adv_logits = model(adv)
         clean_ce, adv_ce = F.cross_entropy(logits, labels), F.cross_entropy(adv_logits, labels)
-        loss = cfg.fgs_weight * clean_ce + (1 - cfg.fgs_weight) * adv_ce
+        loss = self.clean_weight * clean_ce + (1 - self.clean_weight) * adv_ce
         return LossOutput(loss, {"ce": clean_ce.item(), "adv_ce": adv_ce.item(), **_accuracy(logits, labels),
                                  "adv_acc": (adv_logits.argmax(1) == labels).float().mean().item()})
 
 
-class PGDAdversarialLoss:
+class FGSAdversarialLoss(AdversarialExampleLoss):
+    """Goodfellow et al.'s objective ``w * CE(x) + (1 - w) * CE(x + eps * sign(grad_x CE))``."""
+
+    def __init__(self, config: AdversarialConfig) -> None:
+        self.config = config
+        self.clean_weight = config.fgs_weight
+
+    def adversarial(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> Tensor:
+        return fgs(model, inputs, labels, eps=self.config.eps)
+
+
+class PGDAdversarialLoss(AdversarialExampleLoss):
     """Madry et al.'s objective: cross-entropy on PGD examples (random start, ``steps`` steps)."""
 
     def __init__(self, config: AdversarialConfig) -> None:
         self.config = config
 
-    def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
-                 center: Tensor | None = None) -> LossOutput:
+    def adversarial(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> Tensor:
         cfg = self.config
-        logits = model(inputs) if logits is None else logits
-        with stochastic_layers_off(model):
-            adv = pgd(model, inputs, labels, eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, step_size=cfg.step_size)
-        adv_logits = model(adv)
-        loss = F.cross_entropy(adv_logits, labels)
-        return LossOutput(loss + _touch(logits), {"adv_ce": loss.item(), **_accuracy(logits, labels),
-                                                  "adv_acc": (adv_logits.argmax(1) == labels).float().mean().item()})
+        return pgd(model, inputs, labels, eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, step_size=cfg.step_size)
 
 
 def _kl(logits: Tensor, target_probs: Tensor) -> Tensor:
@@ -182,7 +185,7 @@ class TradesLoss:
         return LossOutput(ce + cfg.trades_beta * kl, {"ce": ce.item(), "kl": kl.item(), **_accuracy(logits, labels)})
 
 
-class DeepFoolAdversarialLoss:
+class DeepFoolAdversarialLoss(AdversarialExampleLoss):
     """"Adv. Train I": cross-entropy on DeepFool-perturbed training images only.
 
     The perturbations come from a frozen copy of the model taken at the first call (before the first optimizer
@@ -206,15 +209,10 @@ class DeepFoolAdversarialLoss:
                 self.cache[keys[i]] = adv
         return torch.stack([self.cache[key] for key in keys]).to(inputs.device)
 
-    def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
-                 center: Tensor | None = None) -> LossOutput:
-        logits = model(inputs) if logits is None else logits
+    def adversarial(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> Tensor:
         if self.source is None:
             self.source = copy.deepcopy(model).eval().requires_grad_(False)
-        adv_logits = model(self._perturbed(inputs))
-        loss = F.cross_entropy(adv_logits, labels)
-        return LossOutput(loss + _touch(logits), {"adv_ce": loss.item(), **_accuracy(logits, labels),
-                                                  "adv_acc": (adv_logits.argmax(1) == labels).float().mean().item()})
+        return self._perturbed(inputs)
 
 
 @register_method("deep_defense", "Deep Defense (the paper): CE + exp regularizer on the unrolled DeepFool distance")
