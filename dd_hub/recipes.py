@@ -6,6 +6,7 @@ A recipe is data. Unknown keys and wrong types are errors that name the key; CLI
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -74,6 +75,9 @@ class Recipe:
         return asdict(self)
 
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _build(cls: type, data: Any, where: str) -> Any:
     """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types with a clear message."""
     if not isinstance(data, dict):
@@ -105,6 +109,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return [_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads '1e6' (no dot) as a string
     if hint is Any or (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         return value
     raise DDHubError(f"recipe key '{where}' must be {hint.__name__}, got {value!r}")
