@@ -188,6 +188,17 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return None
             return hub.repos[repo_id]
 
+        def _revision_or_error(self, repo_id: str, revision: str, head: bool = False) -> tuple[Repo, str] | None:
+            """The repo and the commit ``revision`` names, or None after answering with the right error."""
+            repo = self._repo_or_error(repo_id, head=head)
+            if repo is None:
+                return None
+            sha = hub.resolve_revision(repo, revision)
+            if sha is None:
+                self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound", head=head)
+                return None
+            return repo, sha
+
         def _writable_repo(self, repo_id: str) -> Repo | None:
             user = self._user()
             if user is None:
@@ -321,21 +332,17 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._send(200, {})
 
         def _model_info(self, repo_id: str, revision: str) -> None:
-            repo = self._repo_or_error(repo_id)
-            if repo is None:
+            resolved = self._revision_or_error(repo_id, revision)
+            if resolved is None:
                 return
-            sha = hub.resolve_revision(repo, revision)
-            if sha is None:
-                return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+            repo, sha = resolved
             self._send(200, hub.model_json(repo_id, sha, siblings=True))
 
         def _tree(self, repo_id: str, revision: str, prefix: str) -> None:
-            repo = self._repo_or_error(repo_id)
-            if repo is None:
+            resolved = self._revision_or_error(repo_id, revision)
+            if resolved is None:
                 return
-            sha = hub.resolve_revision(repo, revision)
-            if sha is None:
-                return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+            repo, sha = resolved
             prefix = prefix.rstrip("/") + "/" if prefix else ""
             entries = [{"type": "file", "path": p, "size": len(c), "oid": hashlib.sha1(c).hexdigest()}
                        for p, c in sorted(repo.commits[sha].items()) if p.startswith(prefix)]
@@ -365,12 +372,10 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def _resolve(self, method: str, repo_id: str, revision: str, path: str) -> None:
             head = method == "HEAD"
-            repo = self._repo_or_error(repo_id, head=head)
-            if repo is None:
+            resolved = self._revision_or_error(repo_id, revision, head=head)
+            if resolved is None:
                 return
-            sha = hub.resolve_revision(repo, revision)
-            if sha is None:
-                return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound", head=head)
+            repo, sha = resolved
             content = repo.commits[sha].get(path)
             if content is None:
                 return self._error(404, "Entry not found", "EntryNotFound", head=head)
