@@ -216,7 +216,7 @@ def methods_cmd() -> None:
 @click.option("--checkpoint", type=click.Path(), help="Reference weights instead of training the reference.")
 @click.option("--data-dir", type=click.Path())
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--methods", default="clean,deepfool_adv,fgs_adv,deep_defense", show_default=True,
+@click.option("--methods", default="clean,parseval,deepfool_adv,fgs_adv,deep_defense", show_default=True,
               help="Comma-separated training methods compared with the reference.")
 @click.option("--seeds", default=None, help="Comma-separated seeds (default: the recipe's); >1 reports mean +- std.")
 @click.option("--eps-ref-from", default="deep_defense", show_default=True,

@@ -19,7 +19,7 @@ import yaml
 from .defense import DeepDefenseConfig
 from .errors import DDHubError
 from .evaluate import EvalConfig
-from .methods import AdversarialConfig, list_methods
+from .methods import AdversarialConfig, ParsevalConfig, list_methods
 
 
 @dataclass
@@ -63,6 +63,7 @@ class Recipe:
     defense: DeepDefenseConfig = field(default_factory=DeepDefenseConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # baselines' settings
+    parseval: ParsevalConfig = field(default_factory=ParsevalConfig)
 
     def __post_init__(self) -> None:
         if self.method not in list_methods():

@@ -29,10 +29,11 @@ from .models import create_model
 from .recipes import Recipe
 from .train import cross_entropy, train
 
-PAPER_METHODS = ("clean", "deepfool_adv", "fgs_adv", "deep_defense")
+PAPER_METHODS = ("clean", "parseval", "deepfool_adv", "fgs_adv", "deep_defense")
 LABELS = {
     "reference": "Reference",
     "clean": "Clean fine-tune",
+    "parseval": "Par. Train (Parseval)",
     "deepfool_adv": "Adv. Train I (DeepFool)",
     "fgs_adv": "Adv. Train II (FGS)",
     "pgd_adv": "PGD adv. train",

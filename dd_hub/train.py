@@ -174,6 +174,7 @@ def train(
         load_rng(found, accelerator)
         accelerator.print(f"resumed {desc} from {found} (epoch {position.epoch + 1}, batch {position.step})")
     nonfinite = 0
+    after_step = getattr(objective, "after_step", None)  # e.g. Parseval's retraction
 
     def checkpoint() -> None:
         if checkpoint_dir is not None:
@@ -197,6 +198,8 @@ def train(
                 if ok:
                     optimizer.step()
                     optimizer.zero_grad()
+                    if after_step is not None and accelerator.sync_gradients:
+                        after_step(accelerator.unwrap_model(wrapped))
                     nonfinite = 0
                 else:
                     nonfinite = _skip_step(accelerator, params, nonfinite, epoch, position.step)

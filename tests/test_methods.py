@@ -7,11 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from dd_hub import DDHubError, create_model
-from dd_hub.methods import AdversarialConfig, FGSAdversarialLoss, OnlyLayers, create_objective, list_methods
+from dd_hub.methods import (AdversarialConfig, FGSAdversarialLoss, OnlyLayers, ParsevalConfig, ParsevalLoss,
+                            create_objective, list_methods)
 from dd_hub.recipes import find_recipe
-from dd_hub.train import cross_entropy
+from dd_hub.recipes import TrainConfig
+from dd_hub.train import cross_entropy, train
 
-ALL = ["deep_defense", "clean", "deepfool_adv", "fgs_adv", "pgd_adv", "trades"]
+ALL = ["deep_defense", "clean", "deepfool_adv", "fgs_adv", "pgd_adv", "trades", "parseval"]
 
 
 @pytest.fixture
@@ -31,8 +33,8 @@ def _recipe(**overrides):
 
 def test_registry_lists_every_method():
     assert list(list_methods()) == ALL
-    with pytest.raises(DDHubError, match="unknown method 'parseval'.*deep_defense"):
-        _recipe(method="parseval")
+    with pytest.raises(DDHubError, match="unknown method 'parsevall'.*deep_defense"):
+        _recipe(method="parsevall")
 
 
 @pytest.mark.parametrize("method", ALL)
@@ -94,3 +96,53 @@ def test_unknown_layer_is_a_clear_error():
 def test_adversarial_config_validation():
     with pytest.raises(DDHubError, match="norm"):
         AdversarialConfig(norm="l1")
+
+
+def _orthonormality_gap(weight):
+    matrix = weight.reshape(weight.shape[0], -1)
+    matrix = matrix.t() if matrix.shape[0] > matrix.shape[1] else matrix
+    return (matrix @ matrix.t() - torch.eye(matrix.shape[0])).norm().item()
+
+
+def test_parseval_retraction_moves_every_weight_matrix_towards_orthonormality():
+    model = _model("dd_lenet_mnist")
+    weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    before = [_orthonormality_gap(w) for w in weights]
+    retraction = ParsevalLoss(ParsevalConfig(beta=0.1, fraction=1.0))
+    for _ in range(200):
+        retraction.after_step(model)
+    after = [_orthonormality_gap(w) for w in weights]
+    assert all(a < 0.5 * b for a, b in zip(after, before)), (before, after)
+    assert all(a < 0.1 for a in after), after  # converged: W W^T = I on every layer, conv included
+
+
+def test_parseval_samples_a_fraction_of_rows_reproducibly():
+    first, second = _model(), _model()
+    start = [p.clone() for p in first.parameters()]
+    ParsevalLoss(ParsevalConfig(beta=0.01, fraction=0.3), seed=5).after_step(first)
+    ParsevalLoss(ParsevalConfig(beta=0.01, fraction=0.3), seed=5).after_step(second)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    fc1 = next(m for m in first.modules() if isinstance(m, torch.nn.Linear))
+    start_fc1 = next(s for s in start if s.shape == fc1.weight.shape)
+    changed = (fc1.weight != start_fc1).any(1).float().mean().item()
+    assert abs(changed - 0.3) < 0.01  # 30% of fc1's 500 rows, the rest untouched
+
+
+def test_training_loop_applies_the_objectives_after_step_hook():
+    calls = []
+
+    class Counting(ParsevalLoss):
+        def after_step(self, model):
+            calls.append(model)
+            super().after_step(model)
+
+    x, y = torch.rand(40, 1, 28, 28), torch.randint(0, 10, (40,))
+    model = _model()
+    train(model, torch.utils.data.TensorDataset(x, y), TrainConfig(epochs=2, batch_size=10, lr_milestones=[]),
+          Counting(ParsevalConfig()), progress=False)
+    assert len(calls) == 8 and all(m is model for m in calls)
+
+
+def test_parseval_config_validation():
+    with pytest.raises(DDHubError, match="parseval"):
+        _recipe(**{"parseval.fraction": 0})

@@ -38,7 +38,7 @@ def test_table_has_our_rows_with_spread_and_the_papers_rows():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--methods", "clean,parseval"], "unknown method 'parseval'"),
+    (["--methods", "clean,parsevall"], "unknown method 'parsevall'"),
     (["--eps-ref-from", "trades"], "--eps-ref-from must be"),
     (["--seeds", "1,x"], "comma-separated numbers"),
 ])
