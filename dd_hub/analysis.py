@@ -76,7 +76,7 @@ def sweep(
                 set_seed(recipe.seed)
                 model = copy.deepcopy(reference)
                 train(model, train_set, recipe.harden, create_objective(point_recipe), accelerator=accelerator,
-                      center=center, desc=f"c={c:g}", progress=progress)
+                      center=center, desc=f"c={c:g}", progress=progress, seed=recipe.seed)
                 report = evaluate(model, test_set, eval_config, center=center, eps_ref=ref_report.eps_ref,
                                   progress=progress)
                 points.append({"c": float(c), "lam": float(lam), "layers": layers,

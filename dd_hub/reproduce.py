@@ -70,8 +70,9 @@ class ReproduceResult:
 
 
 def reference_model(recipe: Recipe, train_set: Dataset, *, checkpoint: str | Path | None, accelerator: Accelerator,
-                    progress: bool, echo: Callable[[str], None]) -> torch.nn.Module:
-    """The starting model of every method: ``checkpoint``, pretrained weights, or trained by ``recipe.reference``."""
+                    progress: bool, echo: Callable[[str], None], seed: int | None = None) -> torch.nn.Module:
+    """The starting model of every method: ``checkpoint``, pretrained weights, or trained by ``recipe.reference``
+    (data order from ``seed``, default the recipe's)."""
     spec = get_spec(recipe.dataset)
     model = create_model(recipe.model, num_classes=spec.num_classes, pretrained=recipe.pretrained,
                          checkpoint=checkpoint)
@@ -81,7 +82,7 @@ def reference_model(recipe: Recipe, train_set: Dataset, *, checkpoint: str | Pat
                              "with a reference section")
         echo(f"Training the reference {recipe.model} ({recipe.reference.epochs} epochs)")
         train(model, train_set, recipe.reference, cross_entropy, accelerator=accelerator, desc="reference",
-              progress=progress)
+              progress=progress, seed=recipe.seed if seed is None else seed)
     return model
 
 
@@ -118,7 +119,7 @@ def reproduce(
         echo(f"== seed {seed}")
         set_seed(seed)
         models = {"reference": reference_model(recipe, train_set, checkpoint=checkpoint, accelerator=accelerator,
-                                               progress=progress, echo=echo)}
+                                               progress=progress, echo=echo, seed=seed)}
         history = {}
         for method in methods:
             echo(f"Fine-tuning with {method} ({recipe.harden.epochs} epochs)")
@@ -126,7 +127,7 @@ def reproduce(
             model = copy.deepcopy(models["reference"])
             history[method] = train(model, train_set, recipe.harden, create_objective(
                 dataclasses.replace(recipe, method=method)), accelerator=accelerator, center=center, desc=method,
-                progress=progress)
+                progress=progress, seed=seed)
             models[method] = model
         echo(f"Evaluating (epsilon_ref from {eps_ref_from})")
         reports = {eps_ref_from: evaluate(models[eps_ref_from], test_set, recipe.evaluation, center=center,
