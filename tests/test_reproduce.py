@@ -75,3 +75,22 @@ def test_sweep_end_to_end(tmp_path):
     data = json.loads((tmp_path / "sweep.json").read_text())
     assert [(p["c"], p["layers"]) for p in data["points"]] == [(5.0, ["fc1"]), (45.0, ["fc1"])]
     assert (tmp_path / "sweep.png").stat().st_size > 0 and "| fc1 | 15 | 5 |" in result.output
+
+
+def test_each_seed_trains_the_reference_on_its_own_data_order():
+    import torch
+    from accelerate import Accelerator
+
+    from dd_hub.recipes import find_recipe
+    from dd_hub.reproduce import reference_model
+
+    recipe = find_recipe("mlp", "mnist-5k", {"reference.epochs": 1, "reference.batch_size": 10})
+    data = torch.utils.data.TensorDataset(torch.rand(40, 1, 28, 28), torch.randint(0, 10, (40,)))
+
+    def weights(seed):
+        torch.manual_seed(0)  # same initialisation: only the data order can differ
+        model = reference_model(recipe, data, checkpoint=None, accelerator=Accelerator(cpu=True), progress=False,
+                                echo=lambda _: None, seed=seed)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(weights(1), weights(1)) and not torch.equal(weights(1), weights(2))
