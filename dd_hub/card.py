@@ -40,12 +40,19 @@ CITATION = """@inproceedings{yan2018deep,
 }"""
 
 
+ATTACK_NAMES = {"fgs": "FGS", "pgd": "PGD", "autoattack": "AutoAttack"}
+
+
 def _attacks(report: dict) -> list[tuple[str, dict, dict, dict]]:
     """(attack, {eps: acc}, {fraction of eps_ref: acc}, settings) for the attacks a report holds."""
     attacks = [("fgs", report.get("fgs", {}), report.get("fgs_at_ref", {}), {"norm": "linf"})]
     if report.get("pgd") or report.get("pgd_at_ref"):
         settings = {k: v for k, v in report.get("pgd_settings", {}).items() if k in ("norm", "steps", "restarts")}
         attacks.append(("pgd", report.get("pgd", {}), report.get("pgd_at_ref", {}), settings))
+    for norm in ("linf", "l2"):
+        at_eps = {f"{r['eps']:.6g}": r["accuracy"] for r in report.get("autoattack", {}).values() if r["norm"] == norm}
+        if at_eps:
+            attacks.append(("autoattack", at_eps, {}, {"norm": norm, "version": "standard (torchattacks)"}))
     return attacks
 
 
@@ -67,7 +74,7 @@ def eval_results(metrics: dict) -> list[EvalResult]:
     eps_ref = report.get("eps_ref")
     for attack, at_eps, at_ref, settings in _attacks(report):
         norm = settings.get("norm", "linf")
-        label = f"{attack.upper()} accuracy"
+        label = f"{ATTACK_NAMES.get(attack, attack)} accuracy"
         for fraction, accuracy in sorted(at_ref.items(), key=lambda kv: float(kv[0])):
             eps = float(fraction) * eps_ref
             results.append(EvalResult(
@@ -143,7 +150,8 @@ def render_curve(metrics: dict, path: str | Path) -> Path:
 def card_metrics(card_data: ModelCardData) -> dict[str, float]:
     """Metric name -> value from a card's ``model-index`` (the inverse of :func:`eval_results`).
 
-    Names: ``clean_accuracy``, ``rho2``, ``<attack>@<fraction>eps_ref`` and ``<attack>@<eps>`` (attack fgs, pgd).
+    Names: ``clean_accuracy``, ``rho2``, ``<attack>@<fraction>eps_ref`` and ``<attack>@<eps>`` (attack fgs, pgd,
+    autoattack).
     """
     figures = {}
     for result in card_data.eval_results or []:

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from .attacks import deepfool, fgs_direction, pgd
+from .attacks import budget, deepfool, fgs_direction, pgd
 from .defense import ratio
 from .errors import DDHubError
 from .hub import write_text_atomic
@@ -46,12 +46,16 @@ class EvalConfig:
     pgd_eps: list[float] = field(default_factory=list)  # absolute budgets, e.g. 0.3 (attacks.BUDGETS)
     sanity: bool = True                     # gradient-masking checks at eps_ref (dd_hub.sanity)
     sanity_max_examples: int | None = 500
+    autoattack: list[str] = field(default_factory=list)  # threat models of attacks.BUDGETS, e.g. ['mnist-linf']
+    autoattack_max_examples: int | None = 1000          # AutoAttack is costly: Square alone is 5,000 queries
 
     def __post_init__(self) -> None:
         if self.rho_space not in ("pixel", "centered"):
             raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
         if self.pgd_norm not in ("linf", "l2"):
             raise DDHubError(f"pgd_norm must be 'linf' or 'l2', not '{self.pgd_norm}'")
+        for name in self.autoattack:
+            budget(name)  # a one-line error naming the valid threat models
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Report:
     pgd_at_ref: dict[str, float] = field(default_factory=dict)  # str(fraction) -> PGD accuracy at fraction * eps_ref
     pgd_settings: dict = field(default_factory=dict)
     sanity: list[dict] = field(default_factory=list)            # SanityCheck dicts: name, passed, detail
+    autoattack: dict[str, dict] = field(default_factory=dict)   # threat model -> norm, eps, accuracy, n_examples
 
     @property
     def sanity_passed(self) -> bool:
@@ -196,16 +201,24 @@ def evaluate(
         pgd_fixed = {_key(eps): run.pgd_accuracy(eps) for eps in config.pgd_eps} if pgd_on else {}
         sanity = []
         if config.sanity:
-            budget = eps_ref or max(config.fgs_eps, default=0.1)
+            sanity_eps = eps_ref or max(config.fgs_eps, default=0.1)
             curves = {"FGS": {**{float(e): a for e, a in fgs.items()},
                               **{float(f) * eps_ref: a for f, a in at_ref.items()}}}
             if pgd_on and config.pgd_norm == "linf":
                 curves["PGD"] = {**{float(e): a for e, a in pgd_fixed.items()},
                                  **{float(f) * eps_ref: a for f, a in pgd_at_ref.items()}}
             checks = check_masking(model, run.loader.dataset, SanityConfig(
-                eps=budget, steps=max(config.pgd_steps, 1), max_examples=config.sanity_max_examples,
+                eps=sanity_eps, steps=max(config.pgd_steps, 1), max_examples=config.sanity_max_examples,
                 batch_size=config.batch_size), curves=curves, clean_accuracy=clean)
             sanity = [check.to_dict() for check in checks]
+        autoattack = {}
+        for name in config.autoattack:
+            norm, eps = budget(name)
+            accuracy = autoattack_accuracy(model, run.loader.dataset, norm=norm, eps=eps,
+                                           max_examples=config.autoattack_max_examples, batch_size=config.batch_size)
+            n = min(len(run.loader.dataset), config.autoattack_max_examples or len(run.loader.dataset))
+            autoattack[name] = {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": n,
+                                "implementation": "torchattacks AutoAttack standard"}
     finally:
         model.train(was_training)
     return Report(
@@ -228,13 +241,16 @@ def evaluate(
         pgd_settings={"norm": config.pgd_norm, "steps": config.pgd_steps, "restarts": config.pgd_restarts,
                       "step_size": "2.5 * eps / steps", "random_start": True} if pgd_on else {},
         sanity=sanity,
+        autoattack=autoattack,
     )
 
 
-def autoattack_accuracy(model: nn.Module, dataset: Dataset, *, norm: str = "linf", eps: float, n_classes: int = 10,
-                        max_examples: int | None = None, batch_size: int = 250, seed: int = 0) -> float:
+def autoattack_accuracy(model: nn.Module, dataset: Dataset, *, norm: str = "linf", eps: float,
+                        n_classes: int | None = None, max_examples: int | None = None, batch_size: int = 250,
+                        seed: int = 0) -> float:
     """Robust accuracy under torchattacks' AutoAttack ``standard`` (APGD-CE, APGD-T, FAB-T, Square), an optional
-    extra (``pip install torchattacks``). Not the reference fra31/auto-attack: do not report it as RobustBench."""
+    extra (``pip install torchattacks``). Not the reference fra31/auto-attack: do not report it as RobustBench.
+    ``n_classes`` defaults to the width of the model's logits."""
     try:
         import torchattacks
     except ImportError:
@@ -245,9 +261,12 @@ def autoattack_accuracy(model: nn.Module, dataset: Dataset, *, norm: str = "linf
         dataset = Subset(dataset, range(max_examples))
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
+    if n_classes is None:
+        with torch.no_grad():
+            n_classes = model(dataset[0][0].unsqueeze(0).to(device)).shape[1]
     attack = torchattacks.AutoAttack(model, norm="Linf" if norm == "linf" else "L2", eps=eps, version="standard",
                                      n_classes=n_classes, seed=seed)
-    device = next(model.parameters()).device
     hits = total = 0
     try:
         for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
@@ -282,6 +301,10 @@ def format_comparison(reports: dict[str, Report]) -> str:
                                                        for r in reports.values()]))
     for eps in first.pgd:
         rows.append((f"PGD acc @ eps={eps}", [f"{r.pgd.get(eps, float('nan')):.2%}" for r in reports.values()]))
+    for name, result in first.autoattack.items():
+        rows.append((f"AutoAttack acc @ {name} ({result['norm']}, eps={result['eps']:.4g})",
+                     [f"{r.autoattack[name]['accuracy']:.2%}" if name in r.autoattack else "–"
+                      for r in reports.values()]))
     if first.sanity:
         rows.append(("gradient-masking checks", [_sanity_summary(r) for r in reports.values()]))
     header = "| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"

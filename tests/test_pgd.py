@@ -89,3 +89,26 @@ def test_autoattack_is_not_weaker_than_pgd(setup):
     pgd_acc = _accuracy(model, pgd(model, images[:16], labels[:16], eps=0.05, steps=10,
                                    generator=torch.Generator().manual_seed(0)), labels[:16])
     assert autoattack_accuracy(model, data, eps=0.05) <= pgd_acc + 1 / 16
+
+
+def test_evaluate_reports_autoattack_at_named_budgets(setup):
+    from dd_hub.card import report_metrics
+    from dd_hub.evaluate import EvalConfig, Report, evaluate
+
+    model, images, labels = setup
+    data = torch.utils.data.TensorDataset(images[:8], labels[:8])
+    config = EvalConfig(deepfool_steps=3, fgs_eps=[0.3], pgd_steps=0, sanity=False, autoattack=["mnist-linf"],
+                        autoattack_max_examples=6)
+    report = evaluate(model, data, config, progress=False)
+    result = report.autoattack["mnist-linf"]
+    assert (result["norm"], result["eps"], result["n_examples"]) == ("linf", 0.3, 6)
+    assert 0.0 <= result["accuracy"] <= report.fgs["0.3"] + 1 / 6  # not weaker than FGS at the same budget
+    assert Report.from_dict(report.to_dict()).autoattack == report.autoattack
+    assert report_metrics(report.to_dict())["autoattack@0.3"] == result["accuracy"]
+
+
+def test_unknown_autoattack_budget_is_a_clear_error():
+    from dd_hub.evaluate import EvalConfig
+
+    with pytest.raises(DDHubError, match="unknown threat model 'mnist'.*mnist-linf"):
+        EvalConfig(autoattack=["mnist"])
