@@ -18,7 +18,7 @@ import pytest
 import timm
 import torch
 from click.testing import CliRunner
-from huggingface_hub import ModelCard, constants
+from huggingface_hub import ModelCard, ModelCardData, constants
 
 import dd_hub
 from dd_hub.card import CURVE_NAME, card_metrics, render_card, render_curve, report_metrics
@@ -431,3 +431,19 @@ def test_harden_publish_load_list_end_to_end(hub, hub_env, tmp_path):
     assert card_metrics(ModelCard.load(REPO).data) == report_metrics(metrics["hardened"])
     listed = subprocess.run(cli + ["list"], env=hub_env, capture_output=True, text=True, timeout=300)
     assert REPO in listed.stdout
+
+
+def test_autoattack_results_reach_the_model_index():
+    from dd_hub.card import eval_results
+
+    report = {"n_examples": 10, "clean_accuracy": 0.9, "rho2": 0.3, "rho_space": "centered", "eps_ref": 0.2,
+              "deepfool": {"steps": 50, "candidates": 10, "overshoot": 0.02}, "fgs": {"0.3": 0.4},
+              "fgs_at_ref": {"1": 0.5}, "autoattack": {
+                  "mnist-linf": {"norm": "linf", "eps": 0.3, "accuracy": 0.1, "n_examples": 10},
+                  "mnist-l2": {"norm": "l2", "eps": 2.0, "accuracy": 0.2, "n_examples": 10}}}
+    metrics = {"hardened": report, "seed": 1, "model": {"dataset_hub_id": "mnist", "dataset": "mnist-5k"}}
+    results = eval_results(metrics)
+    names = {r.metric_name: r for r in results if r.metric_args.get("attack") == "autoattack"}
+    assert set(names) == {"AutoAttack accuracy (linf, eps=0.3)", "AutoAttack accuracy (l2, eps=2)"}
+    assert names["AutoAttack accuracy (l2, eps=2)"].metric_value == 0.2
+    assert card_metrics(ModelCardData(model_name="m", eval_results=results)) == report_metrics(report)
