@@ -203,10 +203,12 @@ def format_table(results: dict) -> str:
             + ["–"] * len(pgd_fractions) + ["–"]) + " |")
     eps_refs = [run["eps_ref"] for run in results["runs"]]
     seeds = ", ".join(str(s) for s in results["seeds"])
+    pgd_settings = first["pgd_settings"]
+    pgd_note = (f"FGS/PGD accuracies at fractions of epsilon_ref; PGD: {pgd_settings['steps']} steps, "
+                f"{pgd_settings['restarts']} restart(s), {pgd_settings['norm']}" if pgd_settings
+                else "FGS accuracies at fractions of epsilon_ref; PGD off")
     notes = (f"\nepsilon_ref (L-infinity, [0, 1] pixels) from the {LABELS.get(results['eps_ref_from'])} model: "
              + ", ".join(f"{e:.4g}" for e in eps_refs) + f" (seeds {seeds}). rho_2 in "
-             f"{first['rho_space']} space; FGS/PGD accuracies at fractions of epsilon_ref; PGD: "
-             f"{first['pgd_settings'].get('steps', 0)} steps, {first['pgd_settings'].get('restarts', 0)} restart(s), "
-             f"{first['pgd_settings'].get('norm', '')}. {first['n_examples']} test images"
+             f"{first['rho_space']} space; {pgd_note}. {first['n_examples']} test images"
              + (", mean ± sample std over seeds." if several else ".") + "\n")
     return "\n".join(lines) + "\n" + notes

@@ -94,3 +94,14 @@ def test_each_seed_trains_the_reference_on_its_own_data_order():
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     assert torch.equal(weights(1), weights(1)) and not torch.equal(weights(1), weights(2))
+
+
+def test_table_notes_say_when_pgd_was_off():
+    from dd_hub.reproduce import _summary
+
+    report = {**_report(0.98, 0.2, (0.9, 0.5, 0.2)), "pgd_at_ref": {}, "pgd_settings": {}}
+    runs = [{"seed": 1, "eps_ref": 0.1, "reports": {"reference": report}}]
+    results = {"methods": ["reference"], "seeds": [1], "runs": runs, "summary": _summary(runs, ["reference"]),
+               "paper": None, "eps_ref_from": "reference"}
+    notes = format_table(results).strip().splitlines()[-1]
+    assert "PGD off" in notes and "0 steps" not in notes
