@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .errors import DDHubError
 
@@ -219,10 +219,14 @@ def create_dataset(name: str, split: str = "train", *, data_dir: str | Path | No
     return get_spec(name).build(split, _path(data_dir), data_config)
 
 
+def first_examples(dataset: Dataset, count: int | None) -> Dataset:
+    """The first ``count`` examples of ``dataset`` (all of them when ``count`` is None or not smaller)."""
+    return dataset if count is None or count >= len(dataset) else Subset(dataset, range(count))
+
+
 def mean_image(dataset: Dataset, max_samples: int = 10_000, batch_size: int = 500) -> torch.Tensor:
     """Mean training image (CHW) over the first ``max_samples``: the center of the paper's mean-subtracted space."""
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(min(len(dataset), max_samples))),
-                                         batch_size=batch_size)
+    loader = torch.utils.data.DataLoader(first_examples(dataset, max_samples), batch_size=batch_size)
     total, count = None, 0
     for images, _ in loader:
         total = images.sum(0) if total is None else total + images.sum(0)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .attacks import budget, deepfool, fgs_direction, pgd
+from .data import first_examples
 from .defense import ratio
 from .errors import DDHubError
 from .hub import write_text_atomic
@@ -100,8 +100,7 @@ class _Evaluation:
 
     def __init__(self, model: nn.Module, dataset: Dataset, config: EvalConfig, progress: bool) -> None:
         self.model, self.config, self.progress = model, config, progress
-        if config.max_examples is not None and config.max_examples < len(dataset):
-            dataset = Subset(dataset, range(config.max_examples))
+        dataset = first_examples(dataset, config.max_examples)
         if len(dataset) == 0:
             raise DDHubError("the evaluation set is empty")
         self.loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False)
@@ -214,10 +213,9 @@ def evaluate(
         autoattack = {}
         for name in config.autoattack:
             norm, eps = budget(name)
-            accuracy = autoattack_accuracy(model, run.loader.dataset, norm=norm, eps=eps,
-                                           max_examples=config.autoattack_max_examples, batch_size=config.batch_size)
-            n = min(len(run.loader.dataset), config.autoattack_max_examples or len(run.loader.dataset))
-            autoattack[name] = {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": n,
+            subset = first_examples(run.loader.dataset, config.autoattack_max_examples)
+            accuracy = autoattack_accuracy(model, subset, norm=norm, eps=eps, batch_size=config.batch_size)
+            autoattack[name] = {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": len(subset),
                                 "implementation": "torchattacks AutoAttack standard"}
     finally:
         model.train(was_training)
@@ -257,8 +255,7 @@ def autoattack_accuracy(model: nn.Module, dataset: Dataset, *, norm: str = "linf
         raise DDHubError("AutoAttack needs torchattacks: pip install 'torchattacks>=3.5'") from None
     if norm not in ("linf", "l2"):
         raise DDHubError(f"AutoAttack norm must be 'linf' or 'l2', not '{norm}'")
-    if max_examples is not None and max_examples < len(dataset):
-        dataset = Subset(dataset, range(max_examples))
+    dataset = first_examples(dataset, max_examples)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -105,6 +105,14 @@ def _accuracy(logits: Tensor, labels: Tensor) -> dict[str, float]:
     return {"acc": (logits.argmax(1) == labels).float().mean().item()}
 
 
+def cross_entropy(model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
+                  center: Tensor | None = None) -> LossOutput:
+    """Plain cross-entropy: reference training and clean fine-tuning."""
+    logits = model(inputs) if logits is None else logits
+    loss = F.cross_entropy(logits, labels)
+    return LossOutput(loss, {"ce": loss.item(), **_accuracy(logits, labels)})
+
+
 class OnlyLayers(nn.Module):
     """``model`` with every parameter outside ``layers`` detached: gradients reach only the chosen layers."""
 
@@ -249,8 +257,6 @@ class ParsevalLoss:
 
     def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
                  center: Tensor | None = None) -> LossOutput:
-        from .train import cross_entropy  # train imports recipes, which imports this module
-
         return cross_entropy(model, inputs, labels, logits=logits, center=center)
 
     @torch.no_grad()
@@ -277,8 +283,6 @@ def _deep_defense(recipe: "Recipe") -> Objective:
 
 @register_method("clean", "clean fine-tuning: cross-entropy only, same schedule")
 def _clean(recipe: "Recipe") -> Objective:
-    from .train import cross_entropy  # train imports recipes, which imports this module
-
     return cross_entropy
 
 

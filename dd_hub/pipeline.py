@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from . import __version__
 from .card import CURVE_NAME, render_card, render_curve
-from .data import create_dataset, get_spec, mean_image
+from .data import create_dataset, first_examples, get_spec, mean_image
 from .errors import DDHubError
 from .evaluate import Report, evaluate, format_comparison, save_json
 from .hub import architecture_name, save_model, write_text_atomic
@@ -80,8 +80,7 @@ def harden(
     if input_size is not None:
         data_config.update(input_size=(data_config["input_size"][0], input_size, input_size), crop_pct=1.0)
     train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir, data_config=data_config)
-    if recipe.max_train_examples is not None and recipe.max_train_examples < len(train_set):
-        train_set = torch.utils.data.Subset(train_set, range(recipe.max_train_examples))
+    train_set = first_examples(train_set, recipe.max_train_examples)
     test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir, data_config=data_config)
     center = mean_image(train_set) if recipe.rho_space == "centered" else None
     loop = dict(accelerator=accelerator, progress=progress, seed=recipe.seed, checkpoint_dir=out_dir / "checkpoints",

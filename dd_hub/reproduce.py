@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from . import __version__
 from .data import create_dataset, get_spec, mean_image
 from .errors import DDHubError
-from .evaluate import Report, evaluate, save_json
+from .evaluate import evaluate, save_json
 from .hub import save_model, write_text_atomic
 from .methods import create_objective, list_methods
 from .models import create_model

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from .attacks import pgd
+from .data import first_examples
 
 
 @dataclass
@@ -95,9 +96,7 @@ def check_masking(
     ``clean_accuracy`` the clean accuracy they go with; both are checked too. The attacks of the checks run on the
     first ``config.max_examples`` examples.
     """
-    if config.max_examples is not None and config.max_examples < len(dataset):
-        dataset = Subset(dataset, range(config.max_examples))
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False)
+    loader = DataLoader(first_examples(dataset, config.max_examples), batch_size=config.batch_size, shuffle=False)
     generator = torch.Generator().manual_seed(config.seed)
     eps, tol = config.eps, config.tolerance
 

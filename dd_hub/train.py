@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
 from accelerate.utils import is_tensorboard_available
@@ -26,6 +24,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Position, latest_checkpoint, load_checkpoint, load_rng, save_checkpoint
 from .defense import LossOutput
 from .errors import DDHubError
+from .methods import cross_entropy
 from .recipes import TrainConfig
 
 Objective = Callable[..., LossOutput]
@@ -73,14 +72,6 @@ def make_accelerator(mixed_precision: str = "no", grad_accumulation: int = 1,
     if trackers:
         accelerator.init_trackers("tensorboard")
     return accelerator
-
-
-def cross_entropy(model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
-                  center: Tensor | None = None) -> LossOutput:
-    """Plain cross-entropy: reference training and clean fine-tuning."""
-    logits = model(inputs) if logits is None else logits
-    loss = F.cross_entropy(logits, labels)
-    return LossOutput(loss, {"ce": loss.item(), "acc": (logits.argmax(1) == labels).float().mean().item()})
 
 
 def freeze_batchnorm(model: nn.Module) -> int:
