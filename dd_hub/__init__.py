@@ -1,15 +1,47 @@
-"""dd-hub: harden image classifiers with Deep Defense, measure their robustness, publish them to the Hub."""
-__version__ = "0.1.0"
+"""dd-hub: harden image classifiers with Deep Defense, measure their robustness, publish them to the Hub.
 
-from .attacks import DeepFoolResult, deepfool, deepfool_unrolled, fgs, pgd  # noqa: E402
-from .defense import DeepDefenseConfig, DeepDefenseLoss  # noqa: E402
-from .errors import DDHubError  # noqa: E402
-from .evaluate import EvalConfig, Report, evaluate  # noqa: E402
-from .hub import load, save_model  # noqa: E402
-from .models import NormalizedModel, create_model, unwrap  # noqa: E402
-from .pipeline import harden  # noqa: E402
-from .publish import publish  # noqa: E402
+The public API is re-exported here lazily (PEP 562): ``import dd_hub`` costs nothing until a name is used, so the
+command line answers ``--help`` without importing torch.
+"""
+from __future__ import annotations
 
-__all__ = ["DDHubError", "DeepDefenseConfig", "DeepDefenseLoss", "DeepFoolResult", "EvalConfig", "NormalizedModel",
-           "Report", "create_model", "deepfool", "deepfool_unrolled", "evaluate", "fgs", "harden", "load", "pgd",
-           "publish", "save_model", "unwrap", "__version__"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .version import __version__
+
+_EXPORTS = {
+    "deepfool": "attacks", "fgs": "attacks", "pgd": "attacks", "AttackResult": "attacks",
+    "DeepDefenseConfig": "defense", "DeepDefenseLoss": "defense",
+    "DDHubError": "errors",
+    "EvalConfig": "evaluate", "Report": "evaluate", "evaluate": "evaluate",
+    "load": "model_dir", "save_model": "model_dir",
+    "NormalizedModel": "models", "create_model": "models", "unwrap": "models",
+    "harden": "pipeline",
+    "publish": "upload",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names are resolved by __getattr__
+    from .attacks import AttackResult, deepfool, fgs, pgd
+    from .defense import DeepDefenseConfig, DeepDefenseLoss
+    from .errors import DDHubError
+    from .evaluate import EvalConfig, Report, evaluate
+    from .model_dir import load, save_model
+    from .models import NormalizedModel, create_model, unwrap
+    from .pipeline import harden
+    from .upload import publish
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dd_hub' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-CURVE_NAME = "robustness_curve.png"
-TORCHVISION_PREFIX = "tv:"
+from .evaluate import Report, format_comparison
+from .models.torchvision_compat import split_prefix
+from .plots import CURVE_NAME, attack_curves
+
 _TIMM_USAGE = """```python
 import timm
-import dd_hub  # registers dd-hub's own architectures; not needed for standard timm ones
+import dd_hub.models  # registers dd-hub's own architectures (dd_lenet_mnist, ...); not needed for standard timm ones
 
 # pretrained=True is required: without it timm builds the architecture with random weights and no error
 model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()
@@ -43,19 +45,6 @@ CITATION = """@inproceedings{yan2018deep,
 ATTACK_NAMES = {"fgs": "FGS", "pgd": "PGD", "autoattack": "AutoAttack"}
 
 
-def _attacks(report: dict) -> list[tuple[str, dict, dict, dict]]:
-    """(attack, {eps: acc}, {fraction of eps_ref: acc}, settings) for the attacks a report holds."""
-    attacks = [("fgs", report.get("fgs", {}), report.get("fgs_at_ref", {}), {"norm": "linf"})]
-    if report.get("pgd") or report.get("pgd_at_ref"):
-        settings = {k: v for k, v in report.get("pgd_settings", {}).items() if k in ("norm", "steps", "restarts")}
-        attacks.append(("pgd", report.get("pgd", {}), report.get("pgd_at_ref", {}), settings))
-    for norm in ("linf", "l2"):
-        at_eps = {f"{r['eps']:.6g}": r["accuracy"] for r in report.get("autoattack", {}).values() if r["norm"] == norm}
-        if at_eps:
-            attacks.append(("autoattack", at_eps, {}, {"norm": norm, "version": "standard (torchattacks)"}))
-    return attacks
-
-
 def eval_results(metrics: dict) -> list[EvalResult]:
     """The hardened model's figures as ``EvalResult``s (accuracies as fractions, exactly as in metrics.json)."""
     report, info = metrics["hardened"], metrics["model"]
@@ -72,7 +61,7 @@ def eval_results(metrics: dict) -> list[EvalResult]:
                                 "space": report["rho_space"], "n_examples": n}, **common),
     ]
     eps_ref = report.get("eps_ref")
-    for attack, at_eps, at_ref, settings in _attacks(report):
+    for attack, at_eps, at_ref, settings in attack_curves(report):
         norm = settings.get("norm", "linf")
         label = f"{ATTACK_NAMES.get(attack, attack)} accuracy"
         for fraction, accuracy in sorted(at_ref.items(), key=lambda kv: float(kv[0])):
@@ -92,59 +81,8 @@ def eval_results(metrics: dict) -> list[EvalResult]:
 
 def comparison_table(metrics: dict) -> str:
     """The before/after Markdown table (reference vs hardened) of a metrics.json."""
-    from .evaluate import Report, format_comparison
-
     return format_comparison({"reference": Report.from_dict(metrics["reference"]),
                               "hardened": Report.from_dict(metrics["hardened"])})
-
-
-def curve_points(report: dict, attack: str = "fgs") -> list[tuple[float, float]]:
-    """(epsilon, accuracy under ``attack``) pairs of one report, epsilon 0 being the clean accuracy, sorted."""
-    points = {0.0: report["clean_accuracy"]}
-    points.update({float(eps): acc for eps, acc in report.get(attack, {}).items()})
-    if report.get("eps_ref"):
-        points.update({float(f) * report["eps_ref"]: acc for f, acc in report.get(f"{attack}_at_ref", {}).items()})
-    return sorted(points.items())
-
-
-def render_curve(metrics: dict, path: str | Path) -> Path:
-    """Plot accuracy under FGS (and Linf PGD) versus epsilon, hardened and reference, to a PNG, atomically.
-
-    The same metrics give the same bytes: no timestamp or software version goes into the PNG metadata.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    from .hub import write_bytes_atomic
-
-    figure = Figure(figsize=(5, 3.5), dpi=100)
-    axes = figure.add_subplot()
-    linf_attacks = [a for a, _, _, settings in _attacks(metrics["hardened"]) if settings.get("norm") == "linf"]
-    for attack, line in zip(linf_attacks, ("-", "--")):
-        for key, marker, color in (("reference", "o", "tab:blue"), ("hardened", "s", "tab:orange")):
-            if key in metrics:
-                eps, accuracy = zip(*curve_points(metrics[key], attack))
-                axes.plot(eps, [100 * a for a in accuracy], marker=marker, linestyle=line, color=color,
-                          label=f"{key}, {attack.upper()}")
-    eps_ref = metrics["hardened"].get("eps_ref")
-    if eps_ref:
-        axes.axvline(eps_ref, color="grey", linewidth=0.8, linestyle=":", label=f"eps_ref = {eps_ref:.3g}")
-    axes.set_xlabel("epsilon (Linf, [0, 1] pixel space)")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_ylim(0, 100)
-    axes.set_title(f"{metrics['model']['architecture']} on {metrics['model']['dataset']}")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    path = Path(path)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
 
 
 def card_metrics(card_data: ModelCardData) -> dict[str, float]:
@@ -170,7 +108,7 @@ def card_metrics(card_data: ModelCardData) -> dict[str, float]:
 def report_metrics(report: dict) -> dict[str, float]:
     """The same names as :func:`card_metrics`, read from one report of metrics.json."""
     figures = {"clean_accuracy": report["clean_accuracy"], "rho2": report["rho2"]}
-    for attack, at_eps, at_ref, _ in _attacks(report):
+    for attack, at_eps, at_ref, _ in attack_curves(report):
         figures.update({f"{attack}@{float(f):g}eps_ref": a for f, a in at_ref.items()})
         figures.update({f"{attack}@{float(e):g}": a for e, a in at_eps.items()})
     return figures
@@ -183,36 +121,61 @@ def render_card(metrics: dict, comparison: str | None = None, *, curve_file: str
     ``comparison`` defaults to :func:`comparison_table`; ``repo_id`` goes into the usage snippet (``ORG/NAME``
     when not yet known).
     """
-    info, recipe = metrics["model"], metrics["recipe"]
-    name = info["repo_name"]
-    repo_id = repo_id or f"ORG/{name}"
+    repo_id = repo_id or f"ORG/{metrics['model']['repo_name']}"
     comparison = comparison if comparison is not None else comparison_table(metrics)
-    timm_loadable = not info["architecture"].startswith(TORCHVISION_PREFIX)
-    data = ModelCardData(
-        model_name=name,
-        library_name="timm" if timm_loadable else "pytorch",
+    body = "\n".join([
+        _title_section(metrics),
+        _training_section(metrics),
+        _robustness_section(metrics, comparison, curve_file),
+        _usage_section(metrics, repo_id),
+        LIMITATIONS,
+        f"## Citation\n\n```bibtex\n{CITATION}\n```\n",
+    ])
+    return ModelCard(f"---\n{card_data(metrics, repo_id).to_yaml()}\n---\n{body}").content
+
+
+def timm_loadable(metrics: dict) -> bool:
+    """Whether plain timm can build the architecture (torchvision networks without a timm twin cannot)."""
+    return split_prefix(metrics["model"]["architecture"]) is None
+
+
+def card_data(metrics: dict, repo_id: str) -> ModelCardData:
+    """The card's YAML metadata: library, tags, dataset, base model, ``model-index`` and the ``dd_hub`` block."""
+    info, recipe = metrics["model"], metrics["recipe"]
+    loadable = timm_loadable(metrics)
+    return ModelCardData(
+        model_name=info["repo_name"],
+        library_name="timm" if loadable else "pytorch",
         pipeline_tag="image-classification",
         license="apache-2.0",
-        tags=[tag for tag in TAGS if timm_loadable or tag != "timm"],
+        tags=[tag for tag in TAGS if loadable or tag != "timm"],
         datasets=[info["dataset_hub_id"]],
         base_model=info.get("base_model"),
         eval_results=eval_results(metrics),
         dd_hub={"architecture": info["architecture"], "dataset": info["dataset"], "recipe": recipe["name"],
-                "rho_space": recipe["rho_space"], "version": metrics.get("dd_hub_version"),
+                "method": recipe.get("method", "deep_defense"), "rho_space": recipe["rho_space"],
+                "version": metrics.get("dd_hub_version"),
                 **({"repo_id": repo_id} if not repo_id.startswith("ORG/") else {})},
     )
-    defense, harden = recipe["defense"], recipe["harden"]
-    curve = f"\n![Accuracy under FGS versus epsilon]({curve_file})\n" if curve_file else ""
-    usage = _TIMM_USAGE if timm_loadable else _TORCHVISION_USAGE
-    body = f"""
-# {name}
+
+
+def _title_section(metrics: dict) -> str:
+    info = metrics["model"]
+    return f"""
+# {info['repo_name']}
 
 `{info['architecture']}` hardened against adversarial examples with **Deep Defense** (Yan, Guo, Zhang, NeurIPS
-2018) by [dd-hub](https://github.com/dd-hub/dd-hub), on `{info['dataset']}`.
+2018) by dd-hub, on `{info['dataset']}`.
+"""
 
-## How it was hardened
 
-Fine-tuned from {info.get('base_model') or 'a reference model trained by dd-hub (`reference/`)'} with
+def _training_section(metrics: dict) -> str:
+    info, recipe = metrics["model"], metrics["recipe"]
+    defense, harden = recipe["defense"], recipe["harden"]
+    start = info.get("provenance") or info.get("base_model") or "a reference model trained by dd-hub"
+    return f"""## How it was hardened
+
+Fine-tuned from {start} with
 cross-entropy plus the Deep Defense regularizer `lambda * exp(-c * rho)` (correctly classified) and
 `lambda * exp(d * rho)` (misclassified), `rho = ||r||_2 / ||x||_2` of an unrolled DeepFool perturbation r,
 measured in {recipe['rho_space']} space.
@@ -226,29 +189,30 @@ measured in {recipe['rho_space']} space.
 | schedule | {harden['epochs']} epochs, batch {harden['batch_size']}, lr x{harden['lr_decay']} after epochs {harden['lr_milestones']} |
 | BatchNorm | {'frozen (eval mode, out of the optimizer)' if harden['freeze_bn'] else 'trained'} |
 | seed | {metrics.get('seed')} |
+"""
 
-## Robustness, before and after
 
-Test split of `{info['dataset']}`, {metrics['hardened']['n_examples']} images. Perturbation sizes are in [0, 1]
-pixel space. rho_2 is the mean DeepFool ratio (L2, source = predicted class, all test images). epsilon_ref is the
-smallest FGS epsilon at which the hardened model's accuracy falls to 50% (the paper's protocol); both models are
-evaluated at the same epsilons. The `model-index` in this card's metadata holds the same figures with their attack
-settings (norm, epsilon, steps, number of examples, seed).
+def _robustness_section(metrics: dict, comparison: str, curve_file: str | None) -> str:
+    curve = f"\n![Accuracy under FGS versus epsilon]({curve_file})\n" if curve_file else ""
+    return f"""## Robustness, before and after
 
-{comparison}{curve}
-## Usage
+Test split of `{metrics['model']['dataset']}`, {metrics['hardened']['n_examples']} images. Perturbation sizes are in
+[0, 1] pixel space. rho_2 is the mean DeepFool ratio (L2, source = predicted class, all test images). epsilon_ref is
+the smallest FGS epsilon at which the hardened model's accuracy falls to 50% (the paper's protocol); both models
+are evaluated at the same epsilons. The `model-index` in this card's metadata holds the same figures with their
+attack settings (norm, epsilon, steps, number of examples, seed).
 
-{usage.format(repo_id=repo_id)}
-## Limitations
+{comparison}{curve}"""
+
+
+def _usage_section(metrics: dict, repo_id: str) -> str:
+    usage = _TIMM_USAGE if timm_loadable(metrics) else _TORCHVISION_USAGE
+    return f"## Usage\n\n{usage.format(repo_id=repo_id)}"
+
+
+LIMITATIONS = """## Limitations
 
 These figures are empirical: DeepFool and FGS are not the strongest attacks, and accuracy under them is an upper
 bound on the true robust accuracy. Nothing here is a certificate. Deep Defense targets minimal L2 perturbations;
 robustness to other threat models is not claimed.
-
-## Citation
-
-```bibtex
-{CITATION}
-```
 """
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").content

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import DDHubError
-from .hub import write_text_atomic
+from .atomic_io import write_text_atomic
 
 LATEST = "latest"
 

@@ -91,7 +91,7 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
 
     from .data import create_dataset, mean_image
     from .evaluate import evaluate, format_comparison
-    from .hub import load
+    from .model_dir import load
     from .recipes import eval_config_from_dict
 
     config = eval_config_from_dict({"deepfool_steps": steps, "rho_space": rho_space, "max_examples": max_examples,
@@ -112,7 +112,8 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
 @click.option("--cards-dir", type=click.Path(file_okay=False), help="Also add the card to this model_cards/ folder.")
 def publish(model_dir, repo_id, private, revision, dry_run, cards_dir) -> None:
     """Upload MODEL_DIR (written by `dd-hub harden`) to the Hugging Face Hub in one commit."""
-    from .publish import add_card, publish as run, write_index
+    from .leaderboard import add_card, write_index
+    from .upload import publish as run
 
     result = run(model_dir, repo_id, private=private, revision=revision, dry_run=dry_run)
     if result.dry_run:
@@ -136,7 +137,7 @@ def list_cmd(dataset, arch, author, sort_by, as_json) -> None:
     import json
     from dataclasses import asdict
 
-    from .publish import find_published, leaderboard, sort_entries
+    from .leaderboard import find_published, leaderboard, sort_entries
 
     entries = find_published(dataset=dataset, arch=arch, author=author)
     if as_json:
@@ -155,7 +156,7 @@ def show(repo_id, as_json) -> None:
     import json
     from dataclasses import asdict
 
-    from .publish import show as run
+    from .leaderboard import show as run
 
     entry = run(repo_id)
     if as_json:
@@ -173,8 +174,7 @@ def show(repo_id, as_json) -> None:
 @click.option("--sort", "sort_by", default="rho2", show_default=True)
 def cards(cards_dir, model_dir, repo_id, sort_by) -> None:
     """Regenerate CARDS_DIR/index.md, the leaderboard of the cards this project publishes."""
-    from .errors import DDHubError
-    from .publish import add_card, write_index
+    from .leaderboard import add_card, write_index
 
     if model_dir:
         if not repo_id:
@@ -190,8 +190,6 @@ def _recipe(model: str, dataset: str, recipe_file: str | None, overrides: dict):
 
 
 def _floats(text: str | None) -> list[float] | None:
-    from .errors import DDHubError
-
     if text is None:
         return None
     try:
@@ -264,7 +262,7 @@ def reproduce(model, dataset, recipe_file, checkpoint, data_dir, out_dir, method
 def sweep(model, dataset, recipe_file, checkpoint, data_dir, out_dir, c_values, lam_values, layer_sets, epochs,
           max_examples, sets, quiet) -> None:
     """Sweep Deep Defense's c, lambda and regularized layers; plot accuracy vs rho_2 (the paper's Figs. 3-4)."""
-    from .analysis import sweep as run
+    from .sweep import sweep as run
 
     overrides = _overrides(sets)
     for key, value in (("harden.epochs", epochs), ("evaluation.max_examples", max_examples)):
@@ -277,6 +275,28 @@ def sweep(model, dataset, recipe_file, checkpoint, data_dir, out_dir, c_values, 
                  checkpoint=checkpoint, data_dir=data_dir, progress=not quiet, echo=click.echo)
     click.echo(result.table)
     click.echo(f"Saved to {out_dir}/ (sweep.md, sweep.json, sweep.png)")
+
+
+@main.command("site")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--from", "cards_dir", type=click.Path(file_okay=False),
+              help="Build from local card folders DIR/*/README.md (e.g. model_cards) instead of the Hub.")
+@click.option("--author", help="From the Hub: only this user or organization.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="From the Hub: at most this many models.")
+def site_cmd(out_dir, cards_dir, author, limit) -> None:
+    """Build a static leaderboard site (boards per dataset and AutoAttack threat model, one page per model) in
+    OUT_DIR, from the Hub's dd-hub models or from local model cards; open OUT_DIR/index.html in a browser."""
+    from .site import build_site, load_hub_cards, load_local_cards
+
+    if cards_dir:
+        cards, notices = load_local_cards(cards_dir)
+    else:
+        cards, notices = load_hub_cards(limit=limit, author=author)
+    result = build_site(cards, out_dir, notices=notices)
+    for notice in notices:
+        click.echo(f"warning: {notice}", err=True)
+    click.echo(f"Wrote {result.index} ({len(cards)} model(s), {len(result.boards)} board(s))")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 per class with a fixed seed into 400 training and 100 test images (4,000 / 1,000). The other names read the data a
 user already has under ``--data-dir``, never downloading it:
 
-- ``mnist``, ``cifar10``: torchvision's own on-disk formats and loaders, native resolution.
+- ``mnist``: torchvision's on-disk format and reader; ``cifar10``: the python version of CIFAR-10
+  (``cifar-10-batches-py``), whose batch files are pickles: they are read with an unpickler that only rebuilds
+  NumPy arrays, so a hostile file is refused instead of run. Both at native resolution.
 - ``imagenet`` and ``folder``: ``DIR/train/<class>/*`` and ``DIR/val/<class>/*`` (or ``train.tar``/``val.tar``),
   read by ``timm.data.create_dataset``; images are resized and cropped to the model's input size by
   ``timm.data.create_transform`` with the model's ``resolve_model_data_config`` but *without* normalization
@@ -33,6 +35,8 @@ DIGITS = [str(i) for i in range(10)]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TIMM_PREFIXES = ("hfds/", "hfids/", "wds/", "tfds/", "torch/")
 SPLIT_DIRS = {"train": ("train", "training"), "test": ("val", "validation", "test")}
+CIFAR10_LAYOUT = "DIR/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (the python version)"
+MNIST_LAYOUT = "DIR/MNIST/raw/{train,t10k}-*-ubyte[.gz] (torchvision layout)"
 FOLDER_LAYOUT = "DIR/train/<class>/<image> and DIR/val/<class>/<image> (ImageNet layout; train.tar/val.tar also work)"
 BuildFn = Callable[[str, "Path | None", "dict | None"], Dataset]
 
@@ -50,7 +54,7 @@ class DatasetSpec:
     @property
     def num_classes(self) -> int:
         if self.label_names is None:
-            raise DDHubError(f"the classes of dataset '{self.name}' come from its data: call get_spec with data_dir")
+            raise DDHubError(f"dataset '{self.name}' needs --data-dir pointing at {self.layout}")
         return len(self.label_names)
 
 
@@ -77,33 +81,69 @@ def _require_dir(data_dir: Path | None, name: str, layout: str) -> Path:
     return Path(data_dir)
 
 
-def _torchvision(cls_name: str, name: str, layout: str) -> BuildFn:
-    def build(split: str, data_dir: Path | None, data_config: dict | None) -> Dataset:
-        import torchvision
-        from torchvision.transforms import ToTensor
+def _torchvision_mnist(split: str, data_dir: Path | None, data_config: dict | None) -> Dataset:
+    """torchvision's MNIST reader (its raw idx files are plain arrays: nothing in them can run code)."""
+    import torchvision
+    from torchvision.transforms import ToTensor
 
-        root = _require_dir(data_dir, name, layout)
-        base = getattr(torchvision.datasets, cls_name)
-        # torchvision's loader, minus the MD5 checks of CIFAR's files (hashing 180 MB on every run): files that
-        # are present but not CIFAR still fail below, in torchvision's own parsing.
-        cls = type(base.__name__, (base,), {"_check_integrity": _cifar_files_present,
-                                            "_load_meta": _cifar_load_meta}) if name == "cifar10" else base
+    root = _require_dir(data_dir, "mnist", MNIST_LAYOUT)
+    try:
+        return torchvision.datasets.MNIST(str(root), train=split == "train", download=False, transform=ToTensor())
+    except (RuntimeError, OSError, ValueError, EOFError) as exc:
+        raise DDHubError(f"MNIST not found or unreadable under {root}: expected {MNIST_LAYOUT}") from exc
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles the CIFAR-10 batch files (dicts of NumPy arrays, lists and strings) and nothing else: a pickle
+    that names any other callable is refused instead of run."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not part of a CIFAR-10 batch file)")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> dict:
+    with path.open("rb") as fh:
+        batch = _ArraysOnly(fh, encoding="latin1").load()
+    if not isinstance(batch, dict):
+        raise pickle.UnpicklingError(f"{path.name} does not hold a dict")
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
+
+
+class CIFAR10Batches(Dataset):
+    """CIFAR-10 in its python pickle format (``cifar-10-batches-py``), read with :class:`_ArraysOnly`: images as
+    uint8 in memory, each returned as a [0, 1] float CHW tensor."""
+
+    def __init__(self, root: Path, split: str) -> None:
+        folder = root / "cifar-10-batches-py"
+        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
         try:
-            return cls(str(root), train=split == "train", download=False, transform=ToTensor())
-        except (RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
-            raise DDHubError(f"{cls_name} not found or unreadable under {root}: expected {layout}") from exc
-    return build
+            batches = [_read_cifar_batch(folder / name) for name in names]
+            self.classes = list(_read_cifar_batch(folder / "batches.meta")["label_names"])
+            self.images = torch.from_numpy(np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32))
+            self.labels = torch.tensor([int(label) for b in batches for label in b["labels"]], dtype=torch.long)
+        except (OSError, EOFError, KeyError, ValueError, TypeError, pickle.UnpicklingError) as exc:
+            raise DDHubError(f"CIFAR-10 not found or unreadable under {root} ({_first_line(exc)}): expected "
+                             f"{CIFAR10_LAYOUT}") from None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index].float().div_(255.0), int(self.labels[index])
 
 
-def _cifar_files_present(self) -> bool:
-    folder = Path(self.root) / self.base_folder
-    return all((folder / filename).is_file() for filename, _ in self.train_list + self.test_list)
+def _cifar10(split: str, data_dir: Path | None, data_config: dict | None) -> Dataset:
+    return CIFAR10Batches(_require_dir(data_dir, "cifar10", CIFAR10_LAYOUT), split)
 
 
-def _cifar_load_meta(self) -> None:
-    with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as fh:
-        self.classes = pickle.load(fh, encoding="latin1")[self.meta["key"]]
-    self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _split_path(root: Path, split: str, name: str) -> Path:
@@ -132,7 +172,7 @@ def image_transform(data_config: dict | None, is_training: bool) -> Callable:
     from timm.data import create_transform
 
     config = {k: v for k, v in (data_config or {"input_size": (3, 224, 224)}).items() if k not in ("mean", "std")}
-    # mean 0 / std 1 keeps ToTensor's [0, 1] scaling; normalize=False would give uint8 (see ecosystem.md §5).
+    # mean 0 / std 1 keeps ToTensor's [0, 1] scaling; timm's normalize=False would give uint8 tensors.
     return create_transform(**config, is_training=is_training, color_jitter=0.0, mean=(0.0, 0.0, 0.0),
                             std=(1.0, 1.0, 1.0))
 
@@ -144,8 +184,7 @@ def _timm_dataset(name: str, root: str, split: str, class_map: dict | None, **kw
     try:
         return timm_create_dataset(name, root=root, split=timm_split, class_map=class_map, **kwargs)
     except (RuntimeError, OSError, ValueError, AssertionError, ImportError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DDHubError(f"cannot read {split} split of '{name or 'folder'}' at {root}: {first}") from exc
+        raise DDHubError(f"cannot read {split} split of '{name or 'folder'}' at {root}: {_first_line(exc)}") from exc
 
 
 def _folder(name: str) -> BuildFn:
@@ -169,13 +208,10 @@ def _timm_named(name: str) -> BuildFn:
     return build
 
 
-CIFAR10_LAYOUT = "DIR/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (torchvision layout)"
-MNIST_LAYOUT = "DIR/MNIST/raw/{train,t10k}-*-ubyte[.gz] (torchvision layout)"
 DATASETS: dict[str, DatasetSpec] = {
     "mnist-5k": DatasetSpec("mnist-5k", DIGITS, "mnist", "nothing (embedded)", _mnist_5k),
-    "mnist": DatasetSpec("mnist", DIGITS, "mnist", MNIST_LAYOUT, _torchvision("MNIST", "mnist", MNIST_LAYOUT)),
-    "cifar10": DatasetSpec("cifar10", CIFAR10_CLASSES, "cifar10", CIFAR10_LAYOUT,
-                           _torchvision("CIFAR10", "cifar10", CIFAR10_LAYOUT)),
+    "mnist": DatasetSpec("mnist", DIGITS, "mnist", MNIST_LAYOUT, _torchvision_mnist),
+    "cifar10": DatasetSpec("cifar10", CIFAR10_CLASSES, "cifar10", CIFAR10_LAYOUT, _cifar10),
     "imagenet": DatasetSpec("imagenet", None, "imagenet-1k", FOLDER_LAYOUT, _folder("imagenet")),
     "folder": DatasetSpec("folder", None, "imagefolder", FOLDER_LAYOUT, _folder("folder")),
 }

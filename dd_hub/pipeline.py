@@ -1,4 +1,4 @@
-"""``harden``: recipe -> model -> data -> (reference training) -> Deep Defense -> evaluation -> export.
+"""``harden``: recipe -> starting model and data -> (reference training) -> hardening -> evaluation -> export.
 
 The CLI's ``dd-hub harden`` is a thin shell around :func:`harden`; Python users call it directly.
 """
@@ -10,21 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import timm
 import torch
 from accelerate.utils import set_seed
-from safetensors.torch import load_file
 
-from . import __version__
-from .card import CURVE_NAME, render_card, render_curve
-from .data import create_dataset, first_examples, get_spec, mean_image
-from .errors import DDHubError
-from .evaluate import Report, evaluate, format_comparison, save_json
-from .hub import architecture_name, save_model, write_text_atomic
+from .atomic_io import write_json_atomic, write_text_atomic
+from .card import render_card
+from .evaluate import Report, evaluate, format_comparison
 from .methods import create_objective
-from .models import create_model, unwrap
+from .model_dir import architecture_name, save_model
+from .plots import CURVE_NAME, render_curve
 from .recipes import Recipe
-from .train import cross_entropy, make_accelerator, train
+from .starting_model import Start, prepare_start, train_reference
+from .train import make_accelerator, train
+from .version import __version__
 
 
 @dataclass
@@ -36,11 +34,6 @@ class HardenResult:
     reference: Report | None
     out_dir: Path
     table: str
-
-
-def objective_for(recipe: Recipe) -> Callable:
-    """The training objective a recipe's ``method`` names (see :mod:`dd_hub.methods`)."""
-    return create_objective(recipe)
 
 
 def harden(
@@ -64,70 +57,60 @@ def harden(
     ``input_size`` resizes folder/timm datasets to that square size instead of the model's default.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.seed)
+    start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init,
+                          input_size=input_size)
+    _clear_previous_run(out_dir, resume)
+    accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, log_dir=out_dir)
+    loop = dict(accelerator=accelerator, progress=progress, checkpoint_dir=out_dir / "checkpoints",
+                checkpoint_every=checkpoint_every, resume=resume)
+    train_reference(start, recipe, echo=echo, save_dir=out_dir / "reference", **loop)
+    reference = copy.deepcopy(start.model)
+
+    echo(f"Hardening with {recipe.method} ({recipe.harden.epochs} epochs)")
+    history = train(start.model, start.train_set, recipe.harden, create_objective(recipe), center=start.center,
+                    desc="harden", seed=recipe.seed, **loop)
+    accelerator.end_training()
+    if not accelerator.is_main_process:  # evaluation and export run once, on the main process
+        return HardenResult(start.model, None, None, out_dir, "")
+
+    echo("Evaluating the hardened and the reference model")
+    hardened_report = evaluate(start.model, start.test_set, recipe.evaluation, center=start.center,
+                               progress=progress)
+    reference_report = evaluate(reference, start.test_set, recipe.evaluation, center=start.center,
+                                eps_ref=hardened_report.eps_ref, progress=progress)
+    table = format_comparison({"reference": reference_report, "hardened": hardened_report})
+    metrics = run_metrics(recipe, start, hardened_report, reference_report, history)
+    write_outputs(out_dir, start, metrics, table)
+    return HardenResult(start.model, hardened_report, reference_report, out_dir, table)
+
+
+def _clear_previous_run(out_dir: Path, resume: bool) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         (out_dir / "train_log.jsonl").unlink(missing_ok=True)
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, log_dir=out_dir)
-    spec = get_spec(recipe.dataset, data_dir)
-    objective = objective_for(recipe)
-    # Double backward needs the math attention kernel: timm attention layers pick theirs at construction.
-    timm.layers.set_fused_attn(False)
-    model = create_model(recipe.model, num_classes=spec.num_classes, pretrained=recipe.pretrained,
-                         checkpoint=checkpoint)
-    data_config = timm.data.resolve_model_data_config(unwrap(model))
-    if input_size is not None:
-        data_config.update(input_size=(data_config["input_size"][0], input_size, input_size), crop_pct=1.0)
-    train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir, data_config=data_config)
-    train_set = first_examples(train_set, recipe.max_train_examples)
-    test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir, data_config=data_config)
-    center = mean_image(train_set) if recipe.rho_space == "centered" else None
-    loop = dict(accelerator=accelerator, progress=progress, seed=recipe.seed, checkpoint_dir=out_dir / "checkpoints",
-                checkpoint_every=checkpoint_every, resume=resume)
-    base_model = None if checkpoint else (recipe.model if recipe.pretrained else None)
-    if checkpoint is None and not recipe.pretrained:
-        if recipe.reference is None and not allow_random_init:
-            raise DDHubError(f"no starting weights for '{recipe.model}': pass --checkpoint FILE, use a recipe with "
-                             "pretrained: true or a reference section, or --allow-random-init")
-        trained_reference = out_dir / "reference" / "model.safetensors"
-        if recipe.reference is not None and resume and trained_reference.is_file():
-            echo(f"Resuming with the reference model trained before ({trained_reference})")
-            unwrap(model).load_state_dict(load_file(str(trained_reference)))
-        elif recipe.reference is not None:
-            echo(f"Training the reference {recipe.model} on {recipe.dataset} ({recipe.reference.epochs} epochs)")
-            train(model, train_set, recipe.reference, cross_entropy, desc="reference", **loop)
-            if accelerator.is_main_process:
-                save_model(model, out_dir / "reference", label_names=spec.label_names)
-            accelerator.wait_for_everyone()
-    reference = copy.deepcopy(model)
 
-    echo(f"Hardening with {recipe.method} ({recipe.harden.epochs} epochs)")
-    history = train(model, train_set, recipe.harden, objective, center=center, desc="harden", **loop)
-    accelerator.end_training()
-    if not accelerator.is_main_process:  # evaluation and export run once, on the main process
-        return HardenResult(model, None, None, out_dir, "")
 
-    echo("Evaluating the hardened and the reference model")
-    hardened_report = evaluate(model, test_set, recipe.evaluation, center=center, progress=progress)
-    reference_report = evaluate(reference, test_set, recipe.evaluation, center=center,
-                                eps_ref=hardened_report.eps_ref, progress=progress)
-    table = format_comparison({"reference": reference_report, "hardened": hardened_report})
-
-    architecture = architecture_name(model)
-    metrics = {
+def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Report, history: list[dict]) -> dict:
+    """The content of metrics.json: what was trained, from where, how, and both evaluations."""
+    architecture = architecture_name(start.model)
+    return {
         "dd_hub_version": __version__,
         "seed": recipe.seed,
         "model": {"architecture": architecture, "repo_name": f"{architecture}-{recipe.dataset}-deepdefense",
-                  "dataset": recipe.dataset, "dataset_hub_id": spec.hub_id, "base_model": base_model,
-                  "num_classes": spec.num_classes},
+                  "dataset": recipe.dataset, "dataset_hub_id": start.spec.hub_id, "base_model": start.base_model,
+                  "start": start.weights, "provenance": start.provenance, "num_classes": start.spec.num_classes},
         "recipe": recipe.to_dict(),
-        "hardened": hardened_report.to_dict(),
-        "reference": reference_report.to_dict(),
+        "hardened": hardened.to_dict(),
+        "reference": reference.to_dict(),
         "training": history,
     }
-    save_model(model, out_dir, label_names=spec.label_names)
-    save_json(metrics, out_dir / "metrics.json")
+
+
+def write_outputs(out_dir: Path, start: Start, metrics: dict, table: str) -> None:
+    """The model directory: weights and config, metrics.json, the robustness curve and the card."""
+    save_model(start.model, out_dir, label_names=start.spec.label_names)
+    write_json_atomic(out_dir / "metrics.json", metrics)
     render_curve(metrics, out_dir / CURVE_NAME)
     write_text_atomic(out_dir / "README.md", render_card(metrics, table, curve_file=CURVE_NAME))
-    return HardenResult(model, hardened_report, reference_report, out_dir, table)

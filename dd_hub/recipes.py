@@ -20,28 +20,7 @@ from .defense import DeepDefenseConfig
 from .errors import DDHubError
 from .evaluate import EvalConfig
 from .methods import AdversarialConfig, ParsevalConfig, list_methods
-
-
-@dataclass
-class TrainConfig:
-    """One training phase (reference training or hardening)."""
-
-    epochs: int = 5
-    batch_size: int = 100
-    optimizer: str = "sgd"                  # 'sgd' or 'adam'
-    lr: float = 5e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_milestones: list[int] = field(default_factory=lambda: [4])  # epochs after which lr *= lr_decay
-    lr_decay: float = 0.5
-    freeze_bn: bool = True                  # BatchNorm in eval mode and out of the optimizer
-    grad_accumulation: int = 1
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise DDHubError(f"optimizer must be 'sgd' or 'adam', not '{self.optimizer}'")
-        if self.epochs < 0 or self.batch_size < 1 or self.grad_accumulation < 1:
-            raise DDHubError("epochs must be >= 0, batch_size and grad_accumulation >= 1")
+from .train import TrainConfig
 
 
 @dataclass

@@ -15,19 +15,17 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.data import Dataset
 
-from . import __version__
-from .data import create_dataset, get_spec, mean_image
+from .atomic_io import write_json_atomic, write_text_atomic
 from .errors import DDHubError
-from .evaluate import evaluate, save_json
-from .hub import save_model, write_text_atomic
+from .evaluate import Report, evaluate
 from .methods import create_objective, list_methods
-from .models import create_model
+from .model_dir import save_model
 from .recipes import Recipe
-from .train import cross_entropy, train
+from .starting_model import Start, prepare_start, train_reference
+from .train import make_accelerator, train
+from .version import __version__
 
 PAPER_METHODS = ("clean", "parseval", "deepfool_adv", "fgs_adv", "deep_defense")
 LABELS = {
@@ -69,23 +67,6 @@ class ReproduceResult:
     out_dir: Path
 
 
-def reference_model(recipe: Recipe, train_set: Dataset, *, checkpoint: str | Path | None, accelerator: Accelerator,
-                    progress: bool, echo: Callable[[str], None], seed: int | None = None) -> torch.nn.Module:
-    """The starting model of every method: ``checkpoint``, pretrained weights, or trained by ``recipe.reference``
-    (data order from ``seed``, default the recipe's)."""
-    spec = get_spec(recipe.dataset)
-    model = create_model(recipe.model, num_classes=spec.num_classes, pretrained=recipe.pretrained,
-                         checkpoint=checkpoint)
-    if checkpoint is None and not recipe.pretrained:
-        if recipe.reference is None:
-            raise DDHubError(f"no reference weights for '{recipe.model}': pass --checkpoint FILE or use a recipe "
-                             "with a reference section")
-        echo(f"Training the reference {recipe.model} ({recipe.reference.epochs} epochs)")
-        train(model, train_set, recipe.reference, cross_entropy, accelerator=accelerator, desc="reference",
-              progress=progress, seed=recipe.seed if seed is None else seed)
-    return model
-
-
 def reproduce(
     recipe: Recipe,
     out_dir: str | Path,
@@ -95,6 +76,7 @@ def reproduce(
     eps_ref_from: str = "deep_defense",
     checkpoint: str | Path | None = None,
     data_dir: str | Path | None = None,
+    allow_random_init: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> ReproduceResult:
@@ -107,37 +89,18 @@ def reproduce(
     seeds = list(seeds or [recipe.seed])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = get_spec(recipe.dataset)
-    train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir)
-    test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir)
-    center = mean_image(train_set) if recipe.rho_space == "centered" else None
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              gradient_accumulation_steps=recipe.harden.grad_accumulation)
+    accelerator = make_accelerator(grad_accumulation=recipe.harden.grad_accumulation)
     names = ["reference", *methods]
     runs = []
     for seed in seeds:
         echo(f"== seed {seed}")
         set_seed(seed)
-        models = {"reference": reference_model(recipe, train_set, checkpoint=checkpoint, accelerator=accelerator,
-                                               progress=progress, echo=echo, seed=seed)}
-        history = {}
-        for method in methods:
-            echo(f"Fine-tuning with {method} ({recipe.harden.epochs} epochs)")
-            set_seed(seed)  # same data order for every method
-            model = copy.deepcopy(models["reference"])
-            history[method] = train(model, train_set, recipe.harden, create_objective(
-                dataclasses.replace(recipe, method=method)), accelerator=accelerator, center=center, desc=method,
-                progress=progress, seed=seed)
-            models[method] = model
-        echo(f"Evaluating (epsilon_ref from {eps_ref_from})")
-        reports = {eps_ref_from: evaluate(models[eps_ref_from], test_set, recipe.evaluation, center=center,
-                                          progress=progress)}
+        start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init)
+        train_reference(start, recipe, accelerator=accelerator, echo=echo, seed=seed, progress=progress)
+        models, history = _fine_tune_all(start, recipe, methods, seed, accelerator, progress, echo)
+        reports = _evaluate_all(models, start, recipe, eps_ref_from, progress, echo)
         for name in names:
-            if name not in reports:
-                reports[name] = evaluate(models[name], test_set, recipe.evaluation, center=center,
-                                         eps_ref=reports[eps_ref_from].eps_ref, progress=progress)
-        for name in names:
-            save_model(models[name], out_dir / f"seed{seed}" / name, label_names=spec.label_names)
+            save_model(models[name], out_dir / f"seed{seed}" / name, label_names=start.spec.label_names)
         runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref, "training": history,
                      "reports": {name: reports[name].to_dict() for name in names}})
     results = {
@@ -146,9 +109,37 @@ def reproduce(
         "summary": _summary(runs, names), "paper": PAPER_TABLE1.get(recipe.model),
     }
     table = format_table(results)
-    save_json(results, out_dir / "results.json")
+    write_json_atomic(out_dir / "results.json", results)
     write_text_atomic(out_dir / "table.md", table)
     return ReproduceResult(table, results, out_dir)
+
+
+def _fine_tune_all(start: Start, recipe: Recipe, methods: Sequence[str], seed: int, accelerator, progress: bool,
+                   echo: Callable[[str], None]) -> tuple[dict[str, torch.nn.Module], dict[str, list[dict]]]:
+    """A copy of the starting model fine-tuned with each method, every one on the same data order."""
+    models, history = {"reference": start.model}, {}
+    for method in methods:
+        echo(f"Fine-tuning with {method} ({recipe.harden.epochs} epochs)")
+        set_seed(seed)
+        model = copy.deepcopy(start.model)
+        history[method] = train(model, start.train_set, recipe.harden,
+                                create_objective(dataclasses.replace(recipe, method=method)), accelerator=accelerator,
+                                center=start.center, desc=method, progress=progress, seed=seed)
+        models[method] = model
+    return models, history
+
+
+def _evaluate_all(models: dict[str, torch.nn.Module], start: Start, recipe: Recipe, eps_ref_from: str,
+                  progress: bool, echo: Callable[[str], None]) -> dict[str, Report]:
+    """Every model evaluated at the epsilon_ref of ``models[eps_ref_from]`` (the paper: the Deep Defense model)."""
+    echo(f"Evaluating (epsilon_ref from {eps_ref_from})")
+    reports = {eps_ref_from: evaluate(models[eps_ref_from], start.test_set, recipe.evaluation, center=start.center,
+                                      progress=progress)}
+    for name, model in models.items():
+        if name not in reports:
+            reports[name] = evaluate(model, start.test_set, recipe.evaluation, center=start.center,
+                                     eps_ref=reports[eps_ref_from].eps_ref, progress=progress)
+    return {name: reports[name] for name in models}
 
 
 def _metrics(report: dict) -> dict[str, float]:

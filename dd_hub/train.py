@@ -10,26 +10,48 @@ from __future__ import annotations
 import inspect
 import json
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
 from accelerate.utils import is_tensorboard_available
+from timm.layers import FrozenBatchNormAct2d, freeze_batch_norm_2d
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.ops import FrozenBatchNorm2d
 from tqdm.auto import tqdm
 
 from .checkpoint import Position, latest_checkpoint, load_checkpoint, load_rng, save_checkpoint
 from .defense import LossOutput
 from .errors import DDHubError
-from .methods import cross_entropy
-from .recipes import TrainConfig
+from .methods import Objective, cross_entropy
 
-Objective = Callable[..., LossOutput]
 MAX_CONSECUTIVE_NONFINITE = 10
 MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """One training phase (reference training or hardening)."""
+
+    epochs: int = 5
+    batch_size: int = 100
+    optimizer: str = "sgd"                  # 'sgd' or 'adam'
+    lr: float = 5e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: list[int] = field(default_factory=lambda: [4])  # epochs after which lr *= lr_decay
+    lr_decay: float = 0.5
+    freeze_bn: bool = True                  # BatchNorm in eval mode and out of the optimizer
+    grad_accumulation: int = 1
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise DDHubError(f"optimizer must be 'sgd' or 'adam', not '{self.optimizer}'")
+        if self.epochs < 0 or self.batch_size < 1 or self.grad_accumulation < 1:
+            raise DDHubError("epochs must be >= 0, batch_size and grad_accumulation >= 1")
 
 
 class JSONLTracker(GeneralTracker):
@@ -57,7 +79,8 @@ class JSONLTracker(GeneralTracker):
 
 def make_accelerator(mixed_precision: str = "no", grad_accumulation: int = 1,
                      log_dir: str | Path | None = None) -> Accelerator:
-    """The :class:`Accelerator` for a run: CPU when there is no GPU, JSONL (+ TensorBoard if installed) logging."""
+    """The :class:`Accelerator` of every run: CPU when there is no GPU, JSONL (+ TensorBoard if installed) logging
+    into ``log_dir`` when given."""
     if mixed_precision not in MIXED_PRECISION:
         raise DDHubError(f"mixed precision must be one of {', '.join(MIXED_PRECISION)}, not '{mixed_precision}'")
     cpu = not torch.cuda.is_available()
@@ -75,21 +98,15 @@ def make_accelerator(mixed_precision: str = "no", grad_accumulation: int = 1,
 
 
 def freeze_batchnorm(model: nn.Module) -> int:
-    """BatchNorm layers to eval mode with their affine parameters frozen; returns how many were frozen."""
+    """BatchNorm frozen in place (timm's ``freeze_batch_norm_2d``: running statistics, no parameters), in eval mode
+    like any other BatchNorm left over (1d/3d); returns how many layers are frozen."""
+    freeze_batch_norm_2d(model)
     frozen = 0
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad_(False)
+        if isinstance(module, (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d, FrozenBatchNormAct2d)):
+            module.eval().requires_grad_(False)
             frozen += 1
     return frozen
-
-
-def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def epoch_loader(dataset: Dataset, batch_size: int, seed: int, epoch: int) -> DataLoader:
@@ -147,86 +164,124 @@ def train(
     batches (when that batch ends an optimizer step); ``resume=True`` continues from the latest checkpoint of this
     phase (``desc``) there. Epoch records (main process statistics) go to the accelerator's trackers.
     """
-    accelerator = accelerator or make_accelerator(grad_accumulation=config.grad_accumulation)
-    model.train()
-    if config.freeze_bn:
-        freeze_batchnorm(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(params, config)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
-                                                     gamma=config.lr_decay)
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
-    if center is not None:
-        center = center.to(accelerator.device)
-    position = Position(desc)
-    found = latest_checkpoint(checkpoint_dir) if resume and checkpoint_dir else None
-    if found is not None and found.name.startswith(f"{desc}-"):
-        position = load_checkpoint(found, accelerator, wrapped, optimizer, scheduler)
-        load_rng(found, accelerator)
-        accelerator.print(f"resumed {desc} from {found} (epoch {position.epoch + 1}, batch {position.step})")
-    nonfinite = 0
-    after_step = getattr(objective, "after_step", None)  # e.g. Parseval's retraction
+    run = _Run(model, config, objective, accelerator or make_accelerator(grad_accumulation=config.grad_accumulation),
+               desc, checkpoint_dir, checkpoint_every)
+    if resume:
+        run.restore_latest()
+    center = None if center is None else center.to(run.accelerator.device)
+    for epoch in range(run.position.epoch, config.epochs):
+        for inputs, labels in run.epoch_batches(dataset, seed, epoch, progress):
+            run.step(inputs, labels, center)
+        run.end_epoch(epoch)
+    run.accelerator.wait_for_everyone()
+    return run.position.history
 
-    def checkpoint() -> None:
-        if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, accelerator, wrapped, optimizer, scheduler, position)
 
-    for epoch in range(position.epoch, config.epochs):
-        wrapped.train()
+class _Run:
+    """The state of one :func:`train` call and its steps: optimizer, schedule, position, checkpoints."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, objective: Objective, accelerator: Accelerator,
+                 desc: str, checkpoint_dir: str | Path | None, checkpoint_every: int) -> None:
+        self.config, self.objective, self.accelerator = config, objective, accelerator
+        self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
+        model.train()
         if config.freeze_bn:
-            freeze_batchnorm(accelerator.unwrap_model(wrapped))
-        loader = accelerator.prepare_data_loader(epoch_loader(dataset, config.batch_size, seed, epoch))
-        batches = len(loader)
-        if position.step:
-            loader = accelerator.skip_first_batches(loader, position.step)
-        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{config.epochs}", leave=False, unit="batch",
-                   disable=not progress or not accelerator.is_local_main_process)
-        for inputs, labels in bar:
-            with accelerator.accumulate(wrapped):
-                out, ok = training_step(accelerator, wrapped, objective, inputs, labels, center)
-                if ok and accelerator.sync_gradients and accelerator.scaler is None:
-                    ok = all_finite(accelerator, torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-                if ok:
-                    optimizer.step()
-                    optimizer.zero_grad()
-                    if after_step is not None and accelerator.sync_gradients:
-                        after_step(accelerator.unwrap_model(wrapped))
-                    nonfinite = 0
-                else:
-                    nonfinite = _skip_step(accelerator, params, nonfinite, epoch, position.step)
-            position.step += 1
-            position.global_step += 1
+            freeze_batchnorm(model)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if config.optimizer == "adam":
+            optimizer = torch.optim.Adam(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(self.params, lr=config.lr, momentum=config.momentum,
+                                        weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
+                                                              gamma=config.lr_decay)
+        self.wrapped, self.optimizer = accelerator.prepare(model, optimizer)
+        self.position = Position(desc)
+        self.after_step = getattr(objective, "after_step", None)  # e.g. Parseval's retraction
+        self.nonfinite = 0
+        self.batches = 0
+        self.bar = None
+
+    def restore_latest(self) -> None:
+        """Continue from the latest checkpoint of this phase, if there is one."""
+        found = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
+        if found is None or not found.name.startswith(f"{self.position.phase}-"):
+            return
+        self.position = load_checkpoint(found, self.accelerator, self.wrapped, self.optimizer, self.scheduler)
+        load_rng(found, self.accelerator)
+        self.accelerator.print(f"resumed {self.position.phase} from {found} (epoch {self.position.epoch + 1}, "
+                               f"batch {self.position.step})")
+
+    def epoch_batches(self, dataset: Dataset, seed: int, epoch: int, progress: bool):
+        """This epoch's batches, after those a resumed run already did, with a progress bar."""
+        self.wrapped.train()
+        if self.config.freeze_bn:
+            freeze_batchnorm(self.accelerator.unwrap_model(self.wrapped))
+        loader = self.accelerator.prepare_data_loader(epoch_loader(dataset, self.config.batch_size, seed, epoch))
+        self.batches = len(loader)
+        if self.position.step:
+            loader = self.accelerator.skip_first_batches(loader, self.position.step)
+        self.bar = tqdm(loader, desc=f"{self.position.phase} {epoch + 1}/{self.config.epochs}", leave=False,
+                        unit="batch", disable=not progress or not self.accelerator.is_local_main_process)
+        return self.bar
+
+    def step(self, inputs: Tensor, labels: Tensor, center: Tensor | None) -> None:
+        """One batch: loss, backward, optimizer step (or a skipped one after a non-finite value), statistics."""
+        accelerator, position = self.accelerator, self.position
+        with accelerator.accumulate(self.wrapped):
+            out, ok = training_step(accelerator, self.wrapped, self.objective, inputs, labels, center)
+            if ok and accelerator.sync_gradients and accelerator.scaler is None:
+                ok = all_finite(accelerator, torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
             if ok:
-                for key, value in {"steps": 1.0, **out.stats}.items():
-                    position.sums[key] = position.sums.get(key, 0.0) + value
-                bar.set_postfix({k: f"{v / position.sums['steps']:.4g}" for k, v in position.sums.items()
-                                 if k != "steps"}, refresh=False)
-            at_interval = checkpoint_every and position.global_step % checkpoint_every == 0
-            if ok and at_interval and accelerator.sync_gradients and position.step < batches:  # last: below
-                checkpoint()
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+                if self.after_step is not None and accelerator.sync_gradients:
+                    self.after_step(accelerator.unwrap_model(self.wrapped))
+                self.nonfinite = 0
+            else:
+                self._skip_step()
+        position.step += 1
+        position.global_step += 1
+        if ok:
+            self._accumulate_stats(out.stats)
+        at_interval = self.checkpoint_every and position.global_step % self.checkpoint_every == 0
+        if ok and at_interval and accelerator.sync_gradients and position.step < self.batches:  # last: end_epoch
+            self.checkpoint()
+
+    def _accumulate_stats(self, stats: dict[str, float]) -> None:
+        sums = self.position.sums
+        for key, value in {"steps": 1.0, **stats}.items():
+            sums[key] = sums.get(key, 0.0) + value
+        self.bar.set_postfix({k: f"{v / sums['steps']:.4g}" for k, v in sums.items() if k != "steps"}, refresh=False)
+
+    def end_epoch(self, epoch: int) -> None:
+        """Log the epoch's mean statistics, step the schedule and checkpoint."""
+        position = self.position
         counted = max(position.sums.pop("steps", 0.0), 1.0)
-        record = {"phase": desc, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+        record = {"phase": position.phase, "epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
                   **{k: v / counted for k, v in position.sums.items()}}
-        scheduler.step()
+        self.scheduler.step()
         position.history.append(record)
-        accelerator.log(record, step=position.global_step)
+        self.accelerator.log(record, step=position.global_step)
         position.epoch, position.step, position.sums = epoch + 1, 0, {}
-        checkpoint()
-    accelerator.wait_for_everyone()
-    return position.history
+        self.checkpoint()
 
+    def checkpoint(self) -> None:
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir, self.accelerator, self.wrapped, self.optimizer, self.scheduler,
+                            self.position)
 
-def _skip_step(accelerator: Accelerator, params: list[nn.Parameter], nonfinite: int, epoch: int, step: int) -> int:
-    """Drop this accumulation window's gradients after a non-finite loss or gradient; abort after too many."""
-    nonfinite += 1
-    for param in params:
-        param.grad = None
-    if accelerator.scaler is not None:  # an fp16 overflow in the inner input-gradients: lower the scale
-        scaler = accelerator.scaler
-        scaler.scale(torch.ones((), device=accelerator.device))  # initialises the scale tensor if still lazy
-        scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
-    if nonfinite >= MAX_CONSECUTIVE_NONFINITE:
-        raise DDHubError(f"{nonfinite} consecutive non-finite losses or gradients (epoch {epoch + 1}, batch "
-                         f"{step + 1}); lower the learning rate or lambda/d, or train in fp32")
-    warnings.warn(f"non-finite loss or gradient at epoch {epoch + 1}, batch {step + 1}: step skipped")
-    return nonfinite
+    def _skip_step(self) -> None:
+        """Drop this accumulation window's gradients after a non-finite loss or gradient; abort after too many."""
+        self.nonfinite += 1
+        for param in self.params:
+            param.grad = None
+        scaler = self.accelerator.scaler
+        if scaler is not None:  # an fp16 overflow in the inner input-gradients: lower the scale
+            scaler.scale(torch.ones((), device=self.accelerator.device))  # initialises a still-lazy scale tensor
+            scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
+        where = f"epoch {self.position.epoch + 1}, batch {self.position.step + 1}"
+        if self.nonfinite >= MAX_CONSECUTIVE_NONFINITE:
+            raise DDHubError(f"{self.nonfinite} consecutive non-finite losses or gradients ({where}); lower the "
+                             "learning rate or lambda/d, or train in fp32")
+        warnings.warn(f"non-finite loss or gradient at {where}: step skipped")

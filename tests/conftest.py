@@ -7,7 +7,7 @@ from accelerate.utils import set_seed
 
 from dd_hub import create_model
 from dd_hub.data import create_dataset
-from dd_hub.recipes import TrainConfig
+from dd_hub.train import TrainConfig
 from dd_hub.train import train
 
 

@@ -41,7 +41,7 @@ def _worker(out: Path) -> None:
 
     from dd_hub.attacks import deepfool_unrolled
     from dd_hub.defense import DeepDefenseLoss
-    from dd_hub.recipes import TrainConfig
+    from dd_hub.train import TrainConfig
     from dd_hub.train import make_accelerator, train, training_step
 
     accelerator = make_accelerator()

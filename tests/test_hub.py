@@ -21,13 +21,15 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard, ModelCardData, constants
 
 import dd_hub
-from dd_hub.card import CURVE_NAME, card_metrics, render_card, render_curve, report_metrics
+from dd_hub.card import card_metrics, render_card, report_metrics
 from dd_hub.cli import main
 from dd_hub.data import get_spec
 from dd_hub.errors import DDHubError
 from dd_hub.evaluate import Report
-from dd_hub.hub import load, save_model
-from dd_hub.publish import add_card, publish, write_index
+from dd_hub.leaderboard import add_card, write_index
+from dd_hub.model_dir import load, save_model
+from dd_hub.plots import CURVE_NAME, render_curve
+from dd_hub.upload import publish
 from dd_hub.recipes import find_recipe
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -119,7 +121,7 @@ def run_python(code: str, env: dict, *args: str) -> subprocess.CompletedProcess:
 
 LOAD_WITH_TIMM = """
 import sys, torch, timm
-import dd_hub  # registers dd_lenet_mnist in timm's registry
+import dd_hub.models  # registers dd_lenet_mnist in timm's registry
 model = timm.create_model(sys.argv[1], pretrained=True).eval()
 x = torch.load(sys.argv[2])
 torch.save(model(x), sys.argv[3])
@@ -332,8 +334,8 @@ def test_republish_adds_a_commit_with_updated_files(model_dir, hub, hub_env):
 
 def test_publish_private_to_a_branch_and_dry_run(model_dir, hub, hub_env):
     directory, _ = model_dir
-    dry = run_cli("publish", str(directory), "--dry-run")
-    assert "Dry run" in dry.output and REPO in dry.output and not hub.repos
+    dry = run_cli("publish", str(directory), "--dry-run")  # contacts nothing, so the user is not known yet
+    assert "Dry run" in dry.output and "<user>/" + REPO.split("/")[1] in dry.output and not hub.requests
     result = run_cli("publish", str(directory), "--repo-id", "dd-org/lenet-robust", "--private", "--revision", "dev")
     assert result.exit_code == 0 and "dd-org/lenet-robust@dev" in result.output
     repo = hub.repos["dd-org/lenet-robust"]

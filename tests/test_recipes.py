@@ -7,7 +7,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-import dd_hub  # noqa: F401  (registers the paper's networks)
+import dd_hub.models  # noqa: F401  (registers the paper's networks)
 from dd_hub.cli import main
 from dd_hub.errors import DDHubError
 from dd_hub.models import resolve_name

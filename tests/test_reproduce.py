@@ -82,16 +82,18 @@ def test_each_seed_trains_the_reference_on_its_own_data_order():
     from accelerate import Accelerator
 
     from dd_hub.recipes import find_recipe
-    from dd_hub.reproduce import reference_model
+    from dd_hub.starting_model import prepare_start, train_reference
 
     recipe = find_recipe("mlp", "mnist-5k", {"reference.epochs": 1, "reference.batch_size": 10})
     data = torch.utils.data.TensorDataset(torch.rand(40, 1, 28, 28), torch.randint(0, 10, (40,)))
 
     def weights(seed):
         torch.manual_seed(0)  # same initialisation: only the data order can differ
-        model = reference_model(recipe, data, checkpoint=None, accelerator=Accelerator(cpu=True), progress=False,
-                                echo=lambda _: None, seed=seed)
-        return torch.cat([p.detach().flatten() for p in model.parameters()])
+        start = prepare_start(recipe)
+        start.train_set = data
+        train_reference(start, recipe, accelerator=Accelerator(cpu=True), progress=False, echo=lambda _: None,
+                        seed=seed)
+        return torch.cat([p.detach().flatten() for p in start.model.parameters()])
 
     assert torch.equal(weights(1), weights(1)) and not torch.equal(weights(1), weights(2))
 

@@ -27,7 +27,7 @@ def _worker(out: Path, kill_at_step: int, kill_in_save: int, resume: bool) -> No
     from dd_hub.data import create_dataset
     from dd_hub.defense import DeepDefenseLoss
     from dd_hub.models import NormalizedModel
-    from dd_hub.recipes import TrainConfig
+    from dd_hub.train import TrainConfig
     from dd_hub.train import train
 
     torch.manual_seed(0)

@@ -9,39 +9,18 @@ import torch
 from torch import nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from .mnist import _Classifier
+from .classifier import Classifier, paper_cfg
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-def _cifar_cfg(**kwargs) -> dict:
-    return {
-        "num_classes": 10,
-        "input_size": (3, 32, 32),
-        "fixed_input_size": True,
-        "mean": CIFAR10_MEAN,
-        "std": CIFAR10_STD,
-        "interpolation": "bilinear",
-        "crop_pct": 1.0,
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:1803.00404",
-        "paper_name": "Deep Defense: Training DNNs with Improved Adversarial Robustness",
-        "first_conv": "features.0",
-        "classifier": "head",
-        **kwargs,
-    }
 
 
 def _conv(in_chans: int, out_chans: int, kernel: int) -> nn.Conv2d:
     return nn.Conv2d(in_chans, out_chans, kernel, padding=kernel // 2)
 
 
-class _ConvClassifier(_Classifier):
-    """A convolutional trunk ``features`` ending in a 1x1 map (or globally pooled) and a linear ``head``."""
-
-    def _make_head(self, num_classes: int) -> nn.Module:
-        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+class _ConvClassifier(Classifier):
+    """A convolutional trunk ``features`` ending in a 1x1 map (or globally pooled), then the linear ``head``."""
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -56,7 +35,6 @@ class ConvNetCIFAR10(_ConvClassifier):
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3, **_: object) -> None:
         super().__init__()
-        self.num_classes = num_classes
         self.num_features = 64
         self.features = nn.Sequential(
             _conv(in_chans, 32, 5), nn.MaxPool2d(2), nn.ReLU(),
@@ -64,7 +42,7 @@ class ConvNetCIFAR10(_ConvClassifier):
             _conv(32, 64, 5), nn.ReLU(), nn.AvgPool2d(2),
             nn.Conv2d(64, 64, 4), nn.ReLU(),
         )
-        self.head = self._make_head(num_classes)
+        self.head = self.make_head(num_classes)
 
 
 class NINCIFAR10(_ConvClassifier):
@@ -77,7 +55,6 @@ class NINCIFAR10(_ConvClassifier):
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.5, **_: object) -> None:
         super().__init__()
-        self.num_classes = num_classes
         self.num_features = 192
         self.features = nn.Sequential(
             _conv(in_chans, 192, 5), nn.ReLU(), _conv(192, 160, 1), nn.ReLU(), _conv(160, 96, 1), nn.ReLU(),
@@ -87,7 +64,11 @@ class NINCIFAR10(_ConvClassifier):
             _conv(192, 192, 3), nn.ReLU(), _conv(192, 192, 1), nn.ReLU(),
             nn.AdaptiveAvgPool2d(1),
         )
-        self.head = self._make_head(num_classes)
+        self.head = self.make_head(num_classes)
+
+
+def _cifar_cfg() -> dict:
+    return paper_cfg(input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, first_conv="features.0")
 
 
 default_cfgs = generate_default_cfgs({

@@ -1,8 +1,8 @@
-"""Model names -> ``nn.Module`` that takes images in [0, 1] pixel space.
+"""``create_model``: a timm or torchvision name -> a classifier that takes images in [0, 1] pixel space.
 
-Every attack, metric and training loop in dd-hub works in pixel space, so the input normalization of a timm or
-torchvision network lives inside the model, in :class:`NormalizedModel`. Export unwraps it again: the Hub gets the
-plain timm network and its ``pretrained_cfg`` mean/std, exactly like any other timm checkpoint.
+Like ``timm.create_model`` (same ``pretrained``, ``num_classes`` and ``checkpoint_path`` arguments), except that the
+input normalization lives inside the returned :class:`NormalizedModel`, and weights that were asked for and cannot
+be had raise a one-line :class:`DDHubError` instead of leaving random weights behind.
 """
 from __future__ import annotations
 
@@ -11,77 +11,37 @@ from pathlib import Path
 from typing import Sequence
 
 import timm
-import torch
 from torch import nn
 
 from ..errors import DDHubError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-TORCHVISION_PREFIXES = ("tv:", "torchvision:", "tv/")
-TIMM_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
-
-
-class NormalizedModel(nn.Module):
-    """``model((x - mean) / std)``: a classifier that takes [0, 1] images. ``.model`` is the bare network."""
-
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
-
-    @property
-    def num_classes(self) -> int:
-        return self.model.num_classes
-
-    @property
-    def pretrained_cfg(self) -> dict:
-        return getattr(self.model, "pretrained_cfg", {})
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare network: strips DDP/compile wrappers and :class:`NormalizedModel`."""
-    while True:
-        if isinstance(model, NormalizedModel):
-            model = model.model
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        else:
-            return model
-
-
-def _torchvision_names() -> list[str]:
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
+from ..weights import load_state_dict
+from .normalized import NormalizedModel
+from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_PREFIX, build_torchvision, first_line,
+                                 split_prefix, torchvision_names)
 
 
 def resolve_name(name: str) -> tuple[str, str]:
-    """``('timm' | 'torchvision', bare_name)``; timm's registry wins where both libraries know a name."""
-    for prefix in TORCHVISION_PREFIXES:
-        if name.startswith(prefix):
-            bare = name[len(prefix):]
-            if bare not in _torchvision_names():
-                raise DDHubError(f"unknown torchvision model '{bare}'{_suggest(bare, _torchvision_names())}")
-            return "torchvision", bare
-    if name.startswith(TIMM_PREFIXES):
-        return "timm", name
-    bare = name.removeprefix("timm/")
+    """``('timm' | 'torchvision', name)``: ``tv:NAME`` is torchvision's; prefixed names (``hf-hub:``,
+    ``local-dir:``) and registry names are timm's (timm's registry wins where both libraries know a name)."""
+    torchvision_name = split_prefix(name)
+    if torchvision_name is not None:
+        if torchvision_name not in torchvision_names():
+            raise DDHubError(f"unknown torchvision model '{torchvision_name}'"
+                             f"{_suggest(torchvision_name, torchvision_names())}")
+        return "torchvision", torchvision_name
+    try:
+        source, bare = timm.models.parse_model_name(name.removeprefix("timm/"))
+    except ValueError as exc:
+        raise DDHubError(f"{first_line(exc)}") from None
+    if source is not None:
+        return "timm", f"{source}:{bare}"
     if timm.is_model(bare):
         return "timm", bare
-    if bare in _torchvision_names():
+    if bare in torchvision_names():
         return "torchvision", bare
-    known = list(timm.list_models()) + _torchvision_names()
-    raise DDHubError(
-        f"unknown model '{name}'{_suggest(bare, known)}; use a timm name (timm.list_models()), "
-        "a torchvision name (tv:NAME), hf-hub:ORG/NAME or local-dir:PATH"
-    )
+    known = list(timm.list_models()) + torchvision_names()
+    raise DDHubError(f"unknown model '{name}'{_suggest(bare, known)}; use a timm name (timm.list_models()), a "
+                     f"torchvision name ({TORCHVISION_PREFIX}NAME), hf-hub:ORG/NAME or local-dir:PATH")
 
 
 def _suggest(name: str, known: Sequence[str]) -> str:
@@ -92,50 +52,38 @@ def _suggest(name: str, known: Sequence[str]) -> str:
 def create_model(
     name: str,
     *,
-    num_classes: int | None = None,
     pretrained: bool = False,
-    checkpoint: str | Path | None = None,
+    num_classes: int | None = None,
+    checkpoint_path: str | Path | None = None,
     **kwargs,
 ) -> NormalizedModel:
-    """Build a timm or torchvision classifier that takes [0, 1] images (normalization inside).
+    """A timm or torchvision classifier taking [0, 1] images (normalization inside), in training mode.
 
-    ``checkpoint`` is a ``.safetensors`` file or a directory in timm's Hub format (``config.json`` +
-    ``model.safetensors``); its weights replace the initial ones. Pretrained weights that cannot be fetched raise a
-    :class:`DDHubError` instead of silently falling back to random weights.
+    ``checkpoint_path`` is a ``.safetensors`` file or a model directory (``config.json`` + ``model.safetensors``)
+    whose weights replace the initial ones; pretrained weights are then not fetched at all.
     """
     library, bare = resolve_name(name)
-    extra = dict(kwargs)
-    if num_classes is not None:
-        extra["num_classes"] = num_classes
+    pretrained = pretrained and checkpoint_path is None
     if library == "timm":
-        wants_weights = pretrained or bare.startswith(TIMM_PREFIXES)
-        try:
-            model = timm.create_model(bare, pretrained=wants_weights, **extra)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise DDHubError(f"could not build '{name}' with pretrained weights: {_first_line(exc)}; "
-                             "pass --checkpoint FILE or check the network/Hub cache") from exc
+        model = _build_timm(name, bare, pretrained, num_classes, kwargs)
         config = timm.data.resolve_model_data_config(model)
         mean, std = config["mean"], config["std"]
     else:
-        import torchvision
-
-        weights = "DEFAULT" if pretrained else None
-        try:
-            model = torchvision.models.get_model(bare, weights=weights, **extra)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise DDHubError(f"could not build torchvision '{bare}': {_first_line(exc)}") from exc
+        model = build_torchvision(bare, num_classes=num_classes, pretrained=pretrained)
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if checkpoint is not None:
-        from ..hub import load_state_dict
-
-        state = load_state_dict(checkpoint)
+    if checkpoint_path is not None:
         try:
-            model.load_state_dict(state)
+            model.load_state_dict(load_state_dict(checkpoint_path))
         except RuntimeError as exc:
-            raise DDHubError(f"checkpoint {checkpoint} does not fit '{name}': {_first_line(exc)}") from exc
+            raise DDHubError(f"checkpoint {checkpoint_path} does not fit '{name}': {first_line(exc)}") from None
     return NormalizedModel(model, mean, std)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _build_timm(name: str, bare: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> nn.Module:
+    wants_weights = pretrained or ":" in bare  # hf-hub:/local-dir: names exist for their weights
+    extra = dict(kwargs) if num_classes is None else {**kwargs, "num_classes": num_classes}
+    try:
+        return timm.create_model(bare, pretrained=wants_weights, **extra)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise DDHubError(f"could not get the pretrained weights of '{name}' ({first_line(exc)}); pass --checkpoint "
+                         "FILE, use a name whose weights are in the local cache, or --allow-random-init") from None

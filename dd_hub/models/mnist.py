@@ -10,48 +10,13 @@ import torch
 from torch import nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from .classifier import Classifier, paper_cfg
+
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
 
 
-def _mnist_cfg(**kwargs) -> dict:
-    return {
-        "num_classes": 10,
-        "input_size": (1, 28, 28),
-        "fixed_input_size": True,
-        "mean": MNIST_MEAN,
-        "std": MNIST_STD,
-        "interpolation": "bilinear",
-        "crop_pct": 1.0,
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:1803.00404",
-        "paper_name": "Deep Defense: Training DNNs with Improved Adversarial Robustness",
-        **kwargs,
-    }
-
-
-class _Classifier(nn.Module):
-    """timm's classifier interface (``get_classifier``/``reset_classifier``/``forward_head``) for a feature trunk."""
-
-    num_features: int
-    head: nn.Module
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = self._make_head(num_classes)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.flatten(1)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
-class LeNetMNIST(_Classifier):
+class LeNetMNIST(Classifier):
     """LeNet as in the DeepFool/Deep Defense reference (MatConvNet ``net.mat``).
 
     conv5x5x20 -> maxpool2 -> conv5x5x50 -> maxpool2 -> fc 800->500 -> ReLU -> fc 500->10.
@@ -60,7 +25,6 @@ class LeNetMNIST(_Classifier):
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, **_: object) -> None:
         super().__init__()
-        self.num_classes = num_classes
         self.num_features = 500
         self.conv1 = nn.Conv2d(in_chans, 20, 5)
         self.pool1 = nn.MaxPool2d(2)
@@ -68,38 +32,35 @@ class LeNetMNIST(_Classifier):
         self.pool2 = nn.MaxPool2d(2)
         self.fc1 = nn.Linear(800, 500)
         self.act = nn.ReLU()
-        self.head = self._make_head(num_classes)
-
-    def _make_head(self, num_classes: int) -> nn.Module:
-        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = self.make_head(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool2(self.conv2(self.pool1(self.conv1(x))))
         return self.act(self.fc1(x.flatten(1)))
 
 
-class MLPMNIST(_Classifier):
+class MLPMNIST(Classifier):
     """The paper's four-layer MLP: 784 -> 500 -> 150 -> 10 with ReLU."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, **_: object) -> None:
         super().__init__()
-        self.num_classes = num_classes
         self.num_features = 150
         self.fc1 = nn.Linear(in_chans * 28 * 28, 500)
         self.fc2 = nn.Linear(500, 150)
         self.act = nn.ReLU()
-        self.head = self._make_head(num_classes)
-
-    def _make_head(self, num_classes: int) -> nn.Module:
-        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = self.make_head(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.fc2(self.act(self.fc1(x.flatten(1)))))
 
 
+def _mnist_cfg(**kwargs) -> dict:
+    return paper_cfg(input_size=(1, 28, 28), mean=MNIST_MEAN, std=MNIST_STD, **kwargs)
+
+
 default_cfgs = generate_default_cfgs({
-    "dd_lenet_mnist.untrained": _mnist_cfg(first_conv="conv1", classifier="head"),
-    "dd_mlp_mnist.untrained": _mnist_cfg(first_conv="fc1", classifier="head"),
+    "dd_lenet_mnist.untrained": _mnist_cfg(first_conv="conv1"),
+    "dd_mlp_mnist.untrained": _mnist_cfg(first_conv="fc1"),
 })
 
 

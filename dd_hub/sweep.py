@@ -14,17 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from .data import create_dataset, mean_image
-from .evaluate import evaluate, save_json
-from .hub import write_text_atomic
+from .atomic_io import write_json_atomic, write_text_atomic
+from .evaluate import evaluate
 from .methods import create_objective
+from .plots import plot_sweep
 from .recipes import Recipe
-from .reproduce import reference_model
-from .train import train
+from .starting_model import prepare_start, train_reference
+from .train import make_accelerator, train
 
 
 @dataclass
@@ -46,6 +44,7 @@ def sweep(
     layer_sets: Sequence[Sequence[str]] | None = None,
     checkpoint: str | Path | None = None,
     data_dir: str | Path | None = None,
+    allow_random_init: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> SweepResult:
@@ -57,14 +56,12 @@ def sweep(
     out_dir.mkdir(parents=True, exist_ok=True)
     lam_values = list(lam_values or [recipe.defense.lam])
     layer_sets = [list(layers) for layers in (layer_sets or [[]])]
-    train_set = create_dataset(recipe.dataset, "train", data_dir=data_dir)
-    test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir)
-    center = mean_image(train_set) if recipe.rho_space == "centered" else None
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     eval_config = dataclasses.replace(recipe.evaluation, pgd_steps=0, sanity=False)
     set_seed(recipe.seed)
-    reference = reference_model(recipe, train_set, checkpoint=checkpoint, accelerator=accelerator,
-                                progress=progress, echo=echo)
+    start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init)
+    accelerator = make_accelerator()
+    train_reference(start, recipe, accelerator=accelerator, echo=echo, progress=progress)
+    train_set, test_set, center, reference = start.train_set, start.test_set, start.center, start.model
     ref_report = evaluate(reference, test_set, eval_config, center=center, progress=progress)
     points = []
     for layers in layer_sets:
@@ -85,7 +82,7 @@ def sweep(
     reference_point = {"accuracy": ref_report.clean_accuracy, "rho2": ref_report.rho2, "eps_ref": ref_report.eps_ref,
                        "fgs_at_ref": ref_report.fgs_at_ref}
     table = format_sweep(points, reference_point)
-    save_json({"model": recipe.model, "dataset": recipe.dataset, "seed": recipe.seed, "recipe": recipe.to_dict(),
+    write_json_atomic({"model": recipe.model, "dataset": recipe.dataset, "seed": recipe.seed, "recipe": recipe.to_dict(),
                "reference": reference_point, "points": points, "rho_space": ref_report.rho_space},
               out_dir / "sweep.json")
     write_text_atomic(out_dir / "sweep.md", table)
@@ -104,32 +101,3 @@ def format_sweep(points: list[dict], reference: dict) -> str:
         lines.append(f"| {','.join(p['layers']) or 'all'} | {p['lam']:g} | {p['c']:g} | {p['accuracy']:.2%} | "
                      f"{p['rho2']:.3g} | " + " | ".join(f"{p['fgs_at_ref'][f]:.2%}" for f in fractions) + " |")
     return "\n".join(lines) + f"\n\nreference epsilon_ref = {reference['eps_ref']:.4g}\n"
-
-
-def plot_sweep(points: list[dict], reference: dict, path: Path) -> None:
-    """Clean accuracy against rho_2, one line per (layers, lambda), each point labelled with its c."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    groups: dict[tuple[str, float], list[dict]] = {}
-    for p in points:
-        groups.setdefault((",".join(p["layers"]) or "all", p["lam"]), []).append(p)
-    for (layers, lam), members in groups.items():
-        members = sorted(members, key=lambda p: p["c"])
-        ax.plot([p["rho2"] for p in members], [p["accuracy"] for p in members], "o-",
-                label=f"layers={layers}, lambda={lam:g}")
-        for p in members:
-            ax.annotate(f"c={p['c']:g}", (p["rho2"], p["accuracy"]), fontsize=7, textcoords="offset points",
-                        xytext=(3, 3))
-    ax.plot([reference["rho2"]], [reference["accuracy"]], "k*", markersize=10, label="reference")
-    ax.set_xlabel("rho_2")
-    ax.set_ylabel("clean accuracy")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)

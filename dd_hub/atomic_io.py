@@ -1,0 +1,66 @@
+"""Atomic file writes: every file dd-hub writes goes to a temporary name beside its target and is renamed over it,
+so a crash or a full disk never leaves a half-written file under a final name."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import DDHubError
+
+
+def file_mode() -> int:
+    """The permission bits a plain ``open(path, 'w')`` would give under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path`` and rename it over ``path``; no temp file survives a failure."""
+    path = Path(path)
+    try:
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as fh:
+            tmp = Path(fh.name)
+            try:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except BaseException:
+                fh.close()
+                tmp.unlink(missing_ok=True)
+                raise
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise DDHubError(f"cannot write {path}: {exc.strerror or exc}; free some disk space or choose another "
+                         "folder") from None
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | Path, data: object) -> None:
+    """Write strict JSON (no NaN or Infinity, which are not JSON) atomically, keys sorted."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise DDHubError(f"refusing to write {Path(path).name}: it holds a non-finite number (NaN or inf); the "
+                         "model or its evaluation diverged") from None
+    write_text_atomic(path, text + "\n")
+
+
+def copy_atomic(source: str | Path, target: str | Path) -> None:
+    """Copy ``source`` to ``target`` through a temp file and a rename."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DDHubError(f"cannot copy {source} to {target}: {exc.strerror or exc}") from None

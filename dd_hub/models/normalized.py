@@ -1,0 +1,55 @@
+"""Normalization inside the model: every attack, metric and loop in dd-hub speaks [0, 1] pixel space."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class NormalizedModel(nn.Module):
+    """``model((x - mean) / std)``: a classifier that takes [0, 1] images. ``.model`` is the bare network."""
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        return getattr(self.model, "pretrained_cfg", {})
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        """``(mean, std)`` as plain lists."""
+        return self.mean.flatten().tolist(), self.std.flatten().tolist()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare network: strips DDP/compile wrappers and :class:`NormalizedModel`."""
+    while True:
+        if isinstance(model, NormalizedModel):
+            model = model.model
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def normalization_of(model: nn.Module) -> tuple[list[float], list[float]] | None:
+    """``(mean, std)`` of the outermost :class:`NormalizedModel` in ``model``'s wrappers, if any."""
+    while not isinstance(model, NormalizedModel):
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return None
+        model = inner
+    return model.normalization()
