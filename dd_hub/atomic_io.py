@@ -1,5 +1,5 @@
-"""Atomic file writes: every file dd-hub writes goes to a temporary name beside its target and is renamed over it,
-so a crash or a full disk never leaves a half-written file under a final name."""
+"""File I/O with guarantees: every file dd-hub writes goes to a temporary name beside its target and is renamed over
+it, so a crash or a full disk never leaves a half-written file under a final name; JSON is read with one-line errors."""
 from __future__ import annotations
 
 import json
@@ -64,3 +64,22 @@ def copy_atomic(source: str | Path, target: str | Path) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DDHubError(f"cannot copy {source} to {target}: {exc.strerror or exc}") from None
+
+
+def read_json_object(path: str | Path, *, what: str, fix: str) -> dict:
+    """The JSON object in ``path`` (``what`` it should be, e.g. "timm's config"), or a one-line error ending in
+    ``fix``, the way to repair it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(), parse_constant=_reject_non_finite)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise DDHubError(f"{path} is not valid JSON ({exc}); {fix}") from None
+    except OSError as exc:
+        raise DDHubError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None
+    if not isinstance(data, dict):
+        raise DDHubError(f"{path} must hold a JSON object ({what}), not a {type(data).__name__}; {fix}")
+    return data
+
+
+def _reject_non_finite(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows (a non-finite figure)")

@@ -10,7 +10,7 @@ from .errors import DDHubError
 
 
 class _Group(click.Group):
-    """Turns :class:`DDHubError` into a one-line ``error: ...`` and exit status 2."""
+    """Turns :class:`DDHubError` and bad command-line values into a one-line ``error: ...`` and exit status 2."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -18,6 +18,15 @@ class _Group(click.Group):
         except DDHubError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except click.UsageError as exc:
+            command = f"dd-hub {exc.ctx.info_name}" if exc.ctx is not None else "dd-hub"
+            click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+            sys.exit(2)
+
+
+COUNT = click.IntRange(min=0)
+POSITIVE_INT = click.IntRange(min=1)
+POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
 
 @click.group(cls=_Group)
@@ -39,33 +48,36 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--checkpoint", type=click.Path(), help="Starting weights: .safetensors file or model directory.")
 @click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--epochs", type=int, help="Shortcut for --set harden.epochs=N.")
-@click.option("--lr", type=float, help="Shortcut for --set harden.lr=X.")
-@click.option("--seed", type=int, help="Shortcut for --set seed=N.")
+@click.option("--epochs", type=COUNT, help="Shortcut for --set harden.epochs=N.")
+@click.option("--lr", type=POSITIVE_FLOAT, help="Shortcut for --set harden.lr=X.")
+@click.option("--seed", type=COUNT, help="Shortcut for --set seed=N.")
 @click.option("--method", help="Training method (see `dd-hub methods`); default: the recipe's, deep_defense.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key, e.g. defense.c=15.")
 @click.option("--allow-random-init", is_flag=True, help="Harden even without pretrained or reference weights.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--resume", is_flag=True, help="Continue a killed run from OUT/checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue a killed run from OUT/checkpoints (same settings; more "
+              "epochs allowed).")
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in OUT (refused otherwise).")
 @click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"]), default="no", show_default=True,
               help="Autocast precision (fp16 needs a GPU).")
-@click.option("--checkpoint-every", type=int, default=0, metavar="N",
+@click.option("--checkpoint-every", type=COUNT, default=0, metavar="N",
               help="Also checkpoint every N batches (always at each epoch's end).")
-@click.option("--input-size", type=int, help="Resize folder datasets to this square size (default: the model's).")
+@click.option("--input-size", type=POSITIVE_INT, help="Resize folder datasets to this square size (default: the "
+              "model's).")
 def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, lr, seed, method, sets, allow_random_init,
-           quiet, resume, mixed_precision, checkpoint_every, input_size) -> None:
+           quiet, resume, overwrite, mixed_precision, checkpoint_every, input_size) -> None:
     """Fine-tune MODEL with Deep Defense on DATASET, evaluate before/after, save a timm-format checkpoint."""
     from .pipeline import harden as run
-    from .recipes import find_recipe, load_recipe
 
     overrides = _overrides(sets)
     for key, value in (("harden.epochs", epochs), ("harden.lr", lr), ("seed", seed), ("method", method)):
         if value is not None:
             overrides[key] = value
-    recipe = load_recipe(recipe_file, overrides) if recipe_file else find_recipe(model, dataset, overrides)
+    recipe = _recipe(model, dataset, recipe_file, overrides)
     out_dir = Path(out_dir or f"runs/{recipe.name}")
     result = run(recipe, out_dir, checkpoint=checkpoint, data_dir=data_dir, allow_random_init=allow_random_init,
-                 progress=not quiet, echo=click.echo, resume=resume, mixed_precision=mixed_precision,
+                 progress=not quiet, echo=click.echo, resume=resume, overwrite=overwrite,
+                 mixed_precision=mixed_precision,
                  checkpoint_every=checkpoint_every, input_size=input_size)
     if result.hardened is None:  # a non-main process of `accelerate launch`
         return
@@ -77,10 +89,10 @@ def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, l
 @click.argument("model_dir")
 @click.option("--dataset", required=True)
 @click.option("--data-dir", type=click.Path())
-@click.option("--eps-ref", type=float, help="Evaluate FGS at fractions of this epsilon instead of finding it.")
+@click.option("--eps-ref", type=POSITIVE_FLOAT, help="Evaluate FGS at fractions of this epsilon instead of finding it.")
 @click.option("--rho-space", type=click.Choice(["pixel", "centered"]), default="pixel", show_default=True)
-@click.option("--steps", type=int, default=50, show_default=True, help="DeepFool iterations.")
-@click.option("--max-examples", type=int, help="Evaluate on the first N test images only.")
+@click.option("--steps", type=POSITIVE_INT, default=50, show_default=True, help="DeepFool iterations.")
+@click.option("--max-examples", type=POSITIVE_INT, help="Evaluate on N test images only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override an evaluation setting (recipe 'evaluation' keys), e.g. pgd_steps=50, sanity=false.")
@@ -212,7 +224,8 @@ def methods_cmd() -> None:
 @click.option("--dataset", required=True, help="Dataset name, e.g. mnist-5k.")
 @click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), help="Recipe YAML (default: built-in).")
 @click.option("--checkpoint", type=click.Path(), help="Reference weights instead of training the reference.")
-@click.option("--data-dir", type=click.Path())
+@click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
+@click.option("--allow-random-init", is_flag=True, help="Start from random weights when the recipe has no reference.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--methods", default="clean,parseval,deepfool_adv,fgs_adv,deep_defense", show_default=True,
               help="Comma-separated training methods compared with the reference.")
@@ -220,12 +233,12 @@ def methods_cmd() -> None:
 @click.option("--eps-ref-from", default="deep_defense", show_default=True,
               help="Model whose epsilon_ref is used for all (the paper: deep_defense; or reference, clean, ...).")
 @click.option("--fractions", default=None, help="Fractions of epsilon_ref, e.g. 0.2,0.5,1,2 (default: recipe's).")
-@click.option("--epochs", type=int, help="Shortcut for --set harden.epochs=N.")
-@click.option("--max-examples", type=int, help="Evaluate on the first N test images only.")
+@click.option("--epochs", type=COUNT, help="Shortcut for --set harden.epochs=N.")
+@click.option("--max-examples", type=POSITIVE_INT, help="Evaluate on N test images only.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reproduce(model, dataset, recipe_file, checkpoint, data_dir, out_dir, methods, seeds, eps_ref_from, fractions,
-              epochs, max_examples, sets, quiet) -> None:
+def reproduce(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, out_dir, methods, seeds,
+              eps_ref_from, fractions, epochs, max_examples, sets, quiet) -> None:
     """The paper's Table 1 for MODEL on DATASET: reference, baselines and Deep Defense, with the paper's rows."""
     from .reproduce import reproduce as run
 
@@ -238,7 +251,8 @@ def reproduce(model, dataset, recipe_file, checkpoint, data_dir, out_dir, method
     out_dir = Path(out_dir or f"runs/{recipe.name}-reproduce")
     seed_list = [int(s) for s in _floats(seeds)] if seeds else None
     result = run(recipe, out_dir, methods=[m.strip() for m in methods.split(",") if m.strip()], seeds=seed_list,
-                 eps_ref_from=eps_ref_from, checkpoint=checkpoint, data_dir=data_dir, progress=not quiet,
+                 eps_ref_from=eps_ref_from, checkpoint=checkpoint, data_dir=data_dir,
+                 allow_random_init=allow_random_init, progress=not quiet,
                  echo=click.echo)
     click.echo(result.table)
     click.echo(f"Saved to {out_dir}/ (table.md, results.json, seed*/<method>/ models)")
@@ -249,18 +263,19 @@ def reproduce(model, dataset, recipe_file, checkpoint, data_dir, out_dir, method
 @click.option("--dataset", required=True)
 @click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), help="Recipe YAML (default: built-in).")
 @click.option("--checkpoint", type=click.Path(), help="Reference weights instead of training the reference.")
-@click.option("--data-dir", type=click.Path())
+@click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
+@click.option("--allow-random-init", is_flag=True, help="Start from random weights when the recipe has no reference.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False))
 @click.option("--c", "c_values", default="5,15,25,35,45", show_default=True, help="Comma-separated values of c.")
 @click.option("--lam", "lam_values", default=None, help="Comma-separated values of lambda (default: recipe's).")
 @click.option("--regularize-layers", "layer_sets", multiple=True, metavar="L1[,L2]",
               help="Regularize only these layers (repeat for several sweeps, e.g. conv1 / fc1); default all.")
-@click.option("--epochs", type=int, help="Shortcut for --set harden.epochs=N.")
-@click.option("--max-examples", type=int, help="Evaluate on the first N test images only.")
+@click.option("--epochs", type=COUNT, help="Shortcut for --set harden.epochs=N.")
+@click.option("--max-examples", type=POSITIVE_INT, help="Evaluate on N test images only.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--quiet", is_flag=True)
-def sweep(model, dataset, recipe_file, checkpoint, data_dir, out_dir, c_values, lam_values, layer_sets, epochs,
-          max_examples, sets, quiet) -> None:
+def sweep(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, out_dir, c_values, lam_values,
+          layer_sets, epochs, max_examples, sets, quiet) -> None:
     """Sweep Deep Defense's c, lambda and regularized layers; plot accuracy vs rho_2 (the paper's Figs. 3-4)."""
     from .sweep import sweep as run
 
@@ -272,7 +287,8 @@ def sweep(model, dataset, recipe_file, checkpoint, data_dir, out_dir, c_values, 
     out_dir = Path(out_dir or f"runs/{recipe.name}-sweep")
     result = run(recipe, out_dir, c_values=_floats(c_values), lam_values=_floats(lam_values),
                  layer_sets=[[x.strip() for x in s.split(",") if x.strip()] for s in layer_sets] or None,
-                 checkpoint=checkpoint, data_dir=data_dir, progress=not quiet, echo=click.echo)
+                 checkpoint=checkpoint, data_dir=data_dir, allow_random_init=allow_random_init, progress=not quiet,
+                 echo=click.echo)
     click.echo(result.table)
     click.echo(f"Saved to {out_dir}/ (sweep.md, sweep.json, sweep.png)")
 

@@ -17,13 +17,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .atomic_io import file_mode
+from .atomic_io import file_mode, read_json_object
 from .errors import DDHubError
-from .weights import PICKLE_SUFFIXES, WEIGHTS_NAME, load_state_dict
 from .models.normalized import NormalizedModel, normalization_of, unwrap
 from .models.torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TIMM_TWINS, TORCHVISION_DATA_CFG,
                                         build_torchvision, exported_architecture, first_line, is_torchvision,
                                         output_size, split_prefix, timm_twin, torchvision_name, torchvision_names)
+from .run_dir import check_complete
+from .weights import PICKLE_SUFFIXES, WEIGHTS_NAME, check_finite, load_state_dict
 
 CONFIG_NAME = "config.json"
 
@@ -42,13 +43,15 @@ def save_model(model: nn.Module, directory: str | Path, *, label_names: list[str
     Both files are written in a temporary folder inside ``directory`` and renamed into place.
     """
     bare, normalization = unwrap(model), normalization_of(model)
+    check_finite(bare.state_dict(), f"the model to save in {directory}")
     config = dict(extra_config or {})
     if label_names is not None:
         config["label_names"] = list(label_names)
     if is_torchvision(bare):
         name = torchvision_name(bare)
         if name not in TIMM_TWINS:
-            return _write_model_files(directory, lambda tmp: _save_torchvision(bare, name, tmp, config, normalization))
+            return _write_model_files(directory,
+                                      lambda tmp: _save_torchvision(bare, name, tmp, config, normalization))
         bare = timm_twin(bare, name, normalization)
     if not hasattr(bare, "pretrained_cfg") or not timm.is_model(bare.pretrained_cfg.get("architecture", "")):
         raise DDHubError(f"cannot export {type(bare).__name__}: only timm-registry and torchvision networks can be saved")
@@ -115,6 +118,8 @@ def load(name_or_path: str | Path, *, revision: str | None = None) -> Normalized
             _check_hub_id(text)
         repo_id, _, at_revision = text.partition("@")
         path = download(repo_id, revision=revision or at_revision or None)
+    else:
+        check_complete(path)
     config = check_model_dir(path)
     if split_prefix(config["architecture"]) is not None:
         return _load_torchvision(config, path)
@@ -124,6 +129,7 @@ def load(name_or_path: str | Path, *, revision: str | None = None) -> Normalized
         raise DDHubError(f"weights in {text} do not fit its config.json: {first_line(exc)}") from None
     except (OSError, ValueError, TypeError) as exc:
         raise DDHubError(f"cannot load {text}: {first_line(exc)}") from None
+    check_finite(model.state_dict(), str(path / WEIGHTS_NAME))
     data_config = timm.data.resolve_model_data_config(model)
     return NormalizedModel(model, data_config["mean"], data_config["std"]).eval()
 
@@ -162,12 +168,7 @@ def check_model_dir(path: Path) -> dict:
     config_path = path / CONFIG_NAME
     if not config_path.is_file():
         raise DDHubError(f"{path} has no {CONFIG_NAME}; is it a dd-hub/timm model directory?")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DDHubError(f"{config_path} is not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise DDHubError(f"{config_path} must hold a JSON object (timm's config), not a {type(config).__name__}")
+    config = read_json_object(config_path, what="timm's config", fix="re-export the model with dd-hub or timm")
     architecture = config.get("architecture")
     known = isinstance(architecture, str) and (split_prefix(architecture) is not None or timm.is_model(architecture))
     if not known:

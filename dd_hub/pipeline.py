@@ -5,7 +5,6 @@ The CLI's ``dd-hub harden`` is a thin shell around :func:`harden`; Python users 
 from __future__ import annotations
 
 import copy
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,6 +12,7 @@ from typing import Callable
 import torch
 from accelerate.utils import set_seed
 
+from . import run_dir
 from .atomic_io import write_json_atomic, write_text_atomic
 from .card import render_card
 from .evaluate import Report, evaluate, format_comparison
@@ -46,6 +46,7 @@ def harden(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     resume: bool = False,
+    overwrite: bool = False,
     mixed_precision: str = "no",
     checkpoint_every: int = 0,
     input_size: int | None = None,
@@ -53,15 +54,31 @@ def harden(
     """Harden ``recipe.model`` on ``recipe.dataset`` and write model, config, metrics and card to ``out_dir``.
 
     Training checkpoints go to ``out_dir/checkpoints`` (every epoch and every ``checkpoint_every`` batches);
-    ``resume=True`` continues a killed run from there. ``mixed_precision`` is 'no', 'bf16' or 'fp16' (GPU).
-    ``input_size`` resizes folder/timm datasets to that square size instead of the model's default.
+    ``resume=True`` continues a killed run from there (with the same settings, more epochs allowed);
+    ``overwrite=True`` replaces a previous run in ``out_dir``, which is otherwise refused. ``mixed_precision`` is
+    'no', 'bf16' or 'fp16' (GPU). ``input_size`` resizes folder/timm datasets to that square size.
     """
     out_dir = Path(out_dir)
     set_seed(recipe.seed)
     start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init,
                           input_size=input_size)
-    _clear_previous_run(out_dir, resume)
+    settings = {"recipe": recipe.to_dict(), "start": start.provenance, "mixed_precision": mixed_precision,
+                "input_size": input_size}
+    with run_dir.locked(out_dir):
+        return _harden_in(out_dir, recipe, start, settings, progress=progress, echo=echo, resume=resume,
+                          overwrite=overwrite, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every)
+
+
+def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, progress: bool,
+               echo: Callable[[str], None], resume: bool, overwrite: bool, mixed_precision: str,
+               checkpoint_every: int) -> HardenResult:
+    """The run itself, in a locked ``out_dir`` and with validated inputs."""
     accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, log_dir=out_dir)
+    changed: list[str] = []
+    if accelerator.is_main_process:
+        run_dir.prepare(out_dir, resume=resume, overwrite=overwrite)
+        changed = run_dir.check_settings(out_dir, settings, resume=resume)
+    accelerator.wait_for_everyone()
     loop = dict(accelerator=accelerator, progress=progress, checkpoint_dir=out_dir / "checkpoints",
                 checkpoint_every=checkpoint_every, resume=resume)
     train_reference(start, recipe, echo=echo, save_dir=out_dir / "reference", **loop)
@@ -81,15 +98,10 @@ def harden(
                                 eps_ref=hardened_report.eps_ref, progress=progress)
     table = format_comparison({"reference": reference_report, "hardened": hardened_report})
     metrics = run_metrics(recipe, start, hardened_report, reference_report, history)
-    write_outputs(out_dir, start, metrics, table)
+    if changed:
+        metrics["resumed_with_changes"] = changed
+    write_outputs(out_dir, start.model, metrics, label_names=start.spec.label_names, table=table)
     return HardenResult(start.model, hardened_report, reference_report, out_dir, table)
-
-
-def _clear_previous_run(out_dir: Path, resume: bool) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        (out_dir / "train_log.jsonl").unlink(missing_ok=True)
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
 
 
 def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Report, history: list[dict]) -> dict:
@@ -108,9 +120,14 @@ def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Repor
     }
 
 
-def write_outputs(out_dir: Path, start: Start, metrics: dict, table: str) -> None:
-    """The model directory: weights and config, metrics.json, the robustness curve and the card."""
-    save_model(start.model, out_dir, label_names=start.spec.label_names)
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    render_curve(metrics, out_dir / CURVE_NAME)
-    write_text_atomic(out_dir / "README.md", render_card(metrics, table, curve_file=CURVE_NAME))
+def write_outputs(out_dir: str | Path, model: torch.nn.Module, metrics: dict, *,
+                  label_names: list[str] | None = None, table: str | None = None) -> None:
+    """The model directory's final files, committed as a whole (:mod:`dd_hub.run_dir`): weights and config,
+    metrics.json (with the files' hashes), the robustness curve and the card."""
+    out_dir = Path(out_dir)
+    staging = run_dir.staging_dir(out_dir)
+    save_model(model, staging, label_names=label_names)
+    write_json_atomic(staging / run_dir.METRICS_NAME, metrics)
+    render_curve(metrics, staging / CURVE_NAME)
+    write_text_atomic(staging / "README.md", render_card(metrics, table, curve_file=CURVE_NAME))
+    run_dir.commit(out_dir)

@@ -55,6 +55,60 @@ class Recipe:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Range:
+    """Valid values of a number (or of every number in a list): ``low <= x`` (``low < x`` when ``open_low``) and
+    ``x <= high`` (``x < high`` when ``open_high``); None leaves that side unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        above = self.low is None or (x > self.low if self.open_low else x >= self.low)
+        below = self.high is None or (x < self.high if self.open_high else x <= self.high)
+        return above and below and x == x  # NaN is in no range
+
+    def __str__(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+        return " and ".join(parts)
+
+
+POSITIVE, NON_NEGATIVE, AT_LEAST_ONE, AT_LEAST_TWO = Range(0, open_low=True), Range(0), Range(1), Range(2)
+FRACTION = Range(0, 1, open_low=True)
+#: the valid range of every numeric recipe setting, checked when a recipe is loaded, before any work
+RANGES: dict[type, dict[str, Range]] = {
+    TrainConfig: {"epochs": NON_NEGATIVE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
+                  "momentum": Range(0, 1, open_high=True), "weight_decay": NON_NEGATIVE, "lr_milestones": AT_LEAST_ONE, "lr_decay": FRACTION,
+                  "grad_accumulation": AT_LEAST_ONE},
+    DeepDefenseConfig: {"lam": NON_NEGATIVE, "c": POSITIVE, "d": POSITIVE, "steps": AT_LEAST_ONE,
+                        "candidates": AT_LEAST_TWO, "overshoot": NON_NEGATIVE, "authors_eps": POSITIVE},
+    EvalConfig: {"deepfool_steps": AT_LEAST_ONE, "candidates": AT_LEAST_TWO, "overshoot": NON_NEGATIVE,
+                 "fgs_eps": NON_NEGATIVE, "fgs_fractions": POSITIVE, "eps_ref_tolerance": POSITIVE,
+                 "batch_size": AT_LEAST_ONE, "max_examples": AT_LEAST_ONE, "pgd_steps": NON_NEGATIVE,
+                 "pgd_restarts": AT_LEAST_ONE, "pgd_eps": NON_NEGATIVE, "sanity_max_examples": AT_LEAST_ONE,
+                 "autoattack_max_examples": AT_LEAST_ONE},
+    AdversarialConfig: {"eps": NON_NEGATIVE, "steps": AT_LEAST_ONE, "step_size": POSITIVE,
+                        "fgs_weight": Range(0, 1), "trades_beta": NON_NEGATIVE, "deepfool_steps": AT_LEAST_ONE,
+                        "deepfool_overshoot": NON_NEGATIVE},
+    ParsevalConfig: {"beta": NON_NEGATIVE, "fraction": FRACTION},
+    Recipe: {"seed": NON_NEGATIVE, "max_train_examples": AT_LEAST_ONE},
+}
+
+
+def _check_ranges(cls: type, values: dict[str, Any], where: str) -> None:
+    for key, valid in RANGES.get(cls, {}).items():
+        value = values.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, (int, float)) and not isinstance(item, bool) and item not in valid:
+                raise DDHubError(f"recipe key '{_join(where, key)}' must be {valid}, got {item!r}")
+
+
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -68,6 +122,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     if unknown:
         raise DDHubError(f"unknown recipe key '{_join(where, unknown[0])}'; valid keys here: {', '.join(sorted(names))}")
     kwargs = {key: _coerce(hints[key], value, _join(where, key)) for key, value in data.items()}
+    _check_ranges(cls, kwargs, where)
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -128,9 +183,13 @@ def _with_overrides(data: dict, overrides: dict[str, Any]) -> dict:
 def parse_override(text: str) -> tuple[str, Any]:
     """``'harden.lr=0.01'`` -> ``('harden.lr', 0.01)``; values are parsed as YAML scalars/lists."""
     key, sep, value = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise DDHubError(f"override '{text}' must look like KEY=VALUE, e.g. harden.lr=0.01")
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise DDHubError(f"cannot read the value of --set {text}: {str(exc).splitlines()[0]}; quote it or write "
+                         "it as YAML, e.g. harden.lr_milestones=[4]") from None
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:

@@ -207,7 +207,11 @@ class _Run:
         found = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
         if found is None or not found.name.startswith(f"{self.position.phase}-"):
             return
-        self.position = load_checkpoint(found, self.accelerator, self.wrapped, self.optimizer, self.scheduler)
+        position = load_checkpoint(found, self.accelerator, self.wrapped, self.optimizer, self.scheduler)
+        if position.epoch > self.config.epochs:
+            raise DDHubError(f"the checkpoint in {found.parent} has {position.epoch} {position.phase} epochs done; "
+                             f"resume with at least that many epochs (not {self.config.epochs})")
+        self.position = position
         load_rng(found, self.accelerator)
         self.accelerator.print(f"resumed {self.position.phase} from {found} (epoch {self.position.epoch + 1}, "
                                f"batch {self.position.step})")

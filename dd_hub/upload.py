@@ -5,14 +5,15 @@ operations add the directory's files straight from disk and the card rendered fo
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic_io import read_json_object
 from .card import CURVE_NAME, render_card
 from .errors import DDHubError
 from .hub_client import hub_api, hub_errors, resolve_token, validate_repo_id
 from .model_dir import CONFIG_NAME, WEIGHTS_NAME, check_model_dir
+from .run_dir import check_complete
 
 CARD_NAME = "README.md"
 METRICS_NAME = "metrics.json"
@@ -36,12 +37,10 @@ def read_metrics(model_dir: str | Path) -> dict:
     path = Path(model_dir) / METRICS_NAME
     if not path.is_file():
         raise DDHubError(f"{model_dir} has no {METRICS_NAME}; pass the --out directory of `dd-hub harden`")
-    try:
-        metrics = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DDHubError(f"{path} is not valid JSON ({exc}); rerun `dd-hub harden`") from None
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("model"), dict):
-        raise DDHubError(f"{path} is not a dd-hub metrics file (no 'model' section); rerun `dd-hub harden`")
+    metrics = read_json_object(path, what="dd-hub metrics", fix="rerun `dd-hub harden`")
+    missing = [key for key in ("model", "recipe", "hardened", "reference") if not isinstance(metrics.get(key), dict)]
+    if missing:
+        raise DDHubError(f"{path} is not a dd-hub metrics file (no '{missing[0]}' section); rerun `dd-hub harden`")
     return metrics
 
 
@@ -50,7 +49,11 @@ def card_files(model_dir: Path, repo_id: str) -> dict[str, str | bytes]:
     metrics = read_metrics(model_dir)
     files: dict[str, str | bytes] = {name: str(model_dir / name) for name in UPLOADED if (model_dir / name).is_file()}
     curve = CURVE_NAME if CURVE_NAME in files else None
-    files[CARD_NAME] = render_card(metrics, curve_file=curve, repo_id=repo_id).encode("utf-8")
+    try:
+        files[CARD_NAME] = render_card(metrics, curve_file=curve, repo_id=repo_id).encode("utf-8")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DDHubError(f"{model_dir / METRICS_NAME} lacks what the card needs ({type(exc).__name__}: {exc}); "
+                         "rerun `dd-hub harden`") from None
     return files
 
 
@@ -75,6 +78,7 @@ def publish(
     if not model_dir.is_dir():
         raise DDHubError(f"{model_dir} is not a directory; pass the --out directory of `dd-hub harden`")
     check_model_dir(model_dir)
+    check_complete(model_dir)
     name = repo_id or read_metrics(model_dir)["model"]["repo_name"]
     validate_repo_id(name if "/" in name else f"{USER_PLACEHOLDER.strip('<>')}/{name}")
     files = card_files(model_dir, name if "/" in name else f"{USER_PLACEHOLDER}/{name}")

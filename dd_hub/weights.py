@@ -28,6 +28,16 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise DDHubError(f"{path.name} is a pickle checkpoint, which can run code when loaded; convert it to "
                          "safetensors (safetensors.torch.save_file(torch.load(f, weights_only=True), 'model.safetensors'))")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise DDHubError(f"{path} is not a readable safetensors file ({exc}); it may be truncated or corrupt") from None
+    check_finite(state, str(path))
+    return state
+
+
+def check_finite(state: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged run): nothing measured on them would mean anything."""
+    bad = [name for name, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise DDHubError(f"{where} holds non-finite weights (NaN or inf, e.g. in {bad[0]}); the run that made them "
+                         "diverged: retrain with a lower learning rate")

@@ -28,6 +28,7 @@ from dd_hub.errors import DDHubError
 from dd_hub.evaluate import Report
 from dd_hub.leaderboard import add_card, write_index
 from dd_hub.model_dir import load, save_model
+from dd_hub.pipeline import write_outputs
 from dd_hub.plots import CURVE_NAME, render_curve
 from dd_hub.upload import publish
 from dd_hub.recipes import find_recipe
@@ -97,10 +98,7 @@ def write_model_dir(directory: Path, metrics: dict, seed: int = 0) -> torch.nn.M
     """What `dd-hub harden` writes (weights, config, metrics, curve, card), for a random LeNet."""
     torch.manual_seed(seed)
     model = dd_hub.create_model("dd_lenet_mnist").eval()
-    save_model(model, directory, label_names=get_spec("mnist-5k").label_names)
-    (directory / "metrics.json").write_text(json.dumps(metrics))
-    render_curve(metrics, directory / CURVE_NAME)
-    (directory / "README.md").write_text(render_card(metrics, curve_file=CURVE_NAME))
+    write_outputs(directory, model, metrics, label_names=get_spec("mnist-5k").label_names)
     return model
 
 
@@ -324,8 +322,7 @@ def test_republish_adds_a_commit_with_updated_files(model_dir, hub, hub_env):
     directory, _ = model_dir
     first = publish(directory)
     card_before = hub.files(REPO)["README.md"]
-    metrics = fake_metrics(rho2=0.25)
-    (directory / "metrics.json").write_text(json.dumps(metrics))
+    write_outputs(directory, dd_hub.load(directory), fake_metrics(rho2=0.25))
     second = publish(directory)
     assert first.commit_url != second.commit_url and len(hub.repos[REPO].history) == 3  # create + 2 uploads
     assert hub.files(REPO)["README.md"] != card_before
