@@ -61,7 +61,7 @@ def build(name: str, device: torch.device, weights: Path | None = None) -> tuple
 
             load_model(model, weights)
         else:
-            from dd_hub.recipes import TrainConfig
+            from dd_hub.train import TrainConfig
             from dd_hub.train import train
 
             train(model, create_dataset("mnist-5k", "train"),
@@ -159,10 +159,10 @@ def step_fn(kind: str, model: nn.Module, inputs: Tensor, labels: Tensor) -> Call
         if kind == "plain":
             F.cross_entropy(model(inputs), labels).backward()
         elif kind == "deep-defense":
-            loss_fn(model, inputs, labels).loss.backward()
+            loss_fn(model, inputs, labels).backward()
         else:
             with mock.patch.object(dd_hub.defense, "deepfool_unrolled", naive_deepfool_unrolled):
-                loss_fn(model, inputs, labels).loss.backward()
+                loss_fn(model, inputs, labels).backward()
 
     return step
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dd_hub import DeepFoolResult
+from dd_hub.attacks import UnrolledResult
 from dd_hub.attacks.deepfool import MIN_STEP
 
 
@@ -23,12 +23,15 @@ def naive_deepfool_unrolled(
     steps: int = 5,
     candidates: int = 10,
     overshoot: float = 0.02,
+    iterate: str = "reference",
+    eps: float | None = None,
     bounds: tuple[float, float] | None = None,
-    eps: float = 1e-8,
-) -> DeepFoolResult:
+) -> UnrolledResult:
     """Unrolled L2 DeepFool, every candidate gradient in the graph; drop-in for ``deepfool_unrolled``."""
-    if bounds is not None:
-        raise NotImplementedError("the naive reference covers the Deep Defense setting (bounds=None) only")
+    if bounds is not None or iterate != "reference":
+        raise NotImplementedError("the naive reference covers the Deep Defense setting (bounds=None) with the "
+                                  "reference iteration only (tests/test_authors_unroll.py has the authors' rule)")
+    eps = 1e-8 if eps is None else eps
     x0 = inputs.detach()
     with torch.no_grad():
         clean = model(x0)
@@ -68,4 +71,4 @@ def naive_deepfool_unrolled(
         step_r = ((margin.abs() / w_norm + MIN_STEP) / w_norm)[:, None] * w
         r_tot = r_tot + active[:, None, None, None].to(x0.dtype) * step_r.view_as(x0)
         iterations += active.long()
-    return DeepFoolResult(x0 + scale * r_tot - x0, iterations, success, correct)
+    return UnrolledResult(x0 + scale * r_tot - x0, iterations, success, correct)

@@ -5,7 +5,8 @@
 
 with r_k the unrolled DeepFool perturbation of x_k (:func:`~dd_hub.attacks.deepfool_unrolled`), differentiable in
 the weights. ``center`` is ``None`` for pixel space, or the training set's mean image to measure rho in the paper's
-mean-subtracted space.
+mean-subtracted space. ``iterate`` picks the unrolling's iteration rule: ``'reference'`` (LTS4's DeepFool) or
+``'authors'`` (the paper's released code), see :mod:`dd_hub.attacks.deepfool`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks.deepfool import deepfool_unrolled
+from .attacks.deepfool import ITERATE, deepfool_unrolled
+from .errors import DDHubError
 
 _STOCHASTIC = ("Dropout", "DropPath", "DropBlock")
 
@@ -33,6 +35,14 @@ class DeepDefenseConfig:
     candidates: int = 10
     overshoot: float = 0.02
     regularize_layers: list[str] = field(default_factory=list)  # regularize only these layers (Fig. 4); [] = all
+    iterate: str = "reference"          # unrolled DeepFool: 'reference' (LTS4) or 'authors' (the paper's code)
+    authors_eps: float = 1e-5           # 'authors' only: added to every gradient element inside the norms
+
+    def __post_init__(self) -> None:
+        if self.iterate not in ITERATE:
+            raise DDHubError(f"defense.iterate must be 'reference' or 'authors', not '{self.iterate}'")
+        if not self.authors_eps > 0:
+            raise DDHubError(f"defense.authors_eps must be > 0, not {self.authors_eps}")
 
 
 @dataclass
@@ -85,18 +95,22 @@ class ScaledLogits(nn.Module):
         return self.model(x) * self.scale
 
 
-class DeepDefenseLoss:
-    """Cross-entropy plus the Deep Defense regularizer.
+class DeepDefenseLoss(nn.Module):
+    """Cross-entropy plus the Deep Defense regularizer, as a loss module.
 
+    ``loss_fn(model, inputs, labels)`` returns the scalar loss tensor; the last call's detached statistics are in
+    ``loss_fn.stats`` (``ce``, ``reg``, ``rho`` (mean), ``acc``, ``df_iters`` (mean unrolled iterations)).
     ``model`` is used for the perturbation passes; pass the unwrapped module (not a DDP wrapper) there and the
     wrapped model's clean ``logits`` for the cross-entropy, so that exactly one forward per step goes through the
-    wrapper.
+    wrapper. The training loop's objectives return a :class:`LossOutput`; :mod:`dd_hub.methods` adapts this module.
     """
 
-    def __init__(self, config: DeepDefenseConfig | None = None, **overrides: float) -> None:
+    def __init__(self, config: DeepDefenseConfig | None = None, **overrides: object) -> None:
+        super().__init__()
         self.config = DeepDefenseConfig(**{**asdict(config or DeepDefenseConfig()), **overrides})
+        self.stats: dict[str, float] = {}
 
-    def __call__(
+    def forward(
         self,
         model: nn.Module,
         inputs: Tensor,
@@ -104,23 +118,27 @@ class DeepDefenseLoss:
         logits: Tensor | None = None,
         center: Tensor | None = None,
         loss_scale: float | None = None,
-    ) -> LossOutput:
+    ) -> Tensor:
         """``loss_scale``: the fp16 GradScaler's current scale (the training loop passes it), see ScaledLogits."""
         cfg = self.config
         if logits is None:
             logits = model(inputs)
         ce = F.cross_entropy(logits, labels)
-        attacked = model if loss_scale is None else ScaledLogits(model, loss_scale / len(inputs))
+        scale = None if loss_scale is None else loss_scale / len(inputs)
+        attacked = model if scale is None else ScaledLogits(model, scale)
+        # The authors' guard is added to the gradients, which the logit scale multiplies: scale it alike.
+        eps = None if cfg.iterate == "reference" else cfg.authors_eps * (scale or 1.0)
         with stochastic_layers_off(model):
             result = deepfool_unrolled(attacked, inputs, labels, steps=cfg.steps, candidates=cfg.candidates,
-                                       overshoot=cfg.overshoot)
+                                       overshoot=cfg.overshoot, iterate=cfg.iterate, eps=eps)
         rho = ratio(result.perturbation, inputs, center)
         exponent = torch.where(result.correct, -cfg.c * rho, cfg.d * rho)
         regularizer = cfg.lam * torch.exp(exponent).sum() / len(inputs)
-        return LossOutput(ce + regularizer, {
+        self.stats = {
             "ce": ce.item(),
             "reg": regularizer.item(),
             "rho": rho.mean().item(),
             "acc": result.correct.float().mean().item(),
             "df_iters": result.iterations.float().mean().item(),
-        })
+        }
+        return ce + regularizer

@@ -7,9 +7,7 @@ measures it in the paper's mean-subtracted space (``center`` = mean training ima
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,7 +18,6 @@ from .attacks import budget, deepfool, fgs_direction, pgd
 from .data import first_examples
 from .defense import ratio
 from .errors import DDHubError
-from .hub import write_text_atomic
 from .sanity import SanityConfig, check_masking
 
 REPORT_VERSION = 1
@@ -90,11 +87,6 @@ class Report:
         return cls(**data)
 
 
-def save_json(data: dict, path: str | Path) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 class _Evaluation:
     """One pass over the data caches what every metric needs: labels, FGS directions, clean correctness."""
 
@@ -158,10 +150,9 @@ class _Evaluation:
         hits, total = 0, 0
         for images, labels in self.batches(f"PGD eps={eps:.4g}"):
             images, labels = images.to(self.device), labels.to(self.device)
-            adv = pgd(self.model, images, labels, eps=eps, norm=cfg.pgd_norm, steps=cfg.pgd_steps,
-                      restarts=cfg.pgd_restarts, generator=generator)
-            with torch.no_grad():
-                hits += (self.model(adv).argmax(1) == labels).sum().item()
+            result = pgd(self.model, images, labels, eps=eps, norm=cfg.pgd_norm, steps=cfg.pgd_steps,
+                         restarts=cfg.pgd_restarts, generator=generator)
+            hits += (~result.success).sum().item()
             total += len(labels)
         return hits / total
 

@@ -2,9 +2,12 @@
 
 Every objective has the signature ``objective(model, inputs, labels, logits=None, center=None) -> LossOutput``
 that :func:`dd_hub.train.train` calls with the unwrapped model and the clean logits of the (possibly
-DDP-wrapped) model. Methods, all fine-tuning with the recipe's ``harden`` schedule and data:
+DDP-wrapped) model; an objective that also names ``loss_scale`` gets the fp16 scaler's scale (``deep_defense``,
+which adapts the ``DeepDefenseLoss`` module with :class:`LossModuleObjective`). Methods, all fine-tuning with the
+recipe's ``harden`` schedule and data:
 
-- ``deep_defense``: the paper's objective (``defense`` section; ``regularize_layers`` for the Fig. 4 analysis).
+- ``deep_defense``: the paper's objective (``defense`` section; ``regularize_layers`` for the Fig. 4 analysis;
+  ``iterate`` for the unrolling's iteration rule).
 - ``clean``: plain cross-entropy fine-tuning, the "Clean" curve of the paper's Fig. 2.
 - ``deepfool_adv``: "Adv. Train I", fine-tuning on DeepFool-perturbed training images only, the perturbations
   computed once on the starting model (the DeepFool paper's fixed adversarial training set).
@@ -21,7 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +36,17 @@ from .defense import DeepDefenseConfig, DeepDefenseLoss, LossOutput, stochastic_
 from .errors import DDHubError
 from .models import unwrap
 
-if TYPE_CHECKING:
-    from .recipes import Recipe
-
 Objective = Callable[..., LossOutput]
+
+
+class MethodSettings(Protocol):
+    """What a method factory reads: the recipe's method name, seed and method sections (a ``Recipe`` has them)."""
+
+    method: str
+    seed: int
+    defense: DeepDefenseConfig
+    adversarial: "AdversarialConfig"
+    parseval: "ParsevalConfig"
 
 
 @dataclass
@@ -76,12 +86,12 @@ class ParsevalConfig:
             raise DDHubError("parseval: beta must be >= 0 and fraction in (0, 1]")
 
 
-_METHODS: dict[str, tuple[Callable[["Recipe"], Objective], str]] = {}
+_METHODS: dict[str, tuple[Callable[[MethodSettings], Objective], str]] = {}
 
 
 def register_method(name: str, description: str) -> Callable:
     """Decorator: register ``factory(recipe) -> objective`` under ``name``."""
-    def decorate(factory: Callable[["Recipe"], Objective]) -> Callable[["Recipe"], Objective]:
+    def decorate(factory: Callable[[MethodSettings], Objective]) -> Callable[[MethodSettings], Objective]:
         _METHODS[name] = (factory, description)
         return factory
     return decorate
@@ -92,7 +102,7 @@ def list_methods() -> dict[str, str]:
     return {name: description for name, (_, description) in _METHODS.items()}
 
 
-def create_objective(recipe: "Recipe") -> Objective:
+def create_objective(recipe: MethodSettings) -> Objective:
     """The training objective named by ``recipe.method``, configured from the recipe (a fresh one per call)."""
     try:
         factory, _ = _METHODS[recipe.method]
@@ -132,17 +142,30 @@ class OnlyLayers(nn.Module):
         return functional_call(self.model, params, (x,))
 
 
-class LayerwiseDeepDefenseLoss:
+class LayerwiseDeepDefenseLoss(DeepDefenseLoss):
     """Deep Defense whose regularizer only trains ``config.regularize_layers`` (the paper's Fig. 4); CE trains all."""
 
-    def __init__(self, config: DeepDefenseConfig) -> None:
-        self.loss = DeepDefenseLoss(config)
-        self.layers = list(config.regularize_layers)
+    def forward(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
+                center: Tensor | None = None, loss_scale: float | None = None) -> Tensor:
+        logits = model(inputs) if logits is None else logits
+        return super().forward(OnlyLayers(model, self.config.regularize_layers), inputs, labels, logits=logits,
+                               center=center, loss_scale=loss_scale)
+
+
+class LossModuleObjective:
+    """A loss module (``forward`` returns the scalar loss, ``.stats`` its statistics) as a training objective.
+
+    The objective protocol returns a ``LossOutput``; ``loss_scale`` (the fp16 scaler's scale, which the training
+    loop passes to objectives that name it) is handed on to the module.
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        self.loss = loss
 
     def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
-                 center: Tensor | None = None) -> LossOutput:
-        logits = model(inputs) if logits is None else logits
-        return self.loss(OnlyLayers(model, self.layers), inputs, labels, logits=logits, center=center)
+                 center: Tensor | None = None, loss_scale: float | None = None) -> LossOutput:
+        value = self.loss(model, inputs, labels, logits=logits, center=center, loss_scale=loss_scale)
+        return LossOutput(value, dict(self.loss.stats))
 
 
 class AdversarialExampleLoss:
@@ -177,7 +200,7 @@ class FGSAdversarialLoss(AdversarialExampleLoss):
         self.clean_weight = config.fgs_weight
 
     def adversarial(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> Tensor:
-        return fgs(model, inputs, labels, eps=self.config.eps)
+        return fgs(model, inputs, labels, eps=self.config.eps).adversarial
 
 
 class PGDAdversarialLoss(AdversarialExampleLoss):
@@ -188,7 +211,8 @@ class PGDAdversarialLoss(AdversarialExampleLoss):
 
     def adversarial(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> Tensor:
         cfg = self.config
-        return pgd(model, inputs, labels, eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, step_size=cfg.step_size)
+        return pgd(model, inputs, labels, eps=cfg.eps, norm=cfg.norm, steps=cfg.steps,
+                   step_size=cfg.step_size).adversarial
 
 
 def _kl(logits: Tensor, target_probs: Tensor) -> Tensor:
@@ -208,7 +232,7 @@ class TradesLoss:
         logits = model(inputs) if logits is None else logits
         with stochastic_layers_off(model):
             adv = pgd(model, inputs, F.softmax(logits.detach(), dim=1), eps=cfg.eps, norm=cfg.norm,
-                      steps=cfg.steps, step_size=cfg.step_size, loss=_kl)
+                      steps=cfg.steps, step_size=cfg.step_size, loss=_kl).adversarial
         ce = F.cross_entropy(logits, labels)
         kl = _kl(model(adv), F.softmax(logits, dim=1)).mean()
         return LossOutput(ce + cfg.trades_beta * kl, {"ce": ce.item(), "kl": kl.item(), **_accuracy(logits, labels)})
@@ -234,7 +258,7 @@ class DeepFoolAdversarialLoss(AdversarialExampleLoss):
             batch = inputs[missing].detach()
             result = deepfool(self.source, batch, steps=self.config.deepfool_steps,
                               overshoot=self.config.deepfool_overshoot, bounds=(0.0, 1.0))
-            for i, adv in zip(missing, (batch + result.perturbation).clamp(0.0, 1.0).cpu()):
+            for i, adv in zip(missing, result.adversarial.cpu()):
                 self.cache[keys[i]] = adv
         return torch.stack([self.cache[key] for key in keys]).to(inputs.device)
 
@@ -275,37 +299,36 @@ class ParsevalLoss:
 
 
 @register_method("deep_defense", "Deep Defense (the paper): CE + exp regularizer on the unrolled DeepFool distance")
-def _deep_defense(recipe: "Recipe") -> Objective:
-    if recipe.defense.regularize_layers:
-        return LayerwiseDeepDefenseLoss(recipe.defense)
-    return DeepDefenseLoss(recipe.defense)
+def _deep_defense(recipe: MethodSettings) -> Objective:
+    loss = LayerwiseDeepDefenseLoss if recipe.defense.regularize_layers else DeepDefenseLoss
+    return LossModuleObjective(loss(recipe.defense))
 
 
 @register_method("clean", "clean fine-tuning: cross-entropy only, same schedule")
-def _clean(recipe: "Recipe") -> Objective:
+def _clean(recipe: MethodSettings) -> Objective:
     return cross_entropy
 
 
 @register_method("deepfool_adv", "Adv. Train I: fine-tuning on DeepFool examples of the starting model")
-def _deepfool_adv(recipe: "Recipe") -> Objective:
+def _deepfool_adv(recipe: MethodSettings) -> Objective:
     return DeepFoolAdversarialLoss(recipe.adversarial)
 
 
 @register_method("fgs_adv", "Adv. Train II: Goodfellow et al.'s FGS adversarial objective")
-def _fgs_adv(recipe: "Recipe") -> Objective:
+def _fgs_adv(recipe: MethodSettings) -> Objective:
     return FGSAdversarialLoss(recipe.adversarial)
 
 
 @register_method("pgd_adv", "PGD adversarial training (Madry et al.)")
-def _pgd_adv(recipe: "Recipe") -> Objective:
+def _pgd_adv(recipe: MethodSettings) -> Objective:
     return PGDAdversarialLoss(recipe.adversarial)
 
 
 @register_method("trades", "TRADES (Zhang et al.)")
-def _trades(recipe: "Recipe") -> Objective:
+def _trades(recipe: MethodSettings) -> Objective:
     return TradesLoss(recipe.adversarial)
 
 
 @register_method("parseval", "Par. Train: Parseval networks (Cisse et al.), orthonormality retraction after each step")
-def _parseval(recipe: "Recipe") -> Objective:
+def _parseval(recipe: MethodSettings) -> Objective:
     return ParsevalLoss(recipe.parseval, seed=recipe.seed)

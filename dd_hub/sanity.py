@@ -8,7 +8,8 @@ gradient attacks without being robust. Five checks, each a :class:`SanityCheck` 
 2. ``monotone_in_eps``: accuracy does not increase with epsilon (per attack curve).
 3. ``more_iterations``: PGD with 5x the steps and extra restarts is not weaker than PGD.
 4. ``unbounded``: PGD with the whole [0, 1] box as budget, started at the clean input, reaches (near) 0%.
-5. ``black_box``: a gradient-free random search is not much stronger than PGD at the same budget.
+5. ``black_box``: a gradient-free random search (:func:`dd_hub.attacks.random_search`) is not much stronger than
+   PGD at the same budget.
 
 Accuracies are fractions; ``tolerance`` absorbs the sampling noise of finite test sets.
 """
@@ -17,10 +18,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .attacks import pgd
+from .attacks import pgd, random_search
 from .data import first_examples
 
 
@@ -51,23 +52,6 @@ class SanityConfig:
     max_examples: int | None = 500
     batch_size: int = 250
     seed: int = 0
-
-
-@torch.no_grad()
-def random_search(model: nn.Module, inputs: Tensor, labels: Tensor, *, eps: float, queries: int = 100,
-                  generator: torch.Generator | None = None) -> Tensor:
-    """Black-box attack: per sample, the first of ``queries`` random corners ``x + eps * s`` (s uniform in
-    {-1, 1}^d, clipped to [0, 1]) that is misclassified, else the clean input. Needs no gradient."""
-    best = inputs.clone()
-    fooled = model(inputs).argmax(1) != labels
-    for _ in range(queries):
-        signs = torch.randint(0, 2, inputs.shape, generator=generator).to(inputs) * 2 - 1
-        candidate = (inputs + eps * signs).clamp(0.0, 1.0)
-        new = (model(candidate).argmax(1) != labels) & ~fooled
-        best[new], fooled = candidate[new], fooled | new
-        if fooled.all():
-            break
-    return best
 
 
 def _accuracy(model: nn.Module, loader: DataLoader, attack=None) -> float:
@@ -102,7 +86,7 @@ def check_masking(
 
     def run_pgd(budget: float, steps: int, restarts: int = 1, random_start: bool = True):
         return lambda x, y: pgd(model, x, y, eps=budget, steps=steps, restarts=restarts,
-                                random_start=random_start, generator=generator)
+                                random_start=random_start, generator=generator).adversarial
 
     clean = _accuracy(model, loader)
     base = _accuracy(model, loader, run_pgd(eps, config.steps))
@@ -111,7 +95,7 @@ def check_masking(
     unbounded = _accuracy(model, loader, run_pgd(1.0, config.unbounded_steps, random_start=False))
     black_box = _accuracy(model, loader, lambda x, y: random_search(model, x, y, eps=eps,
                                                                     queries=config.black_box_queries,
-                                                                    generator=generator))
+                                                                    generator=generator).adversarial)
 
     measured = {f"PGD-{config.steps} @ {eps:.4g}": base, f"PGD-{more_steps}x{config.more_restarts} @ {eps:.4g}":
                 stronger, "PGD unbounded": unbounded, f"random search @ {eps:.4g}": black_box}

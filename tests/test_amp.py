@@ -15,9 +15,10 @@ from torch.utils.data import TensorDataset
 from dd_hub.checkpoint import Position, save_checkpoint
 from dd_hub.data import create_dataset
 from dd_hub.defense import DeepDefenseLoss, LossOutput
+from dd_hub.methods import LossModuleObjective, create_objective
 from dd_hub.errors import DDHubError
 from dd_hub.models import create_model
-from dd_hub.recipes import TrainConfig
+from dd_hub.train import TrainConfig
 from dd_hub.train import make_accelerator, train, training_step
 
 BF16_MAX_RELATIVE_ERROR = 0.15   # measured 0.061 (LeNet, 16 MNIST images, seed 0); cosine measured 0.998
@@ -41,7 +42,7 @@ def _step_gradient(mixed_precision: str, model: nn.Module, inputs, labels) -> to
     AcceleratorState._reset_state(True)
     accelerator = make_accelerator(mixed_precision)
     wrapped = accelerator.prepare(copy.deepcopy(model))
-    _, finite = training_step(accelerator, wrapped, DeepDefenseLoss(), inputs, labels)
+    _, finite = training_step(accelerator, wrapped, LossModuleObjective(DeepDefenseLoss()), inputs, labels)
     assert finite
     return torch.cat([p.grad.flatten() for p in accelerator.unwrap_model(wrapped).parameters()])
 
@@ -55,14 +56,18 @@ def test_bf16_deep_defense_step_is_finite_and_close_to_fp32(batch):
     assert F.cosine_similarity(bf16, fp32, dim=0) > BF16_MIN_COSINE
 
 
-def test_loss_scale_does_not_change_the_objective(batch):
+@pytest.mark.parametrize("iterate", ["reference", "authors"])
+def test_loss_scale_does_not_change_the_objective(batch, iterate):
     torch.manual_seed(0)
     plain = create_model("dd_lenet_mnist")
     scaled = copy.deepcopy(plain)
-    a = DeepDefenseLoss()(plain, *batch)
-    b = DeepDefenseLoss()(scaled, *batch, loss_scale=3000.0)  # not a power of two: rounding differs slightly
-    a.loss.backward(), b.loss.backward()
-    torch.testing.assert_close(b.loss, a.loss, rtol=1e-5, atol=0)
+    # The authors' rule adds its eps to the (scaled) gradients: DeepDefenseLoss scales the eps alike.
+    plain_loss, scaled_loss = (DeepDefenseLoss(iterate=iterate, authors_eps=5e-6) for _ in range(2))
+    a = plain_loss(plain, *batch)
+    b = scaled_loss(scaled, *batch, loss_scale=3000.0)  # not a power of two: rounding differs slightly
+    a.backward(), b.backward()
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=0)
+    assert abs(scaled_loss.stats["rho"] - plain_loss.stats["rho"]) < 1e-5 * plain_loss.stats["rho"]
     grad_plain = torch.cat([p.grad.flatten() for p in plain.parameters()])
     grad_scaled = torch.cat([p.grad.flatten() for p in scaled.parameters()])
     assert (grad_scaled - grad_plain).norm() / grad_plain.norm() < 1e-5
@@ -89,12 +94,51 @@ def test_fp16_loss_scaling_keeps_inner_input_gradients_from_underflowing():
         net[3].weight.normal_(0, 5e-6), net[3].bias.zero_()
     inputs, labels = torch.rand(8, 3, 64, 64), torch.randint(0, 10, (8,))
     loss = DeepDefenseLoss()
-    reference = loss(net, inputs, labels).stats["rho"]
-    unscaled = loss(_Fp16Autocast(net), inputs, labels).stats["rho"]
-    scaled = loss(_Fp16Autocast(net), inputs, labels, loss_scale=65536.0).stats["rho"]
+
+    def rho(model, **kwargs):
+        loss(model, inputs, labels, **kwargs)
+        return loss.stats["rho"]
+
+    reference = rho(net)
+    unscaled = rho(_Fp16Autocast(net))
+    scaled = rho(_Fp16Autocast(net), loss_scale=65536.0)
     print(f"rho fp32 {reference:.4f}, fp16 {unscaled:.4f}, fp16 scaled {scaled:.4f}")
     assert unscaled < 0.5 * reference                    # the input-gradients underflow: DeepFool steps vanish
     assert abs(scaled - reference) / reference < 0.06
+
+
+class _RecordingScaler:
+    """Stands in for the fp16 GradScaler (CPU has none): a fixed scale, and a backward that does not scale."""
+
+    def get_scale(self) -> float:
+        return 1024.0
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+
+@pytest.mark.parametrize("layers", [[], ["fc1"]])
+def test_training_loop_hands_the_scalers_scale_to_the_deep_defense_loss(batch, layers, monkeypatch):
+    """The objective of ``--method deep_defense`` (plain and layer-wise) receives ``loss_scale`` from
+    ``training_step`` and hands it to ``DeepDefenseLoss``, which runs the unrolled DeepFool on scaled logits."""
+    from dd_hub.recipes import find_recipe
+
+    seen = []
+    original = DeepDefenseLoss.forward
+
+    def forward(self, *args, loss_scale=None, **kwargs):
+        seen.append(loss_scale)
+        return original(self, *args, loss_scale=loss_scale, **kwargs)
+
+    monkeypatch.setattr(DeepDefenseLoss, "forward", forward)
+    torch.manual_seed(0)
+    model = create_model("dd_lenet_mnist")
+    objective = create_objective(find_recipe("lenet", "mnist-5k", {"defense.regularize_layers": layers}))
+    accelerator = make_accelerator()
+    accelerator.scaler = _RecordingScaler()
+    wrapped = accelerator.prepare(model)
+    out, finite = training_step(accelerator, wrapped, objective, *batch)
+    assert finite and seen == [1024.0] and set(out.stats) >= {"ce", "reg", "rho", "acc", "df_iters"}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is allowed on a GPU")

@@ -5,7 +5,8 @@ import foolbox as fb
 import pytest
 import torch
 
-from dd_hub import deepfool
+from dd_hub import DDHubError, deepfool
+from dd_hub.attacks import AttackResult
 from dd_hub.defense import ratio
 
 
@@ -15,10 +16,14 @@ def batch(mnist_test):
     return images[:100], labels[:100]
 
 
+def _predict(model, x):
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
 def test_agrees_with_foolbox_l2(trained_lenet, batch):
     images, _ = batch
-    with torch.no_grad():
-        predictions = trained_lenet(images).argmax(1)
+    predictions = _predict(trained_lenet, images)
     ours = deepfool(trained_lenet, images, steps=50, candidates=10, overshoot=0.02, bounds=(0.0, 1.0))
     attack = fb.attacks.L2DeepFoolAttack(steps=50, candidates=10, overshoot=0.02, loss="logits")
     raw, _, success = attack(fb.PyTorchModel(trained_lenet, bounds=(0, 1)), images, predictions, epsilons=None)
@@ -28,38 +33,58 @@ def test_agrees_with_foolbox_l2(trained_lenet, batch):
     assert abs(ours_rho - theirs_rho) / theirs_rho < 0.01, (ours_rho, theirs_rho)
 
 
-def test_perturbation_fools_and_includes_overshoot(trained_lenet, batch):
+def test_result_fields_overshoot_and_default_box(trained_lenet, batch):
     images, _ = batch
     result = deepfool(trained_lenet, images)
-    with torch.no_grad():
-        clean = trained_lenet(images).argmax(1)
-        adv = trained_lenet(images + result.perturbation).argmax(1)
+    assert isinstance(result, AttackResult) and result.inputs is not None
+    assert result.adversarial.shape == images.shape and result.adversarial.min() >= 0 and result.adversarial.max() <= 1
+    assert torch.equal(result.perturbation, result.adversarial - images)
     assert result.success.all()
-    assert (adv != clean).all()
-    assert result.perturbation.shape == images.shape
+    assert (_predict(trained_lenet, result.adversarial) != _predict(trained_lenet, images)).all()
     assert (result.iterations >= 1).all() and (result.iterations <= 50).all()
+    torch.testing.assert_close(result.norms(), result.perturbation.flatten(1).norm(dim=1))
+    assert torch.equal(result.norms("l2"), result.norms(2))
     # Without overshoot the same attack lands (almost) on the boundary, so its perturbation is smaller.
     exact = deepfool(trained_lenet, images, overshoot=0.0)
     assert exact.norms().mean() < result.norms().mean()
 
 
+def test_unbounded_is_the_papers_semantics(trained_lenet, batch):
+    images, _ = batch
+    free = deepfool(trained_lenet, images, bounds=None)
+    assert free.adversarial.min() < 0 or free.adversarial.max() > 1  # some step leaves the box
+    assert free.success.all()
+
+
+def test_labels_default_to_the_predictions(trained_lenet, batch):
+    images, labels = batch
+    predictions = _predict(trained_lenet, images)
+    assert torch.equal(deepfool(trained_lenet, images, predictions).adversarial,
+                       deepfool(trained_lenet, images).adversarial)
+    # Misclassified with respect to the given labels: already successful, no perturbation, no iteration.
+    given = deepfool(trained_lenet, images, labels)
+    wrong = predictions != labels
+    assert wrong.any() and given.success[wrong].all() and (given.iterations[wrong] == 0).all()
+    assert (given.norms()[wrong] == 0).all()
+
+
 def test_linf_and_bounds(trained_lenet, batch):
     images, _ = batch
-    result = deepfool(trained_lenet, images[:50], norm=float("inf"), bounds=(0.0, 1.0))
-    adv = images[:50] + result.perturbation
-    assert adv.min() >= 0.0 and adv.max() <= 1.0
+    result = deepfool(trained_lenet, images[:50], norm="linf", bounds=(0.0, 1.0))
+    assert result.adversarial.min() >= 0.0 and result.adversarial.max() <= 1.0
     assert result.success.float().mean() > 0.9
     l2 = deepfool(trained_lenet, images[:50])
     # An Linf attack spends its budget evenly: its Linf norm is smaller than that of the L2 attack.
-    assert result.norms(float("inf")).median() < l2.norms(float("inf")).median()
+    assert result.norms("linf").median() < l2.norms("linf").median()
+    with pytest.raises(DDHubError, match="DeepFool norm must be 'l2' or 'linf', not 'inf'"):
+        deepfool(trained_lenet, images[:2], norm="inf")
 
 
 def test_step_budget_is_respected(trained_lenet, batch):
     images, _ = batch
     result = deepfool(trained_lenet, images, steps=1)
     assert (result.iterations <= 1).all()
-    with torch.no_grad():
-        fooled = trained_lenet(images + result.perturbation).argmax(1) != trained_lenet(images).argmax(1)
+    fooled = _predict(trained_lenet, result.adversarial) != _predict(trained_lenet, images)
     assert fooled.tolist() == result.success.tolist()
 
 

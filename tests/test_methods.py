@@ -10,7 +10,7 @@ from dd_hub import DDHubError, create_model
 from dd_hub.methods import (AdversarialConfig, FGSAdversarialLoss, OnlyLayers, ParsevalConfig, ParsevalLoss,
                             create_objective, list_methods)
 from dd_hub.recipes import find_recipe
-from dd_hub.recipes import TrainConfig
+from dd_hub.train import TrainConfig
 from dd_hub.train import cross_entropy, train
 
 ALL = ["deep_defense", "clean", "deepfool_adv", "fgs_adv", "pgd_adv", "trades", "parseval"]

@@ -1,4 +1,5 @@
-"""PGD: budgets respected, restarts never hurt, and agreement with torchattacks (an independent implementation)."""
+"""PGD and FGS: budgets respected, restarts never hurt, the shared result semantics, and agreement with
+torchattacks (an independent implementation)."""
 import pytest
 import torch
 
@@ -38,7 +39,8 @@ def _agree(model, ours, theirs, labels):
 def test_pgd_matches_torchattacks(setup, norm, eps):
     model, images, labels = setup
     steps, alpha = 10, eps / 4
-    ours = pgd(model, images, labels, eps=eps, norm=norm, steps=steps, step_size=alpha, random_start=False)
+    ours = pgd(model, images, labels, eps=eps, norm=norm, steps=steps, step_size=alpha,
+               random_start=False).adversarial
     cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
     theirs = cls(model, eps=eps, alpha=alpha, steps=steps, random_start=False)(images, labels)
     _agree(model, ours, theirs, labels)
@@ -46,14 +48,37 @@ def test_pgd_matches_torchattacks(setup, norm, eps):
 
 def test_fgs_matches_torchattacks(setup):
     model, images, labels = setup
-    _agree(model, fgs(model, images, labels, eps=0.1), torchattacks.FGSM(model, eps=0.1)(images, labels), labels)
+    ours = fgs(model, images, labels, eps=0.1).adversarial
+    _agree(model, ours, torchattacks.FGSM(model, eps=0.1)(images, labels), labels)
+
+
+def test_fgs_l2_is_the_fast_gradient_method(setup):
+    model, images, labels = setup
+    result = fgs(model, images, labels, eps=1.0, norm="l2", bounds=None)
+    torch.testing.assert_close(result.norms("l2"), torch.ones(len(images)))
+    assert _accuracy(model, result.adversarial, labels) < _accuracy(model, images, labels)
+
+
+@pytest.mark.parametrize("attack", ["fgs", "pgd"])
+def test_result_semantics_and_default_labels(setup, attack):
+    model, images, labels = setup
+    run = (lambda y: fgs(model, images, y, eps=0.1)) if attack == "fgs" else (
+        lambda y: pgd(model, images, y, eps=0.1, steps=3, generator=torch.Generator().manual_seed(0)))
+    result = run(labels)
+    assert result.iterations is None and torch.equal(result.inputs, images)
+    with torch.no_grad():
+        predicted = model(result.adversarial).argmax(1)
+        clean = model(images).argmax(1)
+    assert result.success.tolist() == (predicted != labels).tolist()
+    assert torch.equal(result.perturbation, result.adversarial - images)
+    assert torch.equal(run(None).adversarial, run(clean).adversarial)  # labels=None: the model's predictions
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.05), ("l2", 1.0)])
 def test_pgd_respects_budget_and_box(setup, norm, eps):
     model, images, labels = setup
     adv = pgd(model, images, labels, eps=eps, norm=norm, steps=5, restarts=2,
-              generator=torch.Generator().manual_seed(1))
+              generator=torch.Generator().manual_seed(1)).adversarial
     size = (adv - images).flatten(1).abs().amax(1) if norm == "linf" else (adv - images).flatten(1).norm(dim=1)
     assert size.max() <= eps + 1e-5
     assert adv.min() >= 0 and adv.max() <= 1
@@ -64,17 +89,20 @@ def test_more_restarts_never_raise_accuracy(setup):
     model, images, labels = setup
     one = pgd(model, images, labels, eps=0.03, steps=3, restarts=1, generator=torch.Generator().manual_seed(2))
     three = pgd(model, images, labels, eps=0.03, steps=3, restarts=3, generator=torch.Generator().manual_seed(2))
-    assert _accuracy(model, three, labels) <= _accuracy(model, one, labels)
+    assert _accuracy(model, three.adversarial, labels) <= _accuracy(model, one.adversarial, labels)
+    assert three.success.sum() >= one.success.sum()
 
 
 def test_zero_budget_is_identity(setup):
     model, images, labels = setup
-    assert torch.equal(pgd(model, images, labels, eps=0.0, steps=3), images)
+    assert torch.equal(pgd(model, images, labels, eps=0.0, steps=3).adversarial, images)
 
 
 def test_bad_arguments_and_presets():
-    with pytest.raises(DDHubError, match="norm"):
+    with pytest.raises(DDHubError, match="PGD norm must be 'l2' or 'linf', not 'l1'"):
         pgd(torch.nn.Identity(), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), eps=0.1, norm="l1")
+    with pytest.raises(DDHubError, match="FGS norm"):
+        fgs(torch.nn.Identity(), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), eps=0.1, norm="inf")
     assert budget("cifar10-linf") == ("linf", 8 / 255)
     with pytest.raises(DDHubError, match="threat model"):
         budget("svhn")
@@ -87,7 +115,7 @@ def test_autoattack_is_not_weaker_than_pgd(setup):
     model, images, labels = setup
     data = torch.utils.data.TensorDataset(images[:16], labels[:16])
     pgd_acc = _accuracy(model, pgd(model, images[:16], labels[:16], eps=0.05, steps=10,
-                                   generator=torch.Generator().manual_seed(0)), labels[:16])
+                                   generator=torch.Generator().manual_seed(0)).adversarial, labels[:16])
     assert autoattack_accuracy(model, data, eps=0.05) <= pgd_acc + 1 / 16
 
 

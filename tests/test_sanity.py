@@ -5,8 +5,9 @@ from torch import nn
 
 from dd_hub import create_model
 from dd_hub.data import create_dataset
-from dd_hub.recipes import TrainConfig
-from dd_hub.sanity import SanityConfig, check_masking, random_search
+from dd_hub.train import TrainConfig
+from dd_hub.attacks import random_search
+from dd_hub.sanity import SanityConfig, check_masking
 from dd_hub.train import train
 
 CONFIG = SanityConfig(eps=0.2, steps=10, more_steps_factor=3, unbounded_steps=40, black_box_queries=30,
@@ -76,5 +77,12 @@ def test_curve_checks_fire_on_inconsistent_numbers(trained_mlp, test_set):
 def test_random_search_stays_in_budget(trained_mlp, test_set):
     images = torch.stack([test_set[i][0] for i in range(20)])
     labels = torch.tensor([test_set[i][1] for i in range(20)])
-    adv = random_search(trained_mlp, images, labels, eps=0.1, queries=5)
+    result = random_search(trained_mlp, images, labels, eps=0.1, queries=5)
+    adv = result.adversarial
     assert (adv - images).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    with torch.no_grad():
+        fooled = trained_mlp(adv).argmax(1) != labels
+        wrong = trained_mlp(images).argmax(1) != labels
+    assert result.success.tolist() == fooled.tolist()
+    assert (result.iterations[wrong] == 0).all() and (result.iterations <= 5).all()
+    assert torch.equal(adv[~result.success], images[~result.success])  # unfooled samples keep the clean input

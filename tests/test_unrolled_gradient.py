@@ -16,7 +16,8 @@ from torch import nn
 from torch.func import functional_call
 
 import dd_hub.defense
-from dd_hub import create_model, deepfool_unrolled
+from dd_hub import create_model
+from dd_hub.attacks import deepfool_unrolled
 from dd_hub.defense import DeepDefenseLoss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -45,11 +46,11 @@ def _loss_grads(model: nn.Module, inputs, labels, unroll=None) -> dict[str, torc
     loss_fn = DeepDefenseLoss()
     model.zero_grad(set_to_none=True)
     if unroll is None:
-        output = loss_fn(model, inputs, labels)
+        loss = loss_fn(model, inputs, labels)
     else:
         with mock.patch.object(dd_hub.defense, "deepfool_unrolled", unroll):
-            output = loss_fn(model, inputs, labels)
-    output.loss.backward()
+            loss = loss_fn(model, inputs, labels)
+    loss.backward()
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
@@ -91,7 +92,7 @@ def test_regularizer_gradient_matches_finite_differences():
     def regularizer(*params: torch.Tensor) -> torch.Tensor:
         functional = _Functional(model, dict(zip(names, params)))
         logits = functional(inputs)
-        return loss_fn(functional, inputs, labels, logits=logits).loss - nn.functional.cross_entropy(logits, labels)
+        return loss_fn(functional, inputs, labels, logits=logits) - nn.functional.cross_entropy(logits, labels)
 
     params = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
     assert regularizer(*params).item() > 0

@@ -1,6 +1,14 @@
-"""Attacks: one batched function each (adv-lib style)."""
-from .deepfool import DeepFoolResult, deepfool, deepfool_unrolled
+"""Attacks: one batched function each, ``attack(model, inputs, labels=None, *, ...) -> AttackResult``.
+
+Conventions (see :mod:`dd_hub.attacks.result`): inputs in [0, 1] pixel units (normalization lives inside the
+model), ``labels=None`` means the model's predictions, ``norm`` is ``'l2'`` or ``'linf'``, ``bounds=(0.0, 1.0)``
+clips to the valid box by default and ``bounds=None`` leaves the result unconstrained.
+"""
+from .deepfool import UnrolledResult, deepfool, deepfool_unrolled
 from .fgs import fgs, fgs_direction
 from .pgd import BUDGETS, budget, pgd
+from .random_search import random_search
+from .result import AttackResult
 
-__all__ = ["BUDGETS", "DeepFoolResult", "budget", "deepfool", "deepfool_unrolled", "fgs", "fgs_direction", "pgd"]
+__all__ = ["AttackResult", "BUDGETS", "UnrolledResult", "budget", "deepfool", "deepfool_unrolled", "fgs",
+           "fgs_direction", "pgd", "random_search"]

@@ -1,12 +1,22 @@
 """DeepFool (Moosavi-Dezfooli et al., CVPR 2016), batched, as an attack and unrolled for Deep Defense.
 
-Both public functions run one loop, :func:`_deepfool_loop`. Semantics follow the reference implementation
-(LTS4/DeepFool): candidate classes are the top-``candidates`` classes of the clean logits (the source class first)
-and stay fixed for the run; each iteration linearises the classifier at ``x0 + (1 + overshoot) * r_tot``, steps to
-the nearest linearised boundary among the candidates, and adds the step to ``r_tot``; a sample stops as soon as
-the classifier at that point satisfies its goal, and is then dropped from the computed batch. The perturbation
-returned is ``(1 + overshoot) * r_tot`` (clipped to ``bounds`` when given). Units are those of the inputs: with a
-:class:`~dd_hub.models.NormalizedModel` that is [0, 1] pixel space.
+Both public functions run one loop, :func:`_deepfool_loop`. Candidate classes are the top-``candidates`` classes
+of the clean logits (the source class excluded) and stay fixed for the run; each iteration linearises the
+classifier, steps to the nearest linearised boundary among the candidates and adds the step to ``r_tot``; a sample
+stops as soon as the classifier at ``x0 + (1 + overshoot) * r_tot`` satisfies its goal, and is then dropped from the
+computed batch. The perturbation returned is ``(1 + overshoot) * r_tot`` (clipped to ``bounds`` when given). Units
+are those of the inputs: [0, 1] pixels with a :class:`~dd_hub.NormalizedModel`.
+
+Two iteration rules (``iterate``), which differ only in where they linearise and in their numerical guards:
+
+- ``'reference'`` (LTS4/DeepFool, foolbox; the attack always uses it): linearise at ``x0 + (1 + overshoot) *
+  r_tot``, the point of the stopping test; step ``(|f| / (||w|| + 1e-8) + 1e-4) * w / (||w|| + 1e-8)`` (the 1e-4
+  minimum step crosses exact ties).
+- ``'authors'`` (the Deep Defense authors' released code): linearise at ``x0 + r_tot`` (``x_{i+1} = x_i + r_i``, no
+  overshoot inside the loop); step ``|f| / ||w + eps|| * w / ||w + eps||`` with ``eps`` added to every element of
+  ``w`` (5e-6 for MNIST, 1e-5 otherwise in that code), no minimum step; for misclassified samples the numerator
+  ``f`` is measured against the previous iteration's source class while ``w`` uses the current one (the code's
+  one-iteration lag; they differ only when the prediction switches to a third class).
 """
 from __future__ import annotations
 
@@ -15,79 +25,145 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..errors import DDHubError
+from .result import AttackResult, check_norm, clip, norms
+
+ITERATE = ("reference", "authors")
+MIN_STEP = 1e-4  # added to every step's length by the reference rule, as LTS4/DeepFool and foolbox do
+REFERENCE_EPS = 1e-8
+AUTHORS_EPS = 1e-5
+
 
 @dataclass
-class DeepFoolResult:
-    """Per-sample outcome of DeepFool.
+class UnrolledResult:
+    """Per-sample outcome of :func:`deepfool_unrolled`.
 
-    ``perturbation`` has the inputs' shape and includes the overshoot; ``iterations`` counts the steps taken;
-    ``success`` says whether the goal was reached (for the attack: the prediction changed) within the budget.
-    Samples that did not succeed keep their partial perturbation, as in the paper's evaluation.
+    ``perturbation``: ``(1 + overshoot) * r_tot``, a differentiable function of the model's parameters, in input
+    units. ``iterations`` (long): steps taken. ``success`` (bool): the goal was reached within ``steps`` (label
+    left for ``correct`` samples, label reached for the others); samples that did not succeed keep their partial
+    perturbation. ``correct`` (bool): the model classified the clean input correctly.
     """
 
     perturbation: Tensor
     iterations: Tensor
     success: Tensor
-    correct: Tensor | None = None  # unrolled only: which samples were classified correctly at the clean input
+    correct: Tensor
 
-    def norms(self, p: float = 2) -> Tensor:
-        return self.perturbation.flatten(1).norm(p=p, dim=1)
+    def norms(self, p: str | float = "l2") -> Tensor:
+        """Per-sample norm of the perturbation: ``'l2'``, ``'linf'`` or a number."""
+        return norms(self.perturbation, p)
 
 
 def deepfool(
     model: nn.Module,
     inputs: Tensor,
+    labels: Tensor | None = None,
     *,
     steps: int = 50,
     candidates: int = 10,
     overshoot: float = 0.02,
-    norm: float = 2,
-    bounds: tuple[float, float] | None = None,
-) -> DeepFoolResult:
-    """Minimal perturbation that changes ``model``'s prediction on each input (untargeted DeepFool).
+    norm: str = "l2",
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+) -> AttackResult:
+    """Minimal perturbation that moves each input out of class ``labels`` (untargeted DeepFool).
 
-    The source class of each sample is the model's own prediction. ``norm`` is 2 (L2) or ``float('inf')``
-    (Linf). ``bounds=(0, 1)`` clips every iterate to the valid pixel box; ``None`` (the paper's and reference
-    semantics) leaves it unconstrained. Does not change the model's mode: call ``model.eval()`` first for models
-    with BatchNorm or dropout. Returns a :class:`DeepFoolResult`.
+    ``labels=None``: the model's predictions (samples already misclassified w.r.t. given labels succeed at once,
+    with no perturbation). ``norm``: ``'l2'`` or ``'linf'``. Up to ``steps`` iterations over the top
+    ``candidates`` classes; the result includes the ``overshoot``. ``bounds`` clips every iterate to the box;
+    ``None`` (the paper's and LTS4's semantics, used for rho_2) leaves it unconstrained.
+    ``iterations``: steps taken per sample.
     """
+    check_norm(norm, "DeepFool")
     inputs = inputs.detach()
     with torch.no_grad():
         logits = model(inputs)
-    labels = logits.argmax(1)
-    targets = _candidate_classes(logits, candidates)
+    if labels is None:
+        labels = logits.argmax(1)
+        targets = _candidate_classes(logits, candidates)
+    else:
+        targets = _candidate_classes(logits, candidates, exclude=labels)
     towards = torch.zeros_like(labels, dtype=torch.bool)
-    return _deepfool_loop(model, inputs, labels, targets, towards, steps=steps, overshoot=overshoot,
-                          norm=norm, bounds=bounds, differentiable=False)
+    adversarial, iterations, success = _deepfool_loop(
+        model, inputs, labels, targets, towards, steps=steps, overshoot=overshoot, rule=_Rule.reference(norm),
+        bounds=bounds, differentiable=False)
+    return AttackResult(inputs, adversarial.detach(), success, iterations)
 
 
 def deepfool_unrolled(
     model: nn.Module,
     inputs: Tensor,
-    labels: Tensor,
+    labels: Tensor | None = None,
     *,
     steps: int = 5,
     candidates: int = 10,
     overshoot: float = 0.02,
+    iterate: str = "reference",
+    eps: float | None = None,
     bounds: tuple[float, float] | None = None,
-) -> DeepFoolResult:
-    """DeepFool whose L2 perturbation is a differentiable function of the model's parameters (double backprop).
+) -> UnrolledResult:
+    """L2 DeepFool whose perturbation is a differentiable function of the model's parameters (double backprop).
 
     Correctly classified samples get untargeted DeepFool away from their label over the top-``candidates``
-    classes; misclassified ones get two-class DeepFool towards their label (``result.correct`` says which).
+    classes; misclassified ones get two-class DeepFool towards their label (``labels=None``: the predictions, all
+    correct). ``iterate``: ``'reference'`` or ``'authors'`` (module docstring); ``eps``: that rule's numerical
+    guard (default 1e-8 for ``'reference'``, added to ``||w||``; 1e-5 for ``'authors'``, added to every element of
+    ``w``). ``bounds=None`` (Deep Defense's setting) leaves the iterates unconstrained.
+
     Gradient flows through every iterate, logit difference and chosen direction; only the class choices and the
     stopping masks are constants. The target class is picked from gradients computed without a graph, then only
     the chosen direction is rebuilt with ``create_graph=True``: the parameter gradient is exactly that of an
     unrolling that keeps every candidate's gradient in the graph, at a fraction of the memory.
     """
+    if iterate not in ITERATE:
+        raise DDHubError(f"iterate must be 'reference' or 'authors', not '{iterate}'")
+    inputs = inputs.detach()
     with torch.no_grad():
         logits = model(inputs)
+    if labels is None:
+        labels = logits.argmax(1)
     correct = logits.argmax(1) == labels
     targets = torch.where(correct[:, None], _candidate_classes(logits, candidates, exclude=labels), labels[:, None])
-    result = _deepfool_loop(model, inputs.detach(), labels, targets, ~correct, steps=steps, overshoot=overshoot,
-                            norm=2, bounds=bounds, differentiable=True)
-    result.correct = correct
-    return result
+    rule = _Rule.reference("l2", eps) if iterate == "reference" else _Rule.authors(eps)
+    adversarial, iterations, success = _deepfool_loop(
+        model, inputs, labels, targets, ~correct, steps=steps, overshoot=overshoot, rule=rule, bounds=bounds,
+        differentiable=True)
+    return UnrolledResult(adversarial - inputs, iterations, success, correct)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """How an iteration measures distances and steps, and where it linearises (module docstring)."""
+
+    norm: str
+    eps: float
+    eps_inside: bool      # ||w + eps|| (authors) rather than ||w|| + eps (reference)
+    min_step: float
+    at_overshoot: bool    # linearise at x0 + (1 + overshoot) r_tot (reference) or at x0 + r_tot (authors)
+    lagged: bool          # towards rows: numerator against the previous iteration's source class (authors)
+
+    @classmethod
+    def reference(cls, norm: str, eps: float | None = None) -> "_Rule":
+        return cls(norm, REFERENCE_EPS if eps is None else eps, False, MIN_STEP, True, False)
+
+    @classmethod
+    def authors(cls, eps: float | None = None) -> "_Rule":
+        return cls("l2", AUTHORS_EPS if eps is None else eps, True, 0.0, False, True)
+
+    def dual(self, w: Tensor) -> Tensor:
+        """The guarded dual norm of the gradients ``w`` (last dimension): the denominator of the distance."""
+        if self.norm == "linf":
+            return w.abs().sum(-1) + self.eps
+        return (w + self.eps).norm(dim=-1) if self.eps_inside else w.norm(dim=-1) + self.eps
+
+    def step(self, margin: Tensor, w: Tensor) -> Tensor:
+        """Move ``|margin|`` along ``w`` (n, D) to the linearised boundary, plus ``min_step``.
+
+        L2: ``(|f| / |w| + min_step) * w / |w|``; Linf: ``(|f| / |w|_1 + min_step) * sign(w)`` (guarded norms).
+        """
+        dual = self.dual(w)
+        if self.norm == "linf":
+            return (margin.abs() / dual + self.min_step)[:, None] * w.sign()
+        return ((margin.abs() / dual + self.min_step) / dual)[:, None] * w
 
 
 def _candidate_classes(logits: Tensor, candidates: int, exclude: Tensor | None = None) -> Tensor:
@@ -111,17 +187,18 @@ def _deepfool_loop(
     *,
     steps: int,
     overshoot: float,
-    norm: float,
+    rule: _Rule,
     bounds: tuple[float, float] | None,
     differentiable: bool,
-    eps: float = 1e-8,
-) -> DeepFoolResult:
-    """The shared DeepFool iteration.
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The shared DeepFool iteration; returns the final point ``x0 + (1 + overshoot) * r_tot``, iterations, success.
 
-    Row ``i`` is done when ``argmax == labels[i]`` if ``towards[i]`` else when ``argmax != labels[i]``; until then
-    its source class is the current argmax and its candidate classes are ``targets[i]``. Cost per iteration: one
-    forward of the unfinished rows and one backward per candidate column; rows that finish are dropped before any
-    backward is spent on them (one host synchronisation per iteration, to size the shrunk batch).
+    Row ``i`` is done when ``argmax == labels[i]`` if ``towards[i]`` else when ``argmax != labels[i]``, tested at
+    ``x0 + (1 + overshoot) * r_tot``; until then its source class is ``labels[i]`` (away) or the argmax at the
+    linearisation point (towards) and its candidate classes are ``targets[i]``. Cost per iteration: one forward of
+    the unfinished rows (two for the authors' rule, whose test and linearisation points differ) and one backward
+    per candidate column; rows that finish are dropped before any backward is spent on them (one host
+    synchronisation per iteration, to size the shrunk batch).
     """
     batch = x0.shape[0]
     r_tot = torch.zeros_like(x0)
@@ -129,39 +206,53 @@ def _deepfool_loop(
     success = torch.zeros(batch, dtype=torch.bool, device=x0.device)
     active = torch.arange(batch, device=x0.device)
     scale = 1.0 + overshoot
-    x, logits = _forward(model, x0, r_tot, active, scale, bounds, graph=steps > 0)
+    linearise = scale if rule.at_overshoot else 1.0
+    x, logits = _forward(model, x0, r_tot, active, linearise, bounds, graph=steps > 0)
+    tested = logits  # at r_tot = 0 the test and linearisation points are both x0
+    previous = torch.where(towards, logits.argmax(1), labels) if rule.lagged else None
     for step in range(steps + 1):
-        pred = logits.argmax(1)
+        pred = tested.argmax(1)
         done = torch.where(towards[active], pred == labels[active], pred != labels[active])
         success[active[done]] = True
         keep = (~done).nonzero().squeeze(1)
         if step == steps or len(keep) == 0:
             break
-        if len(keep) < len(active):
-            active, pred = active[keep], pred[keep]
+        current = pred[keep]
+        if step > 0 and not rule.at_overshoot:
+            active = active[keep]
+            x, logits = _forward(model, x0, r_tot, active, linearise, bounds, graph=True)
+            keep, current = None, logits.argmax(1)
+        elif len(keep) < len(active):
+            active = active[keep]
             # A backward pass per candidate on a finished row costs more than a fresh forward of the others.
             if len(active) < targets.shape[1] * (len(done) - len(active)):
-                x, logits = _forward(model, x0, r_tot, active, scale, bounds, graph=True)
+                x, logits = _forward(model, x0, r_tot, active, linearise, bounds, graph=True)
                 keep = None
-        step_r = _boundary_step(logits, x, keep, pred, targets[active], norm=norm, eps=eps,
-                                differentiable=differentiable)
+        source = torch.where(towards[active], current, labels[active])
+        numerator_source = None
+        if previous is not None:
+            numerator_source = previous[active]
+            previous[active] = source
+        step_r = _boundary_step(logits, x, keep, source, targets[active], rule=rule, differentiable=differentiable,
+                                numerator_source=numerator_source)
         if differentiable:
             r_tot = r_tot.index_add(0, active, step_r)
         else:
             r_tot.index_add_(0, active, step_r.detach())
         iterations[active] += 1
-        x, logits = _forward(model, x0, r_tot, active, scale, bounds, graph=step + 1 < steps)
-    perturbation = _iterate(x0, r_tot, scale, bounds) - x0
-    if not differentiable:
-        perturbation = perturbation.detach()
-    return DeepFoolResult(perturbation, iterations, success)
+        if rule.at_overshoot:
+            x, logits = _forward(model, x0, r_tot, active, scale, bounds, graph=step + 1 < steps)
+            tested = logits
+        else:
+            _, tested = _forward(model, x0, r_tot, active, scale, bounds, graph=False)
+    return _iterate(x0, r_tot, scale, bounds), iterations, success
 
 
 def _forward(
     model: nn.Module, x0: Tensor, r_tot: Tensor, rows: Tensor, scale: float, bounds: tuple[float, float] | None,
     *, graph: bool,
 ) -> tuple[Tensor, Tensor]:
-    """The iterate of ``rows`` and its logits; without ``graph`` only the logits (for the final stopping test)."""
+    """The iterate of ``rows`` and its logits; without ``graph`` only the logits (for the stopping test)."""
     x = _iterate(x0[rows], r_tot[rows], scale, bounds)
     if not graph:
         with torch.no_grad():
@@ -173,8 +264,7 @@ def _forward(
 
 
 def _iterate(x0: Tensor, r_tot: Tensor, scale: float, bounds: tuple[float, float] | None) -> Tensor:
-    x = x0 + scale * r_tot
-    return x if bounds is None else x.clamp(*bounds)
+    return clip(x0 + scale * r_tot, bounds)
 
 
 def _boundary_step(
@@ -184,42 +274,33 @@ def _boundary_step(
     source: Tensor,
     targets: Tensor,
     *,
-    norm: float,
-    eps: float,
+    rule: _Rule,
     differentiable: bool,
+    numerator_source: Tensor | None = None,
 ) -> Tensor:
-    """Step of the rows ``keep`` (``None``: all) to their nearest linearised boundary from ``source`` to a target."""
+    """Step of the rows ``keep`` (``None``: all) to their nearest linearised boundary from ``source`` to a target.
+
+    The directions are the gradients of ``f_target - f_source``; the distances' numerators use
+    ``f_target - f_numerator_source`` (``None``: ``source``).
+    """
     if keep is not None:
         logits = logits[keep]
     shape = (len(source), *x.shape[1:])
-    margins = logits.gather(1, targets) - logits.gather(1, source[:, None])  # (n, m), all <= 0
+    target_logits = logits.gather(1, targets)
+    margins = target_logits - logits.gather(1, source[:, None])  # (n, m), all <= 0 for the reference rule
+    numerators = margins if numerator_source is None else target_logits - logits.gather(1, numerator_source[:, None])
     if targets.shape[1] > 1 or not differentiable:
         grads = _margin_gradients(margins, x, keep)  # (n, m, D)
-        dual = grads.abs().sum(-1) if norm == float("inf") else grads.norm(dim=-1)
-        best = (margins.detach().abs() / (dual + eps)).argmin(1, keepdim=True)
+        best = (numerators.detach().abs() / rule.dual(grads)).argmin(1, keepdim=True)
         if not differentiable:
             w = grads.gather(1, best[:, :, None].expand(-1, -1, grads.shape[2])).squeeze(1)
-            return _step(margins.detach().gather(1, best).squeeze(1), w, norm, eps).view(shape)
+            return rule.step(numerators.detach().gather(1, best).squeeze(1), w).view(shape)
         margins = margins.gather(1, best)
+        numerators = margins if numerator_source is None else numerators.gather(1, best)
     # Only the chosen direction is rebuilt with a graph: the class choice is a constant of the unrolling.
-    margin = margins[:, 0]
-    (grad,) = torch.autograd.grad(margin.sum(), x, create_graph=True)
+    (grad,) = torch.autograd.grad(margins[:, 0].sum(), x, create_graph=True)
     w = grad if keep is None else grad[keep]
-    return _step(margin, w.flatten(1), norm, eps).view(shape)
-
-
-MIN_STEP = 1e-4  # added to every step's length, as LTS4/DeepFool and foolbox do: it crosses exact ties
-
-
-def _step(margin: Tensor, w: Tensor, norm: float, eps: float) -> Tensor:
-    """Move ``|margin|`` along ``w`` to the linearised boundary, plus ``MIN_STEP``.
-
-    L2: ``(|f| / |w|_2 + MIN_STEP) * w / |w|_2``; Linf: ``(|f| / |w|_1 + MIN_STEP) * sign(w)``.
-    """
-    if norm == float("inf"):
-        return (margin.abs() / (w.abs().sum(1) + eps) + MIN_STEP)[:, None] * w.sign()
-    w_norm = w.norm(dim=1) + eps
-    return ((margin.abs() / w_norm + MIN_STEP) / w_norm)[:, None] * w
+    return rule.step(numerators[:, 0], w.flatten(1)).view(shape)
 
 
 def _margin_gradients(margins: Tensor, x: Tensor, keep: Tensor | None) -> Tensor:

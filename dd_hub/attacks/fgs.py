@@ -1,32 +1,45 @@
-"""Fast gradient sign (Goodfellow et al., 2015), batched."""
+"""Fast gradient sign (Goodfellow et al., 2015) and its L2 form, the fast gradient method, batched."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .result import AttackResult, check_norm, clip, predictions
 
-def fgs_direction(model: nn.Module, inputs: Tensor, labels: Tensor) -> Tensor:
-    """``sign(grad_x CE(model(x), labels))``: the FGS direction, which does not depend on epsilon."""
+
+def fgs_direction(model: nn.Module, inputs: Tensor, labels: Tensor | None = None, *, norm: str = "linf") -> Tensor:
+    """The unit step of :func:`fgs`, which does not depend on ``eps``: ``sign(g)`` (``'linf'``) or ``g / ||g||_2``
+    (``'l2'``), ``g`` the input gradient of the summed cross-entropy at ``labels`` (``None``: the predictions)."""
+    check_norm(norm, "FGS")
+    if labels is None:
+        labels = predictions(model, inputs)
     x = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
         loss = F.cross_entropy(model(x), labels, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
-    return grad.sign()
+    if norm == "linf":
+        return grad.sign()
+    return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
 
 
 def fgs(
     model: nn.Module,
     inputs: Tensor,
-    labels: Tensor,
+    labels: Tensor | None = None,
     *,
     eps: float,
+    norm: str = "linf",
     bounds: tuple[float, float] | None = (0.0, 1.0),
-) -> Tensor:
-    """FGS adversarial inputs ``clip(x + eps * sign(grad_x CE), bounds)``.
+) -> AttackResult:
+    """One gradient step of size ``eps`` up the cross-entropy: ``clip(x + eps * fgs_direction(x), bounds)``.
 
-    ``eps`` is an L-infinity budget in input units ([0, 1] pixels with a NormalizedModel); the loss uses the true
-    ``labels``. Returns the adversarial inputs, not the perturbation.
+    ``eps`` is an L-infinity (``norm='linf'``, FGS) or L2 (``'l2'``, fast gradient method) budget in input units;
+    the loss uses ``labels`` (``None``: the predictions). ``iterations`` is ``None``. Costs one forward and backward,
+    plus one forward for ``success``.
     """
-    adv = inputs.detach() + eps * fgs_direction(model, inputs, labels)
-    return adv if bounds is None else adv.clamp(*bounds)
+    inputs = inputs.detach()
+    if labels is None:
+        labels = predictions(model, inputs)
+    adversarial = clip(inputs + eps * fgs_direction(model, inputs, labels, norm=norm), bounds)
+    return AttackResult(inputs, adversarial, predictions(model, adversarial) != labels)

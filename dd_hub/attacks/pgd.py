@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import DDHubError
+from .result import AttackResult, check_norm, predictions
 
 Loss = Callable[[Tensor, Tensor], Tensor]  # (logits, targets) -> per-sample loss
 
@@ -66,7 +67,7 @@ def _random_start(inputs: Tensor, eps: float, norm: str, generator: torch.Genera
 def pgd(
     model: nn.Module,
     inputs: Tensor,
-    labels: Tensor,
+    labels: Tensor | None = None,
     *,
     eps: float,
     norm: str = "linf",
@@ -77,27 +78,29 @@ def pgd(
     bounds: tuple[float, float] | None = (0.0, 1.0),
     loss: Loss | None = None,
     generator: torch.Generator | None = None,
-) -> Tensor:
+) -> AttackResult:
     """Adversarial inputs within ``||x_adv - x|| <= eps`` that maximise ``loss`` (default: cross-entropy).
 
     ``norm`` is ``'linf'`` (signed-gradient steps) or ``'l2'`` (normalised-gradient steps); ``eps`` and
-    ``step_size`` are in input units ([0, 1] pixels with a NormalizedModel); ``step_size=None`` means
-    ``2.5 * eps / steps``. Each restart starts from a uniform random point of the ball (``random_start``; the
-    first restart starts at ``inputs`` when ``random_start=False``). Per sample the result is the final iterate of
-    the restart with the highest loss among those that misclassify it, or among all restarts when none does. ``loss(logits, labels)``
-    must return per-sample values; ``labels`` are passed to it unchanged (e.g. soft targets for TRADES).
-    Does not change the model's mode. Returns the adversarial inputs, not the perturbation.
+    ``step_size`` are in input units; ``step_size=None`` means ``2.5 * eps / steps``. ``labels=None``: the
+    predictions. Each restart starts from a uniform random point of the ball (``random_start``; the first restart
+    starts at ``inputs`` when ``random_start=False``). Per sample the result is the final iterate of the restart
+    with the highest loss among those that misclassify it, or among all restarts when none does.
+    ``loss(logits, labels)`` must return per-sample values; ``labels`` are passed to it unchanged (e.g. soft
+    targets for TRADES, whose ``success`` is then measured against their argmax). ``iterations`` is ``None``.
     """
-    if norm not in ("linf", "l2"):
-        raise DDHubError(f"PGD norm must be 'linf' or 'l2', not '{norm}'")
+    check_norm(norm, "PGD")
     if eps < 0 or steps < 0 or restarts < 1:
         raise DDHubError("PGD needs eps >= 0, steps >= 0 and restarts >= 1")
     loss = loss or _cross_entropy
     alpha = 2.5 * eps / max(steps, 1) if step_size is None else step_size
     inputs = inputs.detach()
+    if labels is None:
+        labels = predictions(model, inputs)
     best = inputs.clone()
     best_loss = torch.full((len(inputs),), -float("inf"), device=inputs.device)
     best_fooled = torch.zeros(len(inputs), dtype=torch.bool, device=inputs.device)
+    best_pred = torch.zeros(len(inputs), dtype=torch.long, device=inputs.device)
     for restart in range(restarts):
         delta = (_random_start(inputs, eps, norm, generator) if random_start or restart > 0
                  else torch.zeros_like(inputs))
@@ -111,11 +114,12 @@ def pgd(
         with torch.no_grad():
             logits = model(adv)
             values = loss(logits, labels)
-        fooled = (logits.argmax(1) != labels) if labels.dim() == 1 else torch.zeros_like(best_fooled)
+        pred = logits.argmax(1)
+        fooled = (pred != labels) if labels.dim() == 1 else torch.zeros_like(best_fooled)
         better = (fooled & ~best_fooled) | ((fooled == best_fooled) & (values > best_loss))
-        best[better], best_loss[better] = adv[better], values[better]
+        best[better], best_loss[better], best_pred[better] = adv[better], values[better], pred[better]
         best_fooled |= fooled
-    return best
+    return AttackResult(inputs, best, best_pred != (labels if labels.dim() == 1 else labels.argmax(1)))
 
 
 def _clip(x: Tensor, bounds: tuple[float, float] | None) -> Tensor:

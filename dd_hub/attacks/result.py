@@ -1,0 +1,66 @@
+"""What every attack returns, and the conventions they share.
+
+Convention (adv-lib style): ``attack(model, inputs, labels=None, *, ..., norm=..., bounds=(0.0, 1.0)) ->
+AttackResult``, fully batched. ``inputs`` are in the model's input units: [0, 1] pixels for every dd-hub model,
+whose normalization lives inside it (:class:`~dd_hub.NormalizedModel`). ``labels=None`` means the model's own
+predictions on ``inputs``. ``norm`` is ``'l2'`` or ``'linf'``. ``bounds`` clips the adversarial inputs to the valid
+box; ``None`` leaves them unconstrained. Attacks never change the model's mode: call ``model.eval()`` first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import DDHubError
+
+NORMS = ("l2", "linf")
+
+
+@dataclass
+class AttackResult:
+    """Per-sample outcome of an attack; every tensor has the batch as its first dimension.
+
+    ``inputs``: the clean inputs. ``adversarial``: the adversarial inputs, same shape and units, inside ``bounds``
+    when the attack clipped. ``success`` (bool): the model's prediction on ``adversarial`` differs from ``labels``.
+    ``iterations`` (long): the steps (DeepFool) or queries (random search) each sample used; ``None`` for attacks
+    with a fixed budget (FGS, PGD). Samples that did not succeed keep the attack's last (partial) point.
+    """
+
+    inputs: Tensor
+    adversarial: Tensor
+    success: Tensor
+    iterations: Tensor | None = None
+
+    @property
+    def perturbation(self) -> Tensor:
+        """``adversarial - inputs``, in input units."""
+        return self.adversarial - self.inputs
+
+    def norms(self, p: str | float = "l2") -> Tensor:
+        """Per-sample norm of the perturbation: ``p`` is ``'l2'``, ``'linf'`` or a number (``torch.norm``'s p)."""
+        return norms(self.perturbation, p)
+
+
+def norms(perturbation: Tensor, p: str | float = "l2") -> Tensor:
+    """Per-sample ``p``-norm of a batch (``'l2'``, ``'linf'`` or a number)."""
+    order = {"l2": 2, "linf": float("inf")}.get(p, p) if isinstance(p, str) else p
+    if isinstance(order, str):
+        raise DDHubError(f"norm must be 'l2', 'linf' or a number, not '{p}'")
+    return perturbation.flatten(1).norm(p=order, dim=1)
+
+
+def check_norm(norm: str, attack: str) -> None:
+    if norm not in NORMS:
+        raise DDHubError(f"{attack} norm must be 'l2' or 'linf', not '{norm}'")
+
+
+def predictions(model: nn.Module, inputs: Tensor) -> Tensor:
+    """The model's predicted classes (no graph)."""
+    with torch.no_grad():
+        return model(inputs).argmax(1)
+
+
+def clip(x: Tensor, bounds: tuple[float, float] | None) -> Tensor:
+    return x if bounds is None else x.clamp(*bounds)
