@@ -194,9 +194,11 @@ measured in {recipe['rho_space']} space.
 
 def _robustness_section(metrics: dict, comparison: str, curve_file: str | None) -> str:
     curve = f"\n![Accuracy under FGS versus epsilon]({curve_file})\n" if curve_file else ""
+    skipped = (metrics["model"].get("skipped_images") or {}).get("test")
+    left_out = f" ({skipped} unreadable test images were left out: `data.skip_corrupt`)" if skipped else ""
     return f"""## Robustness, before and after
 
-Test split of `{metrics['model']['dataset']}`, {metrics['hardened']['n_examples']} images. Perturbation sizes are in
+Test split of `{metrics['model']['dataset']}`, {metrics['hardened']['n_examples']} images{left_out}. Perturbation sizes are in
 [0, 1] pixel space. rho_2 is the mean DeepFool ratio (L2, source = predicted class, all test images). epsilon_ref is
 the smallest FGS epsilon at which the hardened model's accuracy falls to 50% (the paper's protocol); both models
 are evaluated at the same epsilons. The `model-index` in this card's metadata holds the same figures with their

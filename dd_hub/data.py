@@ -16,6 +16,7 @@ user already has under ``--data-dir``, never downloading it:
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import pickle
 from dataclasses import dataclass
@@ -39,6 +40,16 @@ CIFAR10_LAYOUT = "DIR/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.me
 MNIST_LAYOUT = "DIR/MNIST/raw/{train,t10k}-*-ubyte[.gz] (torchvision layout)"
 FOLDER_LAYOUT = "DIR/train/<class>/<image> and DIR/val/<class>/<image> (ImageNet layout; train.tar/val.tar also work)"
 BuildFn = Callable[[str, "Path | None", "dict | None"], Dataset]
+
+
+@dataclass
+class DataConfig:
+    """How a run reads its data (the recipe's ``data`` section)."""
+
+    workers: int | None = None          # loader worker processes; None: from the CPU count (see loader_workers)
+    pin_memory: bool = True             # page-locked batches for fast host-to-GPU copies (only used with a GPU)
+    persistent_workers: bool = True     # keep the workers between epochs
+    skip_corrupt: bool = False          # leave unreadable images out (counted in the card) instead of stopping
 
 
 @dataclass(frozen=True)
@@ -190,14 +201,76 @@ def _timm_dataset(name: str, root: str, split: str, class_map: dict | None, **kw
 def _folder(name: str) -> BuildFn:
     def build(split: str, data_dir: Path | None, data_config: dict | None) -> Dataset:
         root = _require_dir(data_dir, name, FOLDER_LAYOUT)
-        class_map = {c: i for i, c in enumerate(folder_classes(root, name))}
+        classes = folder_classes(root, name)
         path = _split_path(root, split, name)
-        dataset = _timm_dataset("", str(path), split, class_map, search_split=False)
+        if path.is_dir():
+            extra = sorted({d.name for d in path.iterdir() if d.is_dir()} - set(classes))
+            if extra:
+                raise DDHubError(f"{path} has class folders that the training split lacks ({', '.join(extra[:3])}); "
+                                 "every class must have training images: fix the folders")
+        dataset = _timm_dataset("", str(path), split, {c: i for i, c in enumerate(classes)}, search_split=False)
         if len(dataset) == 0:
             raise DDHubError(f"no images found in {path}; dataset '{name}' expects {FOLDER_LAYOUT}")
+        samples = getattr(dataset.reader, "samples", None)  # (path, target) pairs of a folder reader
+        if split == "train" and samples is not None:
+            counts = collections.Counter(int(target) for _, target in samples)
+            empty = [c for i, c in enumerate(classes) if counts[i] == 0]
+            if empty:
+                raise DDHubError(f"class folder {path / empty[0]} has no images; remove it or add images")
         dataset.transform = image_transform(data_config, split == "train")
-        return dataset
+        return CheckedImages(dataset)
     return build
+
+
+class CheckedImages(Dataset):
+    """timm's image-folder dataset, except that an unreadable image stops the run with its path (timm would log a
+    warning and hand out the next image instead, which the metrics would still count). With
+    :meth:`drop_unreadable`, unreadable images are found up front and left out; ``skipped`` lists them."""
+
+    def __init__(self, images: Dataset) -> None:
+        self.images = images
+        self.indices = list(range(len(images)))
+        self.skipped: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def path(self, i: int) -> str:
+        return str(self.images.reader.filename(self.indices[i], absolute=True))
+
+    def _read(self, i: int):
+        from PIL import Image
+
+        source, target = self.images.reader[self.indices[i]]
+        try:
+            with source, Image.open(source) as image:
+                return image.convert("RGB"), int(target)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise UnreadableImage(f"cannot read image {self.path(i)} ({_first_line(exc)}); remove it, or set "
+                                  "data.skip_corrupt: true to leave unreadable images out") from None
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, target = self._read(i)
+        return self.images.transform(image), target
+
+    def drop_unreadable(self) -> "CheckedImages":
+        """Decode every image once and leave out those that fail (their paths go to ``skipped``)."""
+        good = []
+        for i in range(len(self.indices)):
+            try:
+                self._read(i)
+            except UnreadableImage:
+                self.skipped.append(self.path(i))
+            else:
+                good.append(self.indices[i])
+        self.indices = good
+        if not good:
+            raise DDHubError("no readable image left after data.skip_corrupt")
+        return self
+
+
+class UnreadableImage(DDHubError):
+    """An image file that PIL cannot decode."""
 
 
 def _timm_named(name: str) -> BuildFn:
@@ -242,17 +315,20 @@ def _path(data_dir: str | Path | None) -> Path | None:
 
 
 def create_dataset(name: str, split: str = "train", *, data_dir: str | Path | None = None,
-                   data_config: dict | None = None) -> Dataset:
+                   data_config: dict | None = None, skip_corrupt: bool = False) -> Dataset:
     """The ``split`` ('train' or 'test') of dataset ``name`` as ``(CHW float image in [0, 1], label)`` pairs.
 
     ``data_config`` (``timm.data.resolve_model_data_config(model)``) sets input size and crop for folder and timm
-    datasets; MNIST and CIFAR-10 keep their native resolution.
+    datasets; MNIST and CIFAR-10 keep their native resolution. An unreadable image in a folder dataset stops the run
+    with its path when it is read, unless ``skip_corrupt``, which decodes every image first and leaves out those
+    that fail (``dataset.skipped``).
     """
     if split not in ("train", "test"):
         raise DDHubError(f"unknown split '{split}'; use 'train' or 'test'")
     if name.lower().startswith(TIMM_PREFIXES):
         return _timm_named(name)(split, _path(data_dir), data_config)
-    return get_spec(name).build(split, _path(data_dir), data_config)
+    dataset = get_spec(name).build(split, _path(data_dir), data_config)
+    return dataset.drop_unreadable() if skip_corrupt and isinstance(dataset, CheckedImages) else dataset
 
 
 def first_examples(dataset: Dataset, count: int | None) -> Dataset:

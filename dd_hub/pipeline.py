@@ -62,8 +62,8 @@ def harden(
     set_seed(recipe.seed)
     start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init,
                           input_size=input_size)
-    settings = {"recipe": recipe.to_dict(), "start": start.provenance, "mixed_precision": mixed_precision,
-                "input_size": input_size}
+    settings = {**recipe.to_dict(), "run": {"start": start.provenance, "mixed_precision": mixed_precision,
+                                            "input_size": input_size}}
     with run_dir.locked(out_dir):
         return _harden_in(out_dir, recipe, start, settings, progress=progress, echo=echo, resume=resume,
                           overwrite=overwrite, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every)
@@ -112,7 +112,8 @@ def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Repor
         "seed": recipe.seed,
         "model": {"architecture": architecture, "repo_name": f"{architecture}-{recipe.dataset}-deepdefense",
                   "dataset": recipe.dataset, "dataset_hub_id": start.spec.hub_id, "base_model": start.base_model,
-                  "start": start.weights, "provenance": start.provenance, "num_classes": start.spec.num_classes},
+                  "start": start.weights, "provenance": start.provenance, "num_classes": start.spec.num_classes,
+                  "skipped_images": start.skipped},
         "recipe": recipe.to_dict(),
         "hardened": hardened.to_dict(),
         "reference": reference.to_dict(),

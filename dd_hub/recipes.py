@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .data import DataConfig
 from .defense import DeepDefenseConfig
 from .errors import DDHubError
 from .evaluate import EvalConfig
@@ -38,6 +39,7 @@ class Recipe:
     rho_space: str = "pixel"                # space of ||r||/||x|| in the regularizer and in rho_2
     max_train_examples: int | None = None   # train on the first N training images only (smoke tests, sweeps)
     reference: TrainConfig | None = None    # trains the starting model when no weights are given
+    data: DataConfig = field(default_factory=DataConfig)
     harden: TrainConfig = field(default_factory=TrainConfig)
     defense: DeepDefenseConfig = field(default_factory=DeepDefenseConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
@@ -98,6 +100,7 @@ RANGES: dict[type, dict[str, Range]] = {
                         "deepfool_overshoot": NON_NEGATIVE},
     ParsevalConfig: {"beta": NON_NEGATIVE, "fraction": FRACTION},
     Recipe: {"seed": NON_NEGATIVE, "max_train_examples": AT_LEAST_ONE},
+    DataConfig: {"workers": NON_NEGATIVE},
 }
 
 

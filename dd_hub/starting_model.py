@@ -8,7 +8,7 @@ data.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +40,7 @@ class Start:
     weights: str
     provenance: str
     base_model: str | None = None   # the Hub id of pretrained weights, for the card's ``base_model``
+    skipped: dict[str, int] = field(default_factory=dict)  # unreadable images left out per split (skip_corrupt)
 
 
 def prepare_start(recipe: Recipe, *, data_dir: str | Path | None = None, checkpoint: str | Path | None = None,
@@ -62,13 +63,16 @@ def prepare_start(recipe: Recipe, *, data_dir: str | Path | None = None, checkpo
     data_config = timm.data.resolve_model_data_config(unwrap(model))
     if input_size is not None:
         data_config.update(input_size=(data_config["input_size"][0], input_size, input_size), crop_pct=1.0)
-    train_set = first_examples(create_dataset(recipe.dataset, "train", data_dir=data_dir, data_config=data_config),
-                               recipe.max_train_examples)
-    test_set = create_dataset(recipe.dataset, "test", data_dir=data_dir, data_config=data_config)
+    read = dict(data_dir=data_dir, data_config=data_config, skip_corrupt=recipe.data.skip_corrupt)
+    full_train_set = create_dataset(recipe.dataset, "train", **read)
+    test_set = create_dataset(recipe.dataset, "test", **read)
+    train_set = first_examples(full_train_set, recipe.max_train_examples)
+    skipped = {split: len(getattr(dataset, "skipped", [])) for split, dataset in
+               (("train", full_train_set), ("test", test_set))}
     center = mean_image(train_set) if recipe.rho_space == "centered" else None
     base_model = _hub_id(unwrap(model)) if weights == "pretrained" else None
     provenance = _provenance(weights, checkpoint, base_model or recipe.model)
-    return Start(model, spec, train_set, test_set, center, weights, provenance, base_model)
+    return Start(model, spec, train_set, test_set, center, weights, provenance, base_model, skipped)
 
 
 def train_reference(start: Start, recipe: Recipe, *, accelerator: Accelerator, echo: Callable[[str], None] = print,
