@@ -1,0 +1,167 @@
+"""AutoAttack as its authors wrote it: Croce & Hein's reference implementation, from the PyPI package
+``pyautoattack`` (``from pyautoattack import AutoAttack``), behind one plain function.
+
+The package's API differs from the GitHub ``autoattack`` package's: keyword-only constructor arguments
+(``attacks=``, ``eps=``, ``norm='Linf'|'L2'|'L1'``, ``seed=``, ``version=``), ``run_standard_evaluation(x, y, /, *,
+batch_size=...)`` returning ``(x_adv, y_adv)``, and its automatic checks (randomized defence, probabilities instead of
+logits, dynamic defence, number of classes, zero gradients, Square more successful than the white-box attacks)
+reported as warnings on the ``auto-attack`` logger. :func:`autoattack` collects those warnings as ``flags``.
+
+Two side effects of the package are contained here: its dynamic-defence check calls ``sys.settrace(None)``, which
+would switch off coverage tools and debuggers for the rest of the process (the previous trace function is put back),
+and its attacks reseed torch's global random generator (the caller's generator state is forked and restored).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import DDHubError
+
+NORMS = {"linf": "Linf", "l2": "L2"}
+VERSIONS = ("custom", "standard", "plus", "rand")
+ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+DEFAULT_CUSTOM_ATTACKS = ("apgd-ce", "apgd-t")
+#: the checks the package runs; ``check_randomized`` is skipped by its ``rand`` version
+CHECKS = ("check_randomized", "check_range_output", "check_dynamic", "check_n_classes", "check_zero_gradients",
+          "check_square_sr")
+LOGGER_NAME = "auto-attack"
+_SETTINGS_OF = {"apgd-ce": "apgd", "apgd-dlr": "apgd", "apgd-t": "apgd-t", "fab": "fab", "fab-t": "fab",
+                "square": "square"}
+
+
+@dataclass
+class AutoAttackResult:
+    """What :func:`autoattack` found. Tensors are on the inputs' device; accuracies are fractions in [0, 1]."""
+
+    adversarial: torch.Tensor       # same shape as the inputs, in [0, 1]; the clean input where no attack succeeded
+    robust: torch.Tensor            # bool per sample: still correctly classified on ``adversarial``
+    robust_accuracy: float
+    clean_accuracy: float
+    metadata: dict = field(default_factory=dict)  # package, package_version, version, attacks, settings, flags, ...
+
+    @property
+    def flags(self) -> list[str]:
+        """AutoAttack's own warnings (its checks for randomness, gradient masking, ...); empty when none fired."""
+        return self.metadata.get("flags", [])
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def autoattack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str = "linf", eps: float,
+               version: str = "custom", attacks: Sequence[str] | None = None, seed: int = 0,
+               batch_size: int = 250) -> AutoAttackResult:
+    """Run Croce & Hein's AutoAttack (package ``pyautoattack``) on ``inputs`` (N images in [0, 1], the model
+    normalizes inside) with integer ``labels``; ``norm`` 'linf' or 'l2', ``eps`` in [0, 1] pixel space.
+
+    ``version='custom'`` runs ``attacks`` (default APGD-CE then APGD-T, with the package's own settings for them);
+    ``'standard'`` is the full AutoAttack of RobustBench (APGD-CE, APGD-T, FAB-T, Square; ``attacks`` must then be
+    None), ``'plus'`` and ``'rand'`` the package's other presets. The model is evaluated in eval mode (its mode and
+    its parameters' ``requires_grad`` are restored afterwards).
+    """
+    try:
+        import pyautoattack
+        from pyautoattack import AutoAttack, checks
+    except ImportError:
+        raise DDHubError("AutoAttack needs the reference implementation: pip install pyautoattack") from None
+    if norm not in NORMS:
+        raise DDHubError(f"AutoAttack norm must be one of {', '.join(NORMS)}, not '{norm}'")
+    if version not in VERSIONS:
+        raise DDHubError(f"AutoAttack version must be one of {', '.join(VERSIONS)}, not '{version}'")
+    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+        raise DDHubError(f"AutoAttack eps must be a positive number, not {eps!r}")
+    if version == "custom":
+        attacks = tuple(attacks) if attacks is not None else DEFAULT_CUSTOM_ATTACKS
+        unknown = [a for a in attacks if a not in ATTACKS]
+        if unknown or not attacks:
+            raise DDHubError(f"unknown AutoAttack attack(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+                             f"choose from {', '.join(ATTACKS)}")
+    elif attacks is not None:
+        raise DDHubError(f"version='{version}' fixes its own attacks; pass attacks only with version='custom'")
+    if batch_size < 1:
+        raise DDHubError(f"batch_size must be at least 1, not {batch_size}")
+    if not torch.is_tensor(inputs) or not torch.is_tensor(labels) or inputs.ndim < 2 or labels.ndim != 1 \
+            or len(inputs) != len(labels) or len(inputs) == 0:
+        raise DDHubError("AutoAttack needs a non-empty batch of inputs (N, ...) and N integer labels")
+    inputs = inputs.detach().float()
+    if inputs.min().item() < 0.0 or inputs.max().item() > 1.0:
+        raise DDHubError("AutoAttack inputs must be images in [0, 1] (the model normalizes them itself)")
+    labels = labels.detach().long().to(inputs.device)
+
+    logger = logging.getLogger(LOGGER_NAME)
+    records = _Records()
+    previous_level = logger.level
+    previous_trace = sys.gettrace()
+    was_training = model.training
+    grad_flags = [(p, p.requires_grad) for p in model.parameters()]
+    rng_devices = [inputs.device.index or 0] if inputs.device.type == "cuda" else []
+    logger.addHandler(records)
+    logger.setLevel(logging.DEBUG)
+    try:
+        model.eval()
+        for parameter, _ in grad_flags:
+            parameter.requires_grad_(False)  # attacks need input gradients only
+        # the dynamic-defence check counts calls of grad/backward during one forward pass in a module-global
+        # dict it never resets: start from zero so another model's earlier run cannot flag this one
+        for name in checks.funcs:
+            checks.funcs[name] = 0
+        with torch.random.fork_rng(devices=rng_devices):
+            attack = AutoAttack(model, attacks=list(attacks) if version == "custom" else None,
+                                device=inputs.device, eps=float(eps), norm=NORMS[norm], seed=seed, version=version)
+            adversarial, _ = attack.run_standard_evaluation(inputs, labels, batch_size=batch_size)
+            adversarial = adversarial.detach()
+            with torch.no_grad():
+                starts = range(0, len(inputs), batch_size)
+                clean = torch.cat([model(inputs[i:i + batch_size]).argmax(1) for i in starts])
+                adv = torch.cat([model(adversarial[i:i + batch_size]).argmax(1) for i in starts])
+    finally:
+        sys.settrace(previous_trace)  # checks.check_dynamic ends with sys.settrace(None)
+        logger.removeHandler(records)
+        logger.setLevel(previous_level)
+        for parameter, flag in grad_flags:
+            parameter.requires_grad_(flag)
+        model.train(was_training)
+
+    robust = adv == labels
+    settings = {
+        "apgd": {"n_iter": attack.apgd.n_iter, "n_restarts": attack.apgd.n_restarts, "eot_iter": attack.apgd.eot_iter,
+                 "rho": attack.apgd.thr_decr},
+        "apgd-t": {"n_iter": attack.apgd_targeted.n_iter, "n_restarts": attack.apgd_targeted.n_restarts,
+                   "n_target_classes": attack.apgd_targeted.n_target_classes},
+        "fab": {"n_iter": attack.fab.n_iter, "n_restarts": attack.fab.n_restarts,
+                "n_target_classes": attack.fab.n_target_classes},
+        "square": {"n_queries": attack.square.n_queries, "p_init": attack.square.p_init},
+    }
+    used = list(attack.attacks_to_run)
+    settings = {key: value for key, value in settings.items() if key in {_SETTINGS_OF[a] for a in used}}
+    checks_run = [c for c in CHECKS if not (c == "check_randomized" and version == "rand")
+                  and not (c == "check_zero_gradients" and not any(a.startswith("apgd") for a in used))]
+    metadata = {
+        "package": "pyautoattack",
+        "package_version": getattr(pyautoattack, "__version__", "unknown"),
+        "version": version,
+        "attacks": used,
+        "norm": norm,
+        "eps": float(eps),
+        "seed": seed,
+        "n_examples": len(inputs),
+        "settings": settings,
+        "checks": checks_run,
+        "flags": [r.getMessage() for r in records.records if r.levelno >= logging.WARNING],
+        "log": [r.getMessage() for r in records.records if r.levelno < logging.WARNING],
+    }
+    return AutoAttackResult(adversarial=adversarial, robust=robust, robust_accuracy=robust.float().mean().item(),
+                            clean_accuracy=(clean == labels).float().mean().item(), metadata=metadata)

@@ -1,0 +1,468 @@
+"""The static leaderboard site (``dd-hub site``): boards, pages, sanitising, no external load, Hub loading, and a real
+headless browser (Debian ``chromium`` + ``chromium-driver`` driven by selenium) clicking through it over file://.
+
+Model-card folders are made with dd-hub's own ``render_card`` on small hand-written metrics (made-up figures: these
+tests check the site, not robustness), plus one card written with huggingface_hub's ``ModelCardData`` directly.
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
+
+from dd_hub.errors import DDHubError
+from dd_hub.site import (NO_THREAT_MODEL, boards, build_site, load_hub_cards, load_local_cards,
+                         render_markdown)
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+ORG = "dd-test"
+
+
+# --- card folders -------------------------------------------------------------------------------------------------
+def tiny_png(rgb: tuple[int, int, int] = (200, 60, 40), size: int = 8) -> bytes:
+    """A valid size x size PNG of one colour (standard library only)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def report(clean: float, rho2: float, autoattack: dict | None = None) -> dict:
+    """A hardened report with the keys of ``dd_hub.evaluate.Report.to_dict``."""
+    return {
+        "n_examples": 1000, "clean_accuracy": clean, "rho2": rho2, "rho_space": "centered",
+        "deepfool": {"steps": 50, "candidates": 10, "overshoot": 0.02, "norm": "l2", "clip": False,
+                     "source": "prediction", "success_rate": 1.0, "mean_iterations": 2.5},
+        "fgs": {"0.1": clean * 0.7, "0.2": clean * 0.4}, "eps_ref": 0.12, "eps_ref_source": "self",
+        "fgs_at_ref": {"0.5": clean * 0.8, "1": 0.5}, "version": 1, "pgd": {}, "pgd_at_ref": {},
+        "pgd_settings": {}, "sanity": [], "autoattack": autoattack or {},
+    }
+
+
+def metrics(name: str, architecture: str, clean: float, rho2: float, autoattack: dict | None = None) -> dict:
+    return {
+        "dd_hub_version": "0.1.0", "seed": 1234,
+        "model": {"architecture": architecture, "repo_name": name, "dataset": "mnist-5k", "dataset_hub_id": "mnist",
+                  "base_model": None, "num_classes": 10},
+        "recipe": {"name": "mnist_lenet", "method": "deep_defense", "rho_space": "centered",
+                   "defense": {"lam": 15.0, "c": 15.0, "d": 5.0, "steps": 5, "candidates": 10, "overshoot": 0.02},
+                   "harden": {"epochs": 10, "batch_size": 100, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
+                              "weight_decay": 0.0005, "lr_milestones": [8], "lr_decay": 0.5, "freeze_bn": True}},
+        "hardened": report(clean, rho2, autoattack),
+        "reference": report(clean + 0.002, rho2 / 2),
+        "training": [],
+    }
+
+
+def aa(eps: float, accuracy: float, norm: str = "linf", n: int = 100) -> dict:
+    return {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": n, "implementation": "pyautoattack 0.2.0"}
+
+
+#: name -> (architecture, clean, rho2, autoattack); robust ranking at mnist linf 0.3: gamma, alpha, beta
+MODELS = {
+    "lenet-alpha": ("dd_lenet_mnist", 0.990, 0.21, {"mnist-linf": aa(0.3, 0.62)}),
+    "resnet-beta": ("resnet18", 0.995, 0.18, {"mnist-linf": aa(0.3, 0.41), "mnist-l2": aa(2.0, 0.55, "l2")}),
+    "tvresnet-gamma": ("tv:resnet18", 0.970, 0.25, {"mnist-linf": aa(0.3, 0.83)}),
+    "lenet-delta": ("dd_lenet_mnist", 0.985, 0.30, None),
+}
+HOSTILE = "hostile-card"
+
+
+def write_cards(root: Path) -> Path:
+    """A model_cards/ folder: four cards by dd-hub's render_card (three with a curve PNG) and one hand-written."""
+    from dd_hub.card import render_card
+
+    for index, (name, (arch, clean, rho2, autoattack)) in enumerate(MODELS.items()):
+        folder = root / name
+        folder.mkdir(parents=True)
+        curve = "robustness_curve.png" if autoattack else None
+        text = render_card(metrics(name, arch, clean, rho2, autoattack), comparison="| metric | value |\n|---|---|\n",
+                           curve_file=curve, repo_id=f"{ORG}/{name}")
+        (folder / "README.md").write_text(text)
+        if curve:
+            (folder / curve).write_bytes(tiny_png((40 * index, 90, 200)))
+    common = dict(task_type="image-classification", dataset_type="mnist", dataset_name="mnist-5k",
+                  dataset_split="test")
+    data = ModelCardData(
+        model_name=HOSTILE, library_name="pytorch", tags=["dd-hub"],
+        eval_results=[
+            EvalResult(metric_type="accuracy", metric_value=0.93, metric_name="clean accuracy", **common),
+            EvalResult(metric_type="robust_accuracy", metric_value=0.77, metric_name="AutoAttack <b>x</b>",
+                       metric_args={"attack": "autoattack", "norm": "linf", "eps": 0.3, "n_examples": 50,
+                                    "version": "standard"}, **common),
+        ],
+        dd_hub={"architecture": "<img src=x onerror=alert(1)>", "dataset": "mnist-5k", "recipe": "custom",
+                "method": "trades", "published": False, "repo_id": f"{ORG}/{HOSTILE}"},
+    )
+    body = ("# hostile\n\n<script>alert('card')</script>\n\n![remote](https://example.com/track.png)\n\n"
+            "![curve](figs/curve.png)\n\n[click](javascript:alert(1)) and [docs](https://example.com/docs)\n\n"
+            "<iframe src=\"https://example.com\"></iframe>\n")
+    folder = root / HOSTILE
+    (folder / "figs").mkdir(parents=True)
+    (folder / "figs" / "curve.png").write_bytes(tiny_png((10, 160, 60)))
+    ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").save(folder / "README.md")
+    return root
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("site")
+    cards, notices = load_local_cards(write_cards(root / "model_cards"))
+    assert notices == []
+    build_site(cards, root / "out")
+    return root / "out"
+
+
+# --- boards and pages ---------------------------------------------------------------------------------------------
+class _Page(HTMLParser):
+    """Rows of each board table, links, and every URL the page would load."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.loaded: list[str] = []
+        self.links: list[str] = []
+        self.rows: dict[str, list[list[str]]] = {}
+        self._table = self._row = self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "video", "audio", "embed", "input") and attrs.get("src"):
+            self.loaded.append(attrs["src"])
+        if tag == "link" and attrs.get("href"):
+            self.loaded.append(attrs["href"])
+        if tag == "object" and attrs.get("data"):
+            self.loaded.append(attrs["data"])
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        if tag == "table" and "board" in (attrs.get("class") or ""):
+            self._table = attrs["id"]
+            self.rows[self._table] = []
+        if tag == "tr" and self._table:
+            self._row = []
+        if tag == "td" and self._row is not None:
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self._row.append(self._cell.strip())
+            self._cell = None
+        if tag == "tr" and self._row:
+            self.rows[self._table].append(self._row)
+            self._row = None
+        if tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def test_index_has_a_row_per_card_on_each_board(site):
+    page = parse(site / "index.html")
+    linf = page.rows["board-mnist-5k-linf-0.3"]
+    assert [r[1] for r in linf] == [f"{ORG}/tvresnet-gamma", f"{ORG}/hostile-card", f"{ORG}/lenet-alpha",
+                                    f"{ORG}/resnet-beta"]          # by robust accuracy 83, 77, 62, 41 %
+    assert [r[0] for r in linf] == ["1", "2", "3", "4"]
+    assert linf[0][2:7] == ["97.00%", "83.00%", "tv:resnet18", "deep_defense", "0.3"]
+    assert linf[1][5:9] == ["trades", "0.3", "50", "standard"]          # method, eps, n_examples, evaluation
+    assert linf[1][-1] == "not published yet"
+    assert linf[0][-1] == "Hub ↗" and f"https://huggingface.co/{ORG}/tvresnet-gamma" in page.links
+    assert f"https://huggingface.co/{ORG}/{HOSTILE}" not in page.links
+    assert [r[1] for r in page.rows["board-mnist-5k-l2-2"]] == [f"{ORG}/resnet-beta"]
+    untested = page.rows["board-no-threat-model"]
+    assert [r[1] for r in untested] == [f"{ORG}/lenet-delta"] and untested[0][3] == "0.3"
+    every = {r[1] for rows in page.rows.values() for r in rows}
+    assert every == {f"{ORG}/{name}" for name in [*MODELS, HOSTILE]}   # nothing silently disappears
+    assert NO_THREAT_MODEL.capitalize() in (site / "index.html").read_text()
+
+
+def test_no_external_url_is_loaded(site):
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) == 1 + len(MODELS) + 1
+    for path in pages:
+        page = parse(path)
+        assert page.loaded, path
+        for url in page.loaded:
+            assert not url.lower().startswith(("http:", "https:", "//", "data:", "javascript:")), (path, url)
+            assert (path.parent / url).resolve().is_file(), (path, url)  # relative and present
+    for asset in ("site.css", "site.js"):
+        text = (site / "assets" / asset).read_text()
+        assert "http" not in text and "@import" not in text and "url(" not in text
+    assert "XMLHttpRequest" not in (site / "assets" / "site.js").read_text()
+
+
+def test_model_page_load_line_figures_and_hub_link(site):
+    gamma = (site / "models" / f"{ORG}--tvresnet-gamma.html").read_text()
+    assert "dd_hub.load(&#x27;dd-test/tvresnet-gamma&#x27;)" in gamma          # torchvision: not timm-loadable
+    assert 'href="https://huggingface.co/dd-test/tvresnet-gamma"' in gamma
+    alpha = (site / "models" / f"{ORG}--lenet-alpha.html").read_text()
+    assert "timm.create_model(&#x27;hf-hub:dd-test/lenet-alpha&#x27;, pretrained=True)" in alpha
+    assert 'src="dd-test--lenet-alpha/robustness_curve.png"' in alpha
+    assert (site / "models" / f"{ORG}--lenet-alpha" / "robustness_curve.png").read_bytes().startswith(b"\x89PNG")
+    assert "<table>" in alpha and "Deep Defense" in alpha                 # the card body, rendered
+    assert "<h3>Figures (model-index)</h3>" in alpha and "AutoAttack accuracy (linf, eps=0.3)" in alpha
+
+
+def test_hostile_card_is_escaped_and_not_published(site):
+    page = (site / "models" / f"{ORG}--{HOSTILE}.html").read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+    assert "<iframe" not in page and "onerror=alert" not in page.replace("&lt;img src=x onerror=alert(1)&gt;", "")
+    assert "javascript:" not in page
+    assert 'href="https://example.com/docs"' in page                         # plain outbound links stay
+    assert "image not shown: remote" in page
+    assert not [url for url in parse(site / "models" / f"{ORG}--{HOSTILE}.html").loaded if "example.com" in url]
+    assert f'src="{ORG}--{HOSTILE}/figs__curve.png"' in page
+    assert "not published yet" in page and 'href="https://huggingface.co/dd-test/hostile-card"' not in page
+    assert "dd_hub.load(&#x27;dd-test/hostile-card&#x27;)" in page
+
+
+def test_render_markdown_whitelist():
+    html = render_markdown('| a | b |\n|:--|--:|\n| <b>1</b> | [x](data:text/html,hi "t") |\n\n'
+                           '```python\nprint("<hi>")\n```\n', images={})
+    assert '<td style="text-align: left;">&lt;b&gt;1&lt;/b&gt;</td>' in html
+    assert "data:" not in html and '<code class="language-python">' in html and "&lt;hi&gt;" in html
+
+
+def test_broken_card_and_missing_figure_are_reported_not_dropped(tmp_path):
+    cards_dir = write_cards(tmp_path / "cards")
+    (cards_dir / "lenet-alpha" / "robustness_curve.png").unlink()
+    (cards_dir / "broken").mkdir()
+    (cards_dir / "broken" / "README.md").write_text("---\nmodel-index: [unclosed\n---\nbody\n")
+    cards, notices = load_local_cards(cards_dir)
+    assert len(cards) == len(MODELS) + 1 and len(notices) == 1 and "broken" in notices[0]
+    alpha = next(c for c in cards if c.name == "lenet-alpha")
+    assert alpha.missing_images == ["robustness_curve.png"] and alpha.images == {}
+    result = build_site(cards, tmp_path / "out", notices=notices)
+    index = result.index.read_text()
+    assert "broken" in index and "not listed" in index
+    assert "was not" in (tmp_path / "out" / "models" / f"{ORG}--lenet-alpha.html").read_text()
+
+
+def test_rebuild_replaces_its_own_site_but_never_a_foreign_directory(tmp_path):
+    cards, _ = load_local_cards(write_cards(tmp_path / "cards"))
+    out = tmp_path / "out"
+    build_site(cards, out)
+    build_site(cards[:1], out)                                            # replaced: stale pages go away
+    assert len(list((out / "models").glob("*.html"))) == 1
+    foreign = tmp_path / "precious"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(DDHubError, match="not a dd-hub site"):
+        build_site(cards, foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_output_is_deterministic(tmp_path):
+    cards, _ = load_local_cards(write_cards(tmp_path / "cards"))
+    build_site(cards, tmp_path / "a")
+    build_site(list(reversed(cards)), tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+
+
+def test_boards_of_an_empty_collection(tmp_path):
+    assert boards([]) == []
+    result = build_site([], tmp_path / "out")
+    assert "No model cards found" in result.index.read_text()
+
+
+def test_cli_site_from_local_cards(tmp_path):
+    from dd_hub.cli import main
+
+    cards_dir = write_cards(tmp_path / "cards")
+    result = CliRunner().invoke(main, ["site", str(tmp_path / "out"), "--from", str(cards_dir)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(MODELS) + 1} model(s), 3 board(s)" in result.output
+    assert (tmp_path / "out" / "index.html").is_file()
+    missing = CliRunner().invoke(main, ["site", str(tmp_path / "out2"), "--from", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "error:" in missing.output and "not a directory" in missing.output
+
+
+# --- from the Hub (tests/hub_server.py, a loopback test double of the Hub's API) -----------------------------------
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    from hub_server import FakeHub
+
+    server = FakeHub().start()
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    yield server
+    server.stop()
+
+
+def test_load_hub_cards_downloads_cards_and_their_figures(fake_hub, tmp_path):
+    from hub_server import Repo
+
+    cards_dir = write_cards(tmp_path / "cards")
+    for folder in sorted(p for p in cards_dir.iterdir() if p.is_dir()):
+        repo_id = f"{ORG}/{folder.name}"
+        fake_hub.repos[repo_id] = Repo(owner=ORG, private=False)
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        fake_hub.commit(repo_id, "main", files, "upload")
+    cards, notices = load_hub_cards(timeout=5)
+    assert notices == []
+    assert sorted(c.repo_id for c in cards) == sorted(f"{ORG}/{n}" for n in [*MODELS, HOSTILE])
+    alpha = next(c for c in cards if c.repo_id == f"{ORG}/lenet-alpha")
+    assert list(alpha.images) == ["robustness_curve.png"]
+    assert alpha.images["robustness_curve.png"].startswith(b"\x89PNG")
+    hostile = next(c for c in cards if c.repo_id == f"{ORG}/{HOSTILE}")
+    assert list(hostile.images) == ["figs/curve.png"]
+    result = build_site(cards, tmp_path / "out")
+    assert len(parse(result.index).rows["board-mnist-5k-linf-0.3"]) == 4
+
+
+def test_unreachable_hub_fails_in_seconds_with_one_line(monkeypatch):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)                                  # accepts connections, never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    start = time.monotonic()
+    try:
+        with pytest.raises(DDHubError, match="cannot reach the Hub") as info:
+            load_hub_cards(timeout=1)
+    finally:
+        silent.close()
+    assert time.monotonic() - start < 15
+    assert "\n" not in str(info.value)
+
+
+# --- a real headless browser ----------------------------------------------------------------------------------------
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM or not CHROMEDRIVER:
+        pytest.skip("no chromium/chromedriver installed (Debian: apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install -e '.[dev]')")
+    profile = tempfile.mkdtemp(prefix="dd-hub-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})   # DevTools network events
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1200,900", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    except Exception as exc:  # a broken browser install is an environment problem, not a site bug
+        shutil.rmtree(profile, ignore_errors=True)
+        pytest.skip(f"chromium does not start here: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def requested(driver) -> list[str]:
+    """Every URL the site's pages requested since the last call: DevTools ``Network.requestWillBeSent`` events of
+    documents opened from file:// (the browser's own new-tab page, chrome://, is not the site)."""
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent" and \
+                (params.get("documentURL", "").startswith("file://") or params.get("type") == "Document"):
+            urls.append(params["request"]["url"])
+    return [url for url in urls if not url.startswith("chrome://")]
+
+
+def _models(table) -> list[str]:
+    return [row.find_elements("css selector", "td")[1].text for row in table.find_elements("css selector", "tbody tr")
+            if row.is_displayed()]
+
+
+def test_browser_sorts_filters_and_opens_a_model(site, browser):
+    from selenium.webdriver.common.by import By
+
+    requested(browser)
+    browser.get((site / "index.html").as_uri())
+    assert browser.title == "dd-hub leaderboard"
+    table = browser.find_element(By.ID, "board-mnist-5k-linf-0.3")
+    by_robust = [f"{ORG}/tvresnet-gamma", f"{ORG}/hostile-card", f"{ORG}/lenet-alpha", f"{ORG}/resnet-beta"]
+    assert _models(table) == by_robust
+
+    headers = table.find_elements(By.CSS_SELECTOR, "thead th")
+    clean = next(th for th in headers if th.text.startswith("Clean accuracy"))
+    clean.find_element(By.TAG_NAME, "button").click()                   # best clean accuracy first
+    by_clean = [f"{ORG}/resnet-beta", f"{ORG}/lenet-alpha", f"{ORG}/tvresnet-gamma", f"{ORG}/hostile-card"]
+    assert _models(table) == by_clean                                  # 99.5, 99.0, 97.0, 93.0 %
+    assert clean.get_attribute("aria-sort") == "descending"
+    clean.find_element(By.TAG_NAME, "button").click()                   # and back up
+    assert _models(table) == list(reversed(by_clean))
+    model = next(th for th in headers if th.text.startswith("Model"))
+    model.find_element(By.TAG_NAME, "button").click()                   # text: A to Z
+    assert _models(table) == sorted(by_robust)
+    rank = next(th for th in headers if th.text.startswith("Rank"))
+    rank.find_element(By.TAG_NAME, "button").click()                    # rank 1 first: back to the ranking
+    assert _models(table) == by_robust
+
+    box = browser.find_element(By.CSS_SELECTOR, 'input[data-board="board-mnist-5k-linf-0.3"]')
+    box.send_keys("resnet")
+    assert sorted(_models(table)) == [f"{ORG}/resnet-beta", f"{ORG}/tvresnet-gamma"]
+    assert browser.find_element(By.ID, "board-mnist-5k-linf-0.3-count").text == "2 of 4 shown"
+    box.send_keys(" tv:")
+    assert _models(table) == [f"{ORG}/tvresnet-gamma"]
+    box.clear()
+    box.send_keys("no such model")
+    assert _models(table) == []
+
+    other = browser.find_element(By.ID, "board-mnist-5k-l2-2")         # filters are per board
+    assert _models(other) == [f"{ORG}/resnet-beta"]
+
+    browser.get((site / "index.html").as_uri())
+    link = browser.find_element(By.ID, "board-mnist-5k-linf-0.3").find_element(By.LINK_TEXT, f"{ORG}/lenet-alpha")
+    link.click()
+    assert browser.current_url.endswith(f"/models/{ORG}--lenet-alpha.html")
+    assert browser.find_element(By.TAG_NAME, "h2").text == f"{ORG}/lenet-alpha"
+    image = browser.find_element(By.CSS_SELECTOR, ".figures img")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) == 8
+    loaded = requested(browser)
+    assert any(url.endswith("/assets/site.js") for url in loaded) and any(url.endswith(".png") for url in loaded)
+    assert all(url.startswith("file://") for url in loaded), loaded
+
+
+def test_browser_loads_nothing_remote_on_the_hostile_page(site, browser):
+    requested(browser)
+    browser.get((site / "models" / f"{ORG}--{HOSTILE}.html").as_uri())
+    loaded = requested(browser)
+    assert any(url.endswith("figs__curve.png") for url in loaded)
+    assert all(url.startswith("file://") for url in loaded), loaded
+    assert browser.execute_script("return document.querySelectorAll('script').length") == 1
