@@ -87,31 +87,32 @@ def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, l
 
 @main.command("eval")
 @click.argument("model_dir")
-@click.option("--dataset", required=True)
-@click.option("--data-dir", type=click.Path())
+@click.option("--dataset", help="Dataset name (default: the one in MODEL_DIR's metrics.json).")
+@click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
 @click.option("--eps-ref", type=POSITIVE_FLOAT, help="Evaluate FGS at fractions of this epsilon instead of finding it.")
-@click.option("--rho-space", type=click.Choice(["pixel", "centered"]), default="pixel", show_default=True)
-@click.option("--steps", type=POSITIVE_INT, default=50, show_default=True, help="DeepFool iterations.")
-@click.option("--max-examples", type=POSITIVE_INT, help="Evaluate on N test images only.")
+@click.option("--rho-space", type=click.Choice(["pixel", "centered"]), help="Space of rho_2 (default: as measured).")
+@click.option("--steps", type=POSITIVE_INT, help="DeepFool iterations (default: as measured, else 50).")
+@click.option("--max-examples", type=POSITIVE_INT, help="A class-balanced subset of N test images.")
+@click.option("--device", help="cpu, cuda, cuda:1, ... (default: the GPU when there is one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override an evaluation setting (recipe 'evaluation' keys), e.g. pgd_steps=50, sanity=false.")
 @click.option("--quiet", is_flag=True)
-def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_examples, as_json, sets, quiet) -> None:
-    """Evaluate a saved model (directory or Hub id) on DATASET's test split."""
+def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_examples, device, as_json, sets,
+             quiet) -> None:
+    """Evaluate a saved model (directory or Hub id); a dd-hub directory is evaluated with the settings its
+    metrics.json records, so the card's figures come out again."""
     import json
 
-    from .data import create_dataset, mean_image
-    from .evaluate import evaluate, format_comparison
-    from .model_dir import load
-    from .recipes import eval_config_from_dict
+    from .evaluate import format_comparison
+    from .pipeline import evaluate_saved
 
-    config = eval_config_from_dict({"deepfool_steps": steps, "rho_space": rho_space, "max_examples": max_examples,
-                                    **_overrides(sets)})
-    model = load(model_dir)
-    test_set = create_dataset(dataset, "test", data_dir=data_dir)
-    center = mean_image(create_dataset(dataset, "train", data_dir=data_dir)) if rho_space == "centered" else None
-    report = evaluate(model, test_set, config, center=center, eps_ref=eps_ref, progress=not quiet)
+    overrides = _overrides(sets)
+    for key, value in (("deepfool_steps", steps), ("rho_space", rho_space), ("max_examples", max_examples)):
+        if value is not None:
+            overrides[key] = value
+    report = evaluate_saved(model_dir, dataset=dataset, data_dir=data_dir, overrides=overrides, eps_ref=eps_ref,
+                            device=device, progress=not quiet)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_comparison({model_dir: report}))
 
 

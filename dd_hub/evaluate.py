@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .attacks import budget, deepfool, fgs_direction, pgd
-from .data import first_examples
+from .data import DataConfig
 from .defense import ratio
 from .errors import DDHubError
+from .loaders import EvalBatches, balanced_subset
 from .sanity import SanityConfig, check_masking
 
 REPORT_VERSION = 1
@@ -36,7 +37,8 @@ class EvalConfig:
     fgs_fractions: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0])
     eps_ref_tolerance: float = 1e-4
     batch_size: int = 250
-    max_examples: int | None = None
+    max_examples: int | None = None         # a class-balanced subset of this size (None: the whole test split)
+    subset_seed: int = 0                    # seed of that subset, of PGD's random starts and of the sanity checks
     pgd_norm: str = "linf"                  # PGD at fgs_fractions x eps_ref (Linf, like FGS) and at pgd_eps
     pgd_steps: int = 20                     # 0 turns PGD off; step size 2.5 * eps / steps
     pgd_restarts: int = 1
@@ -74,6 +76,7 @@ class Report:
     pgd_settings: dict = field(default_factory=dict)
     sanity: list[dict] = field(default_factory=list)            # SanityCheck dicts: name, passed, detail
     autoattack: dict[str, dict] = field(default_factory=dict)   # threat model -> norm, eps, accuracy, n_examples
+    subset_seed: int = 0                                        # the class-balanced subset's seed
 
     @property
     def sanity_passed(self) -> bool:
@@ -88,47 +91,48 @@ class Report:
 
 
 class _Evaluation:
-    """One pass over the data caches what every metric needs: labels, FGS directions, clean correctness."""
+    """One pass over the data caches what every metric needs (clean correctness, FGS directions); every later
+    metric runs over the same fixed batches, this process's share of them, and is summed over the processes."""
 
-    def __init__(self, model: nn.Module, dataset: Dataset, config: EvalConfig, progress: bool) -> None:
+    def __init__(self, model: nn.Module, dataset: Dataset, config: EvalConfig, progress: bool,
+                 data: DataConfig | None) -> None:
         self.model, self.config, self.progress = model, config, progress
-        dataset = first_examples(dataset, config.max_examples)
-        if len(dataset) == 0:
+        self.dataset = balanced_subset(dataset, config.max_examples, config.subset_seed)
+        if len(self.dataset) == 0:
             raise DDHubError("the evaluation set is empty")
-        self.loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False)
+        self.batches = EvalBatches(self.dataset, config.batch_size, data)
         self.device = next(model.parameters()).device
-        self.directions: list[torch.Tensor] = []
+        self.directions: dict[int, torch.Tensor] = {}
 
-    def batches(self, desc: str):
-        return tqdm(self.loader, desc=desc, leave=False, disable=not self.progress, unit="batch")
+    def each(self, desc: str):
+        """(batch index, images, labels) of this process's batches, on the model's device."""
+        bar = tqdm(self.batches, desc=desc, leave=False, disable=not self.progress, unit="batch")
+        for index, (images, labels) in bar:
+            yield index, images.to(self.device), labels.to(self.device)
 
-    def deepfool_pass(self, center: torch.Tensor | None) -> dict:
+    def deepfool_pass(self, center: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Per example, in dataset order: clean correctness, DeepFool's rho, success and iterations."""
         cfg = self.config
-        correct, rhos, success, iterations = [], [], [], []
-        for images, labels in self.batches("DeepFool"):
-            images, labels = images.to(self.device), labels.to(self.device)
+        columns: dict[str, list] = {"correct": [], "rho": [], "success": [], "iterations": []}
+        for index, images, labels in self.each("DeepFool"):
             with torch.no_grad():
-                correct.append((self.model(images).argmax(1) == labels).cpu())
+                columns["correct"].append((index, self.model(images).argmax(1) == labels))
             result = deepfool(self.model, images, steps=cfg.deepfool_steps, candidates=cfg.candidates,
                               overshoot=cfg.overshoot, bounds=(0.0, 1.0) if cfg.clip else None)
-            rhos.append(ratio(result.perturbation, images, center).cpu())
-            success.append(result.success.cpu())
-            iterations.append(result.iterations.cpu())
-            self.directions.append(fgs_direction(self.model, images, labels).to(torch.int8).cpu())
-        return {
-            "correct": torch.cat(correct), "rho": torch.cat(rhos),
-            "success": torch.cat(success), "iterations": torch.cat(iterations),
-        }
+            columns["rho"].append((index, ratio(result.perturbation, images, center)))
+            columns["success"].append((index, result.success))
+            columns["iterations"].append((index, result.iterations))
+            self.directions[index] = fgs_direction(self.model, images, labels).to(torch.int8).cpu()
+        return {name: self.batches.concat(pairs) for name, pairs in columns.items()}
 
     @torch.no_grad()
     def fgs_accuracy(self, eps: float) -> float:
-        hits, total = 0, 0
-        for (images, labels), direction in zip(self.loader, self.directions):
-            images, labels = images.to(self.device), labels.to(self.device)
-            adv = (images + eps * direction.to(self.device, images.dtype)).clamp(0.0, 1.0)
+        hits = total = 0
+        for index, images, labels in self.each(f"FGS eps={eps:.4g}"):
+            adv = (images + eps * self.directions[index].to(self.device, images.dtype)).clamp(0.0, 1.0)
             hits += (self.model(adv).argmax(1) == labels).sum().item()
             total += len(labels)
-        return hits / total
+        return self.batches.total(hits) / self.batches.total(total)
 
     def eps_ref(self, clean_accuracy: float, target: float = 0.5) -> float:
         """Smallest eps (to ``eps_ref_tolerance``) at which FGS accuracy is at most ``target``, by bisection."""
@@ -145,16 +149,15 @@ class _Evaluation:
         return hi
 
     def pgd_accuracy(self, eps: float) -> float:
+        """PGD accuracy; each batch's random starts come from a generator seeded by its batch index."""
         cfg = self.config
-        generator = torch.Generator().manual_seed(0)
-        hits, total = 0, 0
-        for images, labels in self.batches(f"PGD eps={eps:.4g}"):
-            images, labels = images.to(self.device), labels.to(self.device)
+        hits = total = 0
+        for index, images, labels in self.each(f"PGD eps={eps:.4g}"):
             result = pgd(self.model, images, labels, eps=eps, norm=cfg.pgd_norm, steps=cfg.pgd_steps,
-                         restarts=cfg.pgd_restarts, generator=generator)
+                         restarts=cfg.pgd_restarts, generator=torch.Generator().manual_seed(index))
             hits += (~result.success).sum().item()
             total += len(labels)
-        return hits / total
+        return self.batches.total(hits) / self.batches.total(total)
 
 
 def evaluate(
@@ -165,12 +168,16 @@ def evaluate(
     center: torch.Tensor | None = None,
     eps_ref: float | None = None,
     progress: bool = True,
+    data: DataConfig | None = None,
 ) -> Report:
     """Evaluate ``model`` (taking [0, 1] images) on ``dataset``.
 
     ``eps_ref=None`` finds epsilon_ref on this model (the paper takes it from the Deep Defense model and applies
     it to every model); pass a value to reuse another model's. ``center`` is required for ``rho_space='centered'``.
-    The model is evaluated in eval mode and its previous mode is restored.
+    ``config.max_examples`` picks a class-balanced subset (seeded by ``config.subset_seed``, the same for every
+    model). Launched on several processes (``accelerate launch``), each evaluates its share of the batches and
+    every process returns the same report, equal to a one-process evaluation. ``data`` sets loader workers. The
+    model is evaluated in eval mode and its previous mode is restored.
     """
     config = config or EvalConfig()
     if config.rho_space == "centered" and center is None:
@@ -178,36 +185,18 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        run = _Evaluation(model, dataset, config, progress)
+        run = _Evaluation(model, dataset, config, progress, data)
         stats = run.deepfool_pass(center.to(run.device) if config.rho_space == "centered" else None)
-        clean = stats["correct"].sum().item() / len(stats["correct"])
+        clean = stats["correct"].float().mean().item()
         fgs = {_key(eps): run.fgs_accuracy(eps) for eps in config.fgs_eps}
         source = "given" if eps_ref is not None else "self"
-        if eps_ref is None:
-            eps_ref = run.eps_ref(clean)
+        eps_ref = run.eps_ref(clean) if eps_ref is None else eps_ref
         at_ref = {_key(f): run.fgs_accuracy(f * eps_ref) for f in config.fgs_fractions}
         pgd_on = config.pgd_steps > 0
         pgd_at_ref = {_key(f): run.pgd_accuracy(f * eps_ref) for f in config.fgs_fractions} if pgd_on else {}
         pgd_fixed = {_key(eps): run.pgd_accuracy(eps) for eps in config.pgd_eps} if pgd_on else {}
-        sanity = []
-        if config.sanity:
-            sanity_eps = eps_ref or max(config.fgs_eps, default=0.1)
-            curves = {"FGS": {**{float(e): a for e, a in fgs.items()},
-                              **{float(f) * eps_ref: a for f, a in at_ref.items()}}}
-            if pgd_on and config.pgd_norm == "linf":
-                curves["PGD"] = {**{float(e): a for e, a in pgd_fixed.items()},
-                                 **{float(f) * eps_ref: a for f, a in pgd_at_ref.items()}}
-            checks = check_masking(model, run.loader.dataset, SanityConfig(
-                eps=sanity_eps, steps=max(config.pgd_steps, 1), max_examples=config.sanity_max_examples,
-                batch_size=config.batch_size), curves=curves, clean_accuracy=clean)
-            sanity = [check.to_dict() for check in checks]
-        autoattack = {}
-        for name in config.autoattack:
-            norm, eps = budget(name)
-            subset = first_examples(run.loader.dataset, config.autoattack_max_examples)
-            accuracy = autoattack_accuracy(model, subset, norm=norm, eps=eps, batch_size=config.batch_size)
-            autoattack[name] = {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": len(subset),
-                                "implementation": "torchattacks AutoAttack standard"}
+        sanity = _sanity(run, clean, eps_ref, fgs, at_ref, pgd_fixed, pgd_at_ref, data) if config.sanity else []
+        autoattack = _autoattack(run) if config.autoattack else {}
     finally:
         model.train(was_training)
     return Report(
@@ -218,7 +207,7 @@ def evaluate(
         deepfool={
             "steps": config.deepfool_steps, "candidates": config.candidates, "overshoot": config.overshoot,
             "norm": "l2", "clip": config.clip, "source": "prediction",
-            "success_rate": stats["success"].sum().item() / len(stats["success"]),
+            "success_rate": stats["success"].float().mean().item(),
             "mean_iterations": stats["iterations"].float().mean().item(),
         },
         fgs=fgs,
@@ -228,10 +217,38 @@ def evaluate(
         pgd=pgd_fixed,
         pgd_at_ref=pgd_at_ref,
         pgd_settings={"norm": config.pgd_norm, "steps": config.pgd_steps, "restarts": config.pgd_restarts,
-                      "step_size": "2.5 * eps / steps", "random_start": True} if pgd_on else {},
+                      "step_size": "2.5 * eps / steps", "random_start": True,
+                      "generator": "seeded by batch index"} if pgd_on else {},
         sanity=sanity,
         autoattack=autoattack,
+        subset_seed=config.subset_seed,
     )
+
+
+def _sanity(run: _Evaluation, clean: float, eps_ref: float, fgs: dict, at_ref: dict, pgd_fixed: dict,
+            pgd_at_ref: dict, data: DataConfig | None) -> list[dict]:
+    """The gradient-masking checks at eps_ref, given the accuracy curves measured so far."""
+    config = run.config
+    curves = {"FGS": {**{float(e): a for e, a in fgs.items()}, **{float(f) * eps_ref: a for f, a in at_ref.items()}}}
+    if config.pgd_steps > 0 and config.pgd_norm == "linf":
+        curves["PGD"] = {**{float(e): a for e, a in pgd_fixed.items()},
+                         **{float(f) * eps_ref: a for f, a in pgd_at_ref.items()}}
+    checks = check_masking(run.model, run.dataset, SanityConfig(
+        eps=eps_ref or max(config.fgs_eps, default=0.1), steps=max(config.pgd_steps, 1),
+        max_examples=config.sanity_max_examples, batch_size=config.batch_size, seed=config.subset_seed),
+        curves=curves, clean_accuracy=clean, data=data)
+    return [check.to_dict() for check in checks]
+
+
+def _autoattack(run: _Evaluation) -> dict[str, dict]:
+    config, results = run.config, {}
+    for name in config.autoattack:
+        norm, eps = budget(name)
+        subset = balanced_subset(run.dataset, config.autoattack_max_examples, config.subset_seed)
+        accuracy = autoattack_accuracy(run.model, subset, norm=norm, eps=eps, batch_size=config.batch_size)
+        results[name] = {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": len(subset),
+                         "implementation": "torchattacks AutoAttack standard"}
+    return results
 
 
 def autoattack_accuracy(model: nn.Module, dataset: Dataset, *, norm: str = "linf", eps: float,
@@ -246,7 +263,7 @@ def autoattack_accuracy(model: nn.Module, dataset: Dataset, *, norm: str = "linf
         raise DDHubError("AutoAttack needs torchattacks: pip install 'torchattacks>=3.5'") from None
     if norm not in ("linf", "l2"):
         raise DDHubError(f"AutoAttack norm must be 'linf' or 'l2', not '{norm}'")
-    dataset = first_examples(dataset, max_examples)
+    dataset = balanced_subset(dataset, max_examples)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -9,17 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import timm
 import torch
 from accelerate.utils import set_seed
 
 from . import run_dir
 from .atomic_io import write_json_atomic, write_text_atomic
 from .card import render_card
+from .data import create_dataset, mean_image
+from .errors import DDHubError
 from .evaluate import Report, evaluate, format_comparison
 from .methods import create_objective
-from .model_dir import architecture_name, save_model
+from .model_dir import architecture_name, load, save_model
+from .models import unwrap
 from .plots import CURVE_NAME, render_curve
-from .recipes import Recipe
+from .recipes import Recipe, eval_config_from_dict
 from .starting_model import Start, prepare_start, train_reference
 from .train import make_accelerator, train
 from .version import __version__
@@ -80,7 +84,7 @@ def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, p
         changed = run_dir.check_settings(out_dir, settings, resume=resume)
     accelerator.wait_for_everyone()
     loop = dict(accelerator=accelerator, progress=progress, checkpoint_dir=out_dir / "checkpoints",
-                checkpoint_every=checkpoint_every, resume=resume)
+                checkpoint_every=checkpoint_every, resume=resume, data=recipe.data)
     train_reference(start, recipe, echo=echo, save_dir=out_dir / "reference", **loop)
     reference = copy.deepcopy(start.model)
 
@@ -88,14 +92,14 @@ def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, p
     history = train(start.model, start.train_set, recipe.harden, create_objective(recipe), center=start.center,
                     desc="harden", seed=recipe.seed, **loop)
     accelerator.end_training()
-    if not accelerator.is_main_process:  # evaluation and export run once, on the main process
-        return HardenResult(start.model, None, None, out_dir, "")
 
-    echo("Evaluating the hardened and the reference model")
-    hardened_report = evaluate(start.model, start.test_set, recipe.evaluation, center=start.center,
-                               progress=progress)
-    reference_report = evaluate(reference, start.test_set, recipe.evaluation, center=start.center,
-                                eps_ref=hardened_report.eps_ref, progress=progress)
+    echo("Evaluating the hardened and the reference model")  # every process evaluates its share of the batches
+    evaluation = dict(center=start.center, progress=progress and accelerator.is_main_process, data=recipe.data)
+    hardened_report = evaluate(start.model, start.test_set, recipe.evaluation, **evaluation)
+    reference_report = evaluate(reference, start.test_set, recipe.evaluation, eps_ref=hardened_report.eps_ref,
+                                **evaluation)
+    if not accelerator.is_main_process:  # export runs once, on the main process
+        return HardenResult(start.model, None, None, out_dir, "")
     table = format_comparison({"reference": reference_report, "hardened": hardened_report})
     metrics = run_metrics(recipe, start, hardened_report, reference_report, history)
     if changed:
@@ -132,3 +136,32 @@ def write_outputs(out_dir: str | Path, model: torch.nn.Module, metrics: dict, *,
     render_curve(metrics, staging / CURVE_NAME)
     write_text_atomic(staging / "README.md", render_card(metrics, table, curve_file=CURVE_NAME))
     run_dir.commit(out_dir)
+
+
+def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None,
+                   overrides: dict | None = None, eps_ref: float | None = None, device: str | None = None,
+                   progress: bool = True) -> Report:
+    """Evaluate a saved model (directory or Hub id) on a test split, on ``device`` (default: the GPU if any).
+
+    A dd-hub directory is evaluated on its dataset with the evaluation settings its metrics.json records (rho
+    space, DeepFool budget, epsilons, subset), so the figures of its card come out again; ``overrides`` (recipe
+    ``evaluation`` keys) change them.
+    """
+    model = load(name_or_path)
+    path = Path(str(name_or_path).removeprefix("local-dir:"))
+    metrics = run_dir.check_complete(path) if path.is_dir() else None
+    measured = metrics["recipe"] if metrics else {}
+    dataset = dataset or measured.get("dataset")
+    if dataset is None:
+        raise DDHubError(f"{name_or_path} records no dataset (no dd-hub metrics.json); pass --dataset NAME")
+    config = eval_config_from_dict({**measured.get("evaluation", {}), **(overrides or {})})
+    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model.to(torch.device(target))
+    except (RuntimeError, AssertionError) as exc:
+        raise DDHubError(f"cannot use device '{target}': {str(exc).splitlines()[0]}") from None
+    data_config = timm.data.resolve_model_data_config(unwrap(model))
+    test_set = create_dataset(dataset, "test", data_dir=data_dir, data_config=data_config)
+    center = (mean_image(create_dataset(dataset, "train", data_dir=data_dir, data_config=data_config))
+              if config.rho_space == "centered" else None)
+    return evaluate(model, test_set, config, center=center, eps_ref=eps_ref, progress=progress)

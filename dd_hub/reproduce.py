@@ -96,7 +96,8 @@ def reproduce(
         echo(f"== seed {seed}")
         set_seed(seed)
         start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init)
-        train_reference(start, recipe, accelerator=accelerator, echo=echo, seed=seed, progress=progress)
+        train_reference(start, recipe, accelerator=accelerator, echo=echo, seed=seed, progress=progress,
+                        data=recipe.data)
         models, history = _fine_tune_all(start, recipe, methods, seed, accelerator, progress, echo)
         reports = _evaluate_all(models, start, recipe, eps_ref_from, progress, echo)
         for name in names:
@@ -124,7 +125,7 @@ def _fine_tune_all(start: Start, recipe: Recipe, methods: Sequence[str], seed: i
         model = copy.deepcopy(start.model)
         history[method] = train(model, start.train_set, recipe.harden,
                                 create_objective(dataclasses.replace(recipe, method=method)), accelerator=accelerator,
-                                center=start.center, desc=method, progress=progress, seed=seed)
+                                center=start.center, desc=method, progress=progress, seed=seed, data=recipe.data)
         models[method] = model
     return models, history
 
@@ -134,11 +135,11 @@ def _evaluate_all(models: dict[str, torch.nn.Module], start: Start, recipe: Reci
     """Every model evaluated at the epsilon_ref of ``models[eps_ref_from]`` (the paper: the Deep Defense model)."""
     echo(f"Evaluating (epsilon_ref from {eps_ref_from})")
     reports = {eps_ref_from: evaluate(models[eps_ref_from], start.test_set, recipe.evaluation, center=start.center,
-                                      progress=progress)}
+                                      progress=progress, data=recipe.data)}
     for name, model in models.items():
         if name not in reports:
             reports[name] = evaluate(model, start.test_set, recipe.evaluation, center=start.center,
-                                     eps_ref=reports[eps_ref_from].eps_ref, progress=progress)
+                                     eps_ref=reports[eps_ref_from].eps_ref, progress=progress, data=recipe.data)
     return {name: reports[name] for name in models}
 
 

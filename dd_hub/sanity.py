@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .attacks import pgd, random_search
-from .data import first_examples
+from .data import DataConfig
+from .loaders import EvalBatches, balanced_subset
 
 
 @dataclass
@@ -54,16 +55,17 @@ class SanityConfig:
     seed: int = 0
 
 
-def _accuracy(model: nn.Module, loader: DataLoader, attack=None) -> float:
+def _accuracy(model: nn.Module, batches: EvalBatches, attack=None, seed: int = 0) -> float:
+    """Accuracy over every process's batches; ``attack(x, y, generator)`` gets a generator seeded per batch."""
     device = next(model.parameters()).device
     hits = total = 0
-    for images, labels in loader:
+    for index, (images, labels) in batches:
         images, labels = images.to(device), labels.to(device)
-        adv = images if attack is None else attack(images, labels)
+        adv = images if attack is None else attack(images, labels, torch.Generator().manual_seed(seed + index))
         with torch.no_grad():
             hits += (model(adv).argmax(1) == labels).sum().item()
         total += len(labels)
-    return hits / total
+    return batches.total(hits) / batches.total(total)
 
 
 def check_masking(
@@ -73,29 +75,28 @@ def check_masking(
     *,
     curves: dict[str, dict[float, float]] | None = None,
     clean_accuracy: float | None = None,
+    data: DataConfig | None = None,
 ) -> list[SanityCheck]:
     """Run the five checks on ``model`` (call ``model.eval()`` first).
 
     ``curves`` are accuracy-vs-epsilon curves already measured on ``dataset`` (e.g. ``{'fgs': {0.1: 0.8}}``) and
-    ``clean_accuracy`` the clean accuracy they go with; both are checked too. The attacks of the checks run on the
-    first ``config.max_examples`` examples.
+    ``clean_accuracy`` the clean accuracy they go with; both are checked too. The attacks of the checks run on a
+    class-balanced subset of ``config.max_examples`` examples, sharded across processes like the evaluation.
     """
-    loader = DataLoader(first_examples(dataset, config.max_examples), batch_size=config.batch_size, shuffle=False)
-    generator = torch.Generator().manual_seed(config.seed)
+    batches = EvalBatches(balanced_subset(dataset, config.max_examples, config.seed), config.batch_size, data)
     eps, tol = config.eps, config.tolerance
 
     def run_pgd(budget: float, steps: int, restarts: int = 1, random_start: bool = True):
-        return lambda x, y: pgd(model, x, y, eps=budget, steps=steps, restarts=restarts,
-                                random_start=random_start, generator=generator).adversarial
+        return lambda x, y, generator: pgd(model, x, y, eps=budget, steps=steps, restarts=restarts,
+                                           random_start=random_start, generator=generator).adversarial
 
-    clean = _accuracy(model, loader)
-    base = _accuracy(model, loader, run_pgd(eps, config.steps))
+    clean = _accuracy(model, batches)
+    base = _accuracy(model, batches, run_pgd(eps, config.steps), config.seed)
     more_steps = config.steps * config.more_steps_factor
-    stronger = _accuracy(model, loader, run_pgd(eps, more_steps, config.more_restarts))
-    unbounded = _accuracy(model, loader, run_pgd(1.0, config.unbounded_steps, random_start=False))
-    black_box = _accuracy(model, loader, lambda x, y: random_search(model, x, y, eps=eps,
-                                                                    queries=config.black_box_queries,
-                                                                    generator=generator).adversarial)
+    stronger = _accuracy(model, batches, run_pgd(eps, more_steps, config.more_restarts), config.seed)
+    unbounded = _accuracy(model, batches, run_pgd(1.0, config.unbounded_steps, random_start=False), config.seed)
+    black_box = _accuracy(model, batches, lambda x, y, generator: random_search(
+        model, x, y, eps=eps, queries=config.black_box_queries, generator=generator).adversarial, config.seed)
 
     measured = {f"PGD-{config.steps} @ {eps:.4g}": base, f"PGD-{more_steps}x{config.more_restarts} @ {eps:.4g}":
                 stronger, "PGD unbounded": unbounded, f"random search @ {eps:.4g}": black_box}

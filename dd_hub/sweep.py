@@ -60,9 +60,9 @@ def sweep(
     set_seed(recipe.seed)
     start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init)
     accelerator = make_accelerator()
-    train_reference(start, recipe, accelerator=accelerator, echo=echo, progress=progress)
+    train_reference(start, recipe, accelerator=accelerator, echo=echo, progress=progress, data=recipe.data)
     train_set, test_set, center, reference = start.train_set, start.test_set, start.center, start.model
-    ref_report = evaluate(reference, test_set, eval_config, center=center, progress=progress)
+    ref_report = evaluate(reference, test_set, eval_config, center=center, progress=progress, data=recipe.data)
     points = []
     for layers in layer_sets:
         for lam in lam_values:
@@ -73,18 +73,18 @@ def sweep(
                 set_seed(recipe.seed)
                 model = copy.deepcopy(reference)
                 train(model, train_set, recipe.harden, create_objective(point_recipe), accelerator=accelerator,
-                      center=center, desc=f"c={c:g}", progress=progress, seed=recipe.seed)
+                      center=center, desc=f"c={c:g}", progress=progress, seed=recipe.seed, data=recipe.data)
                 report = evaluate(model, test_set, eval_config, center=center, eps_ref=ref_report.eps_ref,
-                                  progress=progress)
+                                  progress=progress, data=recipe.data)
                 points.append({"c": float(c), "lam": float(lam), "layers": layers,
                                "accuracy": report.clean_accuracy, "rho2": report.rho2,
                                "fgs_at_ref": report.fgs_at_ref})
     reference_point = {"accuracy": ref_report.clean_accuracy, "rho2": ref_report.rho2, "eps_ref": ref_report.eps_ref,
                        "fgs_at_ref": ref_report.fgs_at_ref}
     table = format_sweep(points, reference_point)
-    write_json_atomic({"model": recipe.model, "dataset": recipe.dataset, "seed": recipe.seed, "recipe": recipe.to_dict(),
-               "reference": reference_point, "points": points, "rho_space": ref_report.rho_space},
-              out_dir / "sweep.json")
+    write_json_atomic(out_dir / "sweep.json", {
+        "model": recipe.model, "dataset": recipe.dataset, "seed": recipe.seed, "recipe": recipe.to_dict(),
+        "reference": reference_point, "points": points, "rho_space": ref_report.rho_space})
     write_text_atomic(out_dir / "sweep.md", table)
     plot_sweep(points, reference_point, out_dir / "sweep.png")
     return SweepResult(points, reference_point, table, out_dir)

@@ -19,13 +19,15 @@ from accelerate.tracking import GeneralTracker
 from accelerate.utils import is_tensorboard_available
 from timm.layers import FrozenBatchNormAct2d, freeze_batch_norm_2d
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import FrozenBatchNorm2d
 from tqdm.auto import tqdm
 
 from .checkpoint import Position, latest_checkpoint, load_checkpoint, load_rng, save_checkpoint
+from .data import DataConfig
 from .defense import LossOutput
 from .errors import DDHubError
+from .loaders import training_loader
 from .methods import Objective, cross_entropy
 
 MAX_CONSECUTIVE_NONFINITE = 10
@@ -109,14 +111,6 @@ def freeze_batchnorm(model: nn.Module) -> int:
     return frozen
 
 
-def epoch_loader(dataset: Dataset, batch_size: int, seed: int, epoch: int) -> DataLoader:
-    """This epoch's shuffled batches: the order is a function of (seed, epoch) only, so a resumed run sees the
-    same batches, and the loader draws nothing from the global RNG (dropout keeps the uninterrupted sequence)."""
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return DataLoader(Subset(dataset, order.tolist()), batch_size=batch_size, shuffle=False,
-                      generator=torch.Generator().manual_seed(seed))
-
-
 def all_finite(accelerator: Accelerator, value: Tensor) -> bool:
     """Whether ``value`` is finite on every process (the same answer everywhere, so ranks skip together)."""
     flag = torch.tensor([float(torch.isfinite(value.detach()).all())], device=accelerator.device)
@@ -157,20 +151,23 @@ def train(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    data: DataConfig | None = None,
 ) -> list[dict]:
     """Train ``model`` in place with ``objective``; returns one dict of mean statistics per epoch.
 
     With ``checkpoint_dir``, a checkpoint is written at the end of every epoch and every ``checkpoint_every``
     batches (when that batch ends an optimizer step); ``resume=True`` continues from the latest checkpoint of this
-    phase (``desc``) there. Epoch records (main process statistics) go to the accelerator's trackers.
+    phase (``desc``) there. Epoch records (main process statistics) go to the accelerator's trackers. ``data``
+    sets the loader's workers (:mod:`dd_hub.loaders`); the batches are a function of (seed, epoch) only.
     """
-    run = _Run(model, config, objective, accelerator or make_accelerator(grad_accumulation=config.grad_accumulation),
-               desc, checkpoint_dir, checkpoint_every)
+    accelerator = accelerator or make_accelerator(grad_accumulation=config.grad_accumulation)
+    loader = training_loader(dataset, config.batch_size, seed, data)
+    run = _Run(model, loader, config, objective, accelerator, desc, checkpoint_dir, checkpoint_every)
     if resume:
         run.restore_latest()
     center = None if center is None else center.to(run.accelerator.device)
     for epoch in range(run.position.epoch, config.epochs):
-        for inputs, labels in run.epoch_batches(dataset, seed, epoch, progress):
+        for inputs, labels in run.epoch_batches(epoch, progress):
             run.step(inputs, labels, center)
         run.end_epoch(epoch)
     run.accelerator.wait_for_everyone()
@@ -180,8 +177,8 @@ def train(
 class _Run:
     """The state of one :func:`train` call and its steps: optimizer, schedule, position, checkpoints."""
 
-    def __init__(self, model: nn.Module, config: TrainConfig, objective: Objective, accelerator: Accelerator,
-                 desc: str, checkpoint_dir: str | Path | None, checkpoint_every: int) -> None:
+    def __init__(self, model: nn.Module, loader: DataLoader, config: TrainConfig, objective: Objective,
+                 accelerator: Accelerator, desc: str, checkpoint_dir: str | Path | None, checkpoint_every: int) -> None:
         self.config, self.objective, self.accelerator = config, objective, accelerator
         self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
         model.train()
@@ -196,6 +193,7 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
                                                               gamma=config.lr_decay)
         self.wrapped, self.optimizer = accelerator.prepare(model, optimizer)
+        self.loader = accelerator.prepare_data_loader(loader)
         self.position = Position(desc)
         self.after_step = getattr(objective, "after_step", None)  # e.g. Parseval's retraction
         self.nonfinite = 0
@@ -216,12 +214,13 @@ class _Run:
         self.accelerator.print(f"resumed {self.position.phase} from {found} (epoch {self.position.epoch + 1}, "
                                f"batch {self.position.step})")
 
-    def epoch_batches(self, dataset: Dataset, seed: int, epoch: int, progress: bool):
+    def epoch_batches(self, epoch: int, progress: bool):
         """This epoch's batches, after those a resumed run already did, with a progress bar."""
         self.wrapped.train()
         if self.config.freeze_bn:
             freeze_batchnorm(self.accelerator.unwrap_model(self.wrapped))
-        loader = self.accelerator.prepare_data_loader(epoch_loader(dataset, self.config.batch_size, seed, epoch))
+        loader = self.loader
+        loader.set_epoch(epoch)
         self.batches = len(loader)
         if self.position.step:
             loader = self.accelerator.skip_first_batches(loader, self.position.step)

@@ -41,6 +41,7 @@ def _worker(out: Path) -> None:
 
     from dd_hub.attacks import deepfool_unrolled
     from dd_hub.defense import DeepDefenseLoss
+    from dd_hub.methods import LossModuleObjective
     from dd_hub.train import TrainConfig
     from dd_hub.train import make_accelerator, train, training_step
 
@@ -49,7 +50,7 @@ def _worker(out: Path) -> None:
     assert accelerator.num_processes == 2 and accelerator.distributed_type.value == "MULTI_CPU"
     model, (inputs, labels) = _model(), _batch()
     single = copy.deepcopy(model)
-    objective = DeepDefenseLoss(lam=15.0, c=25.0, d=5.0, steps=5)
+    objective = LossModuleObjective(DeepDefenseLoss(lam=15.0, c=25.0, d=5.0, steps=5))
     mine = slice(rank * BATCH_PER_RANK, (rank + 1) * BATCH_PER_RANK)
 
     wrapped = accelerator.prepare(model)

@@ -26,6 +26,7 @@ def _worker(out: Path, kill_at_step: int, kill_in_save: int, resume: bool) -> No
     import dd_hub.checkpoint
     from dd_hub.data import create_dataset
     from dd_hub.defense import DeepDefenseLoss
+    from dd_hub.methods import LossModuleObjective
     from dd_hub.models import NormalizedModel
     from dd_hub.train import TrainConfig
     from dd_hub.train import train
@@ -34,7 +35,7 @@ def _worker(out: Path, kill_at_step: int, kill_in_save: int, resume: bool) -> No
     model = NormalizedModel(nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.3),
                                           nn.Linear(64, 10)), (0.1307,), (0.3081,))
     data = Subset(create_dataset("mnist-5k", "train"), range(SAMPLES))
-    loss, calls, saves = DeepDefenseLoss(), [0], [0]
+    loss, calls, saves = LossModuleObjective(DeepDefenseLoss()), [0], [0]
 
     def objective(*args, **kwargs):
         calls[0] += 1
