@@ -214,6 +214,9 @@ def test_loading_a_config_that_does_not_fit_the_weights_is_clear(model_dir, tmp_
     directory, _ = model_dir
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps({**config, "architecture": "dd_mlp_mnist"}))
+    with pytest.raises(DDHubError, match="config.json is not the file metrics.json was measured on"):
+        load(directory)
+    (directory / "metrics.json").unlink()  # a plain timm folder: timm's own strict load decides
     with pytest.raises(DDHubError, match="do not fit"):
         load(directory)
 
