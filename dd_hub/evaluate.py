@@ -11,10 +11,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .attacks import budget, deepfool, fgs_direction, pgd
+from .attacks import deepfool, fgs_direction, pgd, threat_model
+from .attacks.autoattack import autoattack
 from .data import DataConfig
 from .defense import ratio
 from .errors import DDHubError
@@ -45,16 +46,21 @@ class EvalConfig:
     pgd_eps: list[float] = field(default_factory=list)  # absolute budgets, e.g. 0.3 (attacks.BUDGETS)
     sanity: bool = True                     # gradient-masking checks at eps_ref (dd_hub.sanity)
     sanity_max_examples: int | None = 500
-    autoattack: list[str] = field(default_factory=list)  # threat models of attacks.BUDGETS, e.g. ['mnist-linf']
-    autoattack_max_examples: int | None = 1000          # AutoAttack is costly: Square alone is 5,000 queries
+    autoattack: list[str] | None = None     # threat models (attacks.THREAT_MODELS); None: the dataset's standard ones
+    autoattack_version: str = "auto"        # 'custom' (autoattack_attacks), 'standard', or 'auto': standard on a GPU
+    autoattack_attacks: list[str] = field(default_factory=lambda: ["apgd-ce", "apgd-t"])  # the 'custom' set
+    autoattack_max_examples: int | None = 1000          # a class-balanced subset of the evaluation set
 
     def __post_init__(self) -> None:
         if self.rho_space not in ("pixel", "centered"):
             raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
         if self.pgd_norm not in ("linf", "l2"):
             raise DDHubError(f"pgd_norm must be 'linf' or 'l2', not '{self.pgd_norm}'")
-        for name in self.autoattack:
-            budget(name)  # a one-line error naming the valid threat models
+        for name in self.autoattack or []:
+            threat_model(name)  # a one-line error naming the valid threat models
+        if self.autoattack_version not in ("auto", "custom", "standard"):
+            raise DDHubError(f"autoattack_version must be 'auto', 'custom' or 'standard', not "
+                             f"'{self.autoattack_version}'")
 
 
 @dataclass
@@ -241,47 +247,44 @@ def _sanity(run: _Evaluation, clean: float, eps_ref: float, fgs: dict, at_ref: d
 
 
 def _autoattack(run: _Evaluation) -> dict[str, dict]:
-    config, results = run.config, {}
+    """Robust accuracy under the reference AutoAttack at each threat model, on a class-balanced subset, each batch
+    attacked on its own process; the settings and AutoAttack's own check flags go with each figure."""
+    config = run.config
+    version = config.autoattack_version
+    if version == "auto":
+        version = "standard" if run.device.type == "cuda" else "custom"
+    attacks = list(config.autoattack_attacks) if version == "custom" else None
+    subset = balanced_subset(run.dataset, config.autoattack_max_examples, config.subset_seed)
+    batches = EvalBatches(subset, config.batch_size)
+    results = {}
     for name in config.autoattack:
-        norm, eps = budget(name)
-        subset = balanced_subset(run.dataset, config.autoattack_max_examples, config.subset_seed)
-        accuracy = autoattack_accuracy(run.model, subset, norm=norm, eps=eps, batch_size=config.batch_size)
+        norm, eps = threat_model(name)
+        robust = total = 0
+        flags: list[str] = []
+        metadata: dict = {}
+        for _, (images, labels) in tqdm(batches, desc=f"AutoAttack {name}", leave=False, disable=not run.progress):
+            result = autoattack(run.model, images.to(run.device), labels.to(run.device), norm=norm, eps=eps,
+                                version=version, attacks=attacks, seed=config.subset_seed,
+                                batch_size=config.batch_size)
+            robust += int(result.robust.sum())
+            total += len(labels)
+            flags += [flag for flag in result.flags if flag not in flags]
+            metadata = result.metadata
+        accuracy = batches.total(robust) / batches.total(total)
         results[name] = {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": len(subset),
-                         "implementation": "torchattacks AutoAttack standard"}
+                         "version": version, "attacks": list(metadata.get("attacks", attacks or [])),
+                         "implementation": f"{metadata.get('package', 'pyautoattack')} "
+                                           f"{metadata.get('package_version', '')}".strip(),
+                         "seed": config.subset_seed, "flags": sorted(set(_gathered(batches, flags)))}
     return results
 
 
-def autoattack_accuracy(model: nn.Module, dataset: Dataset, *, norm: str = "linf", eps: float,
-                        n_classes: int | None = None, max_examples: int | None = None, batch_size: int = 250,
-                        seed: int = 0) -> float:
-    """Robust accuracy under torchattacks' AutoAttack ``standard`` (APGD-CE, APGD-T, FAB-T, Square), an optional
-    extra (``pip install torchattacks``). Not the reference fra31/auto-attack: do not report it as RobustBench.
-    ``n_classes`` defaults to the width of the model's logits."""
-    try:
-        import torchattacks
-    except ImportError:
-        raise DDHubError("AutoAttack needs torchattacks: pip install 'torchattacks>=3.5'") from None
-    if norm not in ("linf", "l2"):
-        raise DDHubError(f"AutoAttack norm must be 'linf' or 'l2', not '{norm}'")
-    dataset = balanced_subset(dataset, max_examples)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    if n_classes is None:
-        with torch.no_grad():
-            n_classes = model(dataset[0][0].unsqueeze(0).to(device)).shape[1]
-    attack = torchattacks.AutoAttack(model, norm="Linf" if norm == "linf" else "L2", eps=eps, version="standard",
-                                     n_classes=n_classes, seed=seed)
-    hits = total = 0
-    try:
-        for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            images, labels = images.to(device), labels.to(device)
-            with torch.no_grad():
-                hits += (model(attack(images, labels)).argmax(1) == labels).sum().item()
-            total += len(labels)
-    finally:
-        model.train(was_training)
-    return hits / total
+def _gathered(batches: EvalBatches, items: list) -> list:
+    if batches.state.num_processes == 1:
+        return items
+    from accelerate.utils import gather_object
+
+    return gather_object(items)
 
 
 def _key(value: float) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .atomic_io import copy_atomic, write_bytes_atomic, write_text_atomic
-from .card import CURVE_NAME, card_metrics
+from .card import card_metrics
 from .errors import DDHubError
 from .hub_client import hub_api, hub_errors, resolve_token, validate_repo_id
 from .upload import CARD_NAME, card_files
@@ -106,9 +106,11 @@ def add_card(model_dir: str | Path, cards_dir: str | Path, repo_id: str) -> Path
     model_dir, target = Path(model_dir), Path(cards_dir) / repo_id.split("/")[-1]
     files = card_files(model_dir, repo_id)
     target.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(target / CARD_NAME, files[CARD_NAME])
-    if CURVE_NAME in files:
-        copy_atomic(files[CURVE_NAME], target / CURVE_NAME)
+    for name, source in files.items():
+        if name == CARD_NAME:
+            write_bytes_atomic(target / name, source)
+        elif name.endswith(".png"):
+            copy_atomic(source, target / name)
     return target
 
 

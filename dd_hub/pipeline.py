@@ -14,6 +14,7 @@ import torch
 from accelerate.utils import set_seed
 
 from . import run_dir
+from .attacks.threat_models import standard_threat_models
 from .atomic_io import write_json_atomic, write_text_atomic
 from .card import render_card
 from .data import create_dataset, mean_image
@@ -22,7 +23,7 @@ from .evaluate import Report, evaluate, format_comparison
 from .methods import create_objective
 from .model_dir import architecture_name, load, save_model
 from .models import unwrap
-from .plots import CURVE_NAME, render_curve
+from .plots import CURVE_NAME, TRAINING_NAME, render_curve, render_training
 from .recipes import Recipe, eval_config_from_dict
 from .starting_model import Start, prepare_start, train_reference
 from .train import make_accelerator, train
@@ -111,12 +112,16 @@ def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, p
 def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Report, history: list[dict]) -> dict:
     """The content of metrics.json: what was trained, from where, how, and both evaluations."""
     architecture = architecture_name(start.model)
+    suffix = "deepdefense" if recipe.method == "deep_defense" else recipe.method.replace("_", "-")
     return {
         "dd_hub_version": __version__,
         "seed": recipe.seed,
-        "model": {"architecture": architecture, "repo_name": f"{architecture}-{recipe.dataset}-deepdefense",
+        "model": {"architecture": architecture, "repo_name": f"{architecture}-{recipe.dataset}-{suffix}",
                   "dataset": recipe.dataset, "dataset_hub_id": start.spec.hub_id, "base_model": start.base_model,
+                  "dataset_card_name": start.spec.card_name or recipe.dataset, "dataset_split": start.spec.hub_split,
                   "start": start.weights, "provenance": start.provenance, "num_classes": start.spec.num_classes,
+                  "license": recipe.license or unwrap(start.model).pretrained_cfg.get("license") or "other",
+                  "method": recipe.method,
                   "skipped_images": start.skipped},
         "recipe": recipe.to_dict(),
         "hardened": hardened.to_dict(),
@@ -134,7 +139,9 @@ def write_outputs(out_dir: str | Path, model: torch.nn.Module, metrics: dict, *,
     save_model(model, staging, label_names=label_names)
     write_json_atomic(staging / run_dir.METRICS_NAME, metrics)
     render_curve(metrics, staging / CURVE_NAME)
-    write_text_atomic(staging / "README.md", render_card(metrics, table, curve_file=CURVE_NAME))
+    training = TRAINING_NAME if render_training(metrics, staging / TRAINING_NAME) else None
+    write_text_atomic(staging / "README.md", render_card(metrics, table, curve_file=CURVE_NAME,
+                                                         training_file=training))
     run_dir.commit(out_dir)
 
 
@@ -155,6 +162,8 @@ def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data
     if dataset is None:
         raise DDHubError(f"{name_or_path} records no dataset (no dd-hub metrics.json); pass --dataset NAME")
     config = eval_config_from_dict({**measured.get("evaluation", {}), **(overrides or {})})
+    if config.autoattack is None:
+        config.autoattack = standard_threat_models(dataset)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model.to(torch.device(target))

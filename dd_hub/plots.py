@@ -11,6 +11,7 @@ from pathlib import Path
 from .atomic_io import write_bytes_atomic
 
 CURVE_NAME = "robustness_curve.png"
+TRAINING_NAME = "training_curve.png"
 
 
 def save_figure(figure, path: str | Path) -> Path:
@@ -24,15 +25,12 @@ def save_figure(figure, path: str | Path) -> Path:
 
 
 def attack_curves(report: dict) -> list[tuple[str, dict, dict, dict]]:
-    """(attack, {eps: acc}, {fraction of eps_ref: acc}, settings) for the attacks a report holds."""
+    """(attack, {eps: acc}, {fraction of eps_ref: acc}, settings) of the epsilon-curve attacks a report holds (FGS,
+    PGD); AutoAttack's figures are per threat model (``report['autoattack']``)."""
     attacks = [("fgs", report.get("fgs", {}), report.get("fgs_at_ref", {}), {"norm": "linf"})]
     if report.get("pgd") or report.get("pgd_at_ref"):
         settings = {k: v for k, v in report.get("pgd_settings", {}).items() if k in ("norm", "steps", "restarts")}
         attacks.append(("pgd", report.get("pgd", {}), report.get("pgd_at_ref", {}), settings))
-    for norm in ("linf", "l2"):
-        at_eps = {f"{r['eps']:.6g}": r["accuracy"] for r in report.get("autoattack", {}).values() if r["norm"] == norm}
-        if at_eps:
-            attacks.append(("autoattack", at_eps, {}, {"norm": norm, "version": "standard (torchattacks)"}))
     return attacks
 
 
@@ -46,30 +44,72 @@ def curve_points(report: dict, attack: str = "fgs") -> list[tuple[float, float]]
 
 
 def render_curve(metrics: dict, path: str | Path) -> Path:
-    """Plot accuracy under FGS (and Linf PGD) versus epsilon, hardened and reference, to a PNG, atomically.
+    """Accuracy versus epsilon, measured points only (no interpolation), reference and hardened: an Linf panel
+    (FGS, PGD, AutoAttack) and an L2 panel (AutoAttack, L2 PGD). Written atomically; the same metrics give the
+    same bytes."""
+    from matplotlib.figure import Figure
 
-    The same metrics give the same bytes: no timestamp or software version goes into the PNG metadata.
-    """
+    figure = Figure(figsize=(8, 3.5), dpi=100)
+    panels = dict(zip(("linf", "l2"), figure.subplots(1, 2)))
+    markers = {"fgs": "o", "pgd": "s", "autoattack": "*"}
+    for key, color in (("reference", "tab:blue"), ("hardened", "tab:orange")):
+        report = metrics.get(key)
+        if report is None:
+            continue
+        for norm, axes in panels.items():
+            for attack, points in _measured(report, norm).items():
+                eps, accuracy = zip(*points)
+                axes.plot(eps, [100 * a for a in accuracy], linestyle="none", marker=markers[attack], color=color,
+                          markersize=9 if attack == "autoattack" else 5, label=f"{key}, {attack.upper()}")
+    for norm, axes in panels.items():
+        axes.set_xlabel(f"epsilon ({'Linf' if norm == 'linf' else 'L2'}, [0, 1] pixel space)")
+        axes.set_ylabel("accuracy (%)")
+        axes.set_ylim(-2, 102)
+        axes.grid(alpha=0.3)
+        if axes.has_data():
+            axes.legend(fontsize=7)
+    eps_ref = metrics["hardened"].get("eps_ref")
+    if eps_ref:
+        panels["linf"].axvline(eps_ref, color="grey", linewidth=0.8, linestyle=":")
+    figure.suptitle(f"{metrics['model']['architecture']} on {metrics['model']['dataset']}: measured points")
+    return save_figure(figure, path)
+
+
+def _measured(report: dict, norm: str) -> dict[str, list[tuple[float, float]]]:
+    """attack -> sorted (eps, accuracy) points of one norm, each attack's list starting at the clean accuracy."""
+    clean = (0.0, report["clean_accuracy"])
+    points: dict[str, list[tuple[float, float]]] = {}
+    for attack, _, _, settings in attack_curves(report):
+        if settings.get("norm", "linf") == norm:
+            points[attack] = [clean] + [p for p in curve_points(report, attack) if p[0] > 0]
+    autoattack = [(r["eps"], r["accuracy"]) for r in report.get("autoattack", {}).values() if r["norm"] == norm]
+    if autoattack:
+        points["autoattack"] = [clean] + sorted(autoattack)
+    return points
+
+
+def render_training(metrics: dict, path: str | Path) -> Path | None:
+    """The paper's Fig. 2 from the training log: accuracy and mean unrolled-DeepFool rho_2 of the training batches
+    per hardening epoch. None (nothing written) when the log holds no epoch."""
+    records = [r for r in metrics.get("training", []) if "acc" in r]
+    if not records:
+        return None
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(5, 3.5), dpi=100)
-    axes = figure.add_subplot()
-    linf_attacks = [a for a, _, _, settings in attack_curves(metrics["hardened"]) if settings.get("norm") == "linf"]
-    for attack, line in zip(linf_attacks, ("-", "--")):
-        for key, marker, color in (("reference", "o", "tab:blue"), ("hardened", "s", "tab:orange")):
-            if key in metrics:
-                eps, accuracy = zip(*curve_points(metrics[key], attack))
-                axes.plot(eps, [100 * a for a in accuracy], marker=marker, linestyle=line, color=color,
-                          label=f"{key}, {attack.upper()}")
-    eps_ref = metrics["hardened"].get("eps_ref")
-    if eps_ref:
-        axes.axvline(eps_ref, color="grey", linewidth=0.8, linestyle=":", label=f"eps_ref = {eps_ref:.3g}")
-    axes.set_xlabel("epsilon (Linf, [0, 1] pixel space)")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_ylim(0, 100)
-    axes.set_title(f"{metrics['model']['architecture']} on {metrics['model']['dataset']}")
-    axes.grid(alpha=0.3)
-    axes.legend()
+    accuracy_axes = figure.add_subplot()
+    epochs = [r["epoch"] for r in records]
+    accuracy_axes.plot(epochs, [100 * r["acc"] for r in records], "o-", color="tab:orange", label="accuracy")
+    accuracy_axes.set_xlabel("hardening epoch")
+    accuracy_axes.set_ylabel("training-batch accuracy (%)", color="tab:orange")
+    if any("rho" in r for r in records):
+        rho_axes = accuracy_axes.twinx()
+        rho_axes.plot([r["epoch"] for r in records if "rho" in r], [r["rho"] for r in records if "rho" in r],
+                      "s--", color="tab:green", label="rho_2")
+        rho_axes.set_ylabel("mean rho_2 of the unrolled DeepFool", color="tab:green")
+    accuracy_axes.set_xticks(epochs)
+    accuracy_axes.grid(alpha=0.3)
+    figure.suptitle(f"{metrics['model']['architecture']}: training log per epoch")
     return save_figure(figure, path)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .attacks.threat_models import standard_threat_models
 from .data import DataConfig
 from .defense import DeepDefenseConfig
 from .errors import DDHubError
@@ -36,6 +37,7 @@ class Recipe:
     method: str = "deep_defense"
     seed: int = 1234
     pretrained: bool = False                # start from the library's pretrained weights
+    license: str | None = None              # the card's license; None: the starting model's (timm's pretrained_cfg)
     rho_space: str = "pixel"                # space of ||r||/||x|| in the regularizer and in rho_2
     max_train_examples: int | None = None   # train on the first N training images only (smoke tests, sweeps)
     reference: TrainConfig | None = None    # trains the starting model when no weights are given
@@ -52,6 +54,8 @@ class Recipe:
         if self.rho_space not in ("pixel", "centered"):
             raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
         self.evaluation.rho_space = self.rho_space
+        if self.evaluation.autoattack is None:
+            self.evaluation.autoattack = standard_threat_models(self.dataset)
 
     def to_dict(self) -> dict:
         return asdict(self)

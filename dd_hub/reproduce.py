@@ -19,9 +19,10 @@ from accelerate.utils import set_seed
 
 from .atomic_io import write_json_atomic, write_text_atomic
 from .errors import DDHubError
-from .evaluate import Report, evaluate
+from .evaluate import Report, evaluate, format_comparison
 from .methods import create_objective, list_methods
 from .model_dir import save_model
+from .pipeline import run_metrics, write_outputs
 from .recipes import Recipe
 from .starting_model import Start, prepare_start, train_reference
 from .train import make_accelerator, train
@@ -100,8 +101,7 @@ def reproduce(
                         data=recipe.data)
         models, history = _fine_tune_all(start, recipe, methods, seed, accelerator, progress, echo)
         reports = _evaluate_all(models, start, recipe, eps_ref_from, progress, echo)
-        for name in names:
-            save_model(models[name], out_dir / f"seed{seed}" / name, label_names=start.spec.label_names)
+        _write_models(out_dir / f"seed{seed}", models, reports, history, recipe, start)
         runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref, "training": history,
                      "reports": {name: reports[name].to_dict() for name in names}})
     results = {
@@ -141,6 +141,18 @@ def _evaluate_all(models: dict[str, torch.nn.Module], start: Start, recipe: Reci
             reports[name] = evaluate(model, start.test_set, recipe.evaluation, center=start.center,
                                      eps_ref=reports[eps_ref_from].eps_ref, progress=progress, data=recipe.data)
     return {name: reports[name] for name in models}
+
+
+def _write_models(seed_dir: Path, models: dict, reports: dict[str, Report], history: dict, recipe: Recipe,
+                  start: Start) -> None:
+    """The reference's weights, and for every method a complete model directory (weights, metrics.json with the
+    reference's figures beside its own, card, figures), like `dd-hub harden` writes."""
+    save_model(models["reference"], seed_dir / "reference", label_names=start.spec.label_names)
+    for method in history:
+        method_recipe = dataclasses.replace(recipe, method=method)
+        metrics = run_metrics(method_recipe, start, reports[method], reports["reference"], history[method])
+        write_outputs(seed_dir / method, models[method], metrics, label_names=start.spec.label_names,
+                      table=format_comparison({"reference": reports["reference"], method: reports[method]}))
 
 
 def _metrics(report: dict) -> dict[str, float]:

@@ -9,15 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic_io import read_json_object
-from .card import CURVE_NAME, render_card
+from .card import render_card
 from .errors import DDHubError
 from .hub_client import hub_api, hub_errors, resolve_token, validate_repo_id
+from .plots import CURVE_NAME, TRAINING_NAME
 from .model_dir import CONFIG_NAME, WEIGHTS_NAME, check_model_dir
 from .run_dir import check_complete
 
 CARD_NAME = "README.md"
 METRICS_NAME = "metrics.json"
-UPLOADED = (CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, CURVE_NAME)
+UPLOADED = (CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, CURVE_NAME, TRAINING_NAME)
 USER_PLACEHOLDER = "<user>"
 
 
@@ -48,9 +49,10 @@ def card_files(model_dir: Path, repo_id: str) -> dict[str, str | bytes]:
     """Path in the repo -> local file path or content: the uploaded files and the card rendered for ``repo_id``."""
     metrics = read_metrics(model_dir)
     files: dict[str, str | bytes] = {name: str(model_dir / name) for name in UPLOADED if (model_dir / name).is_file()}
-    curve = CURVE_NAME if CURVE_NAME in files else None
+    figures = {"curve_file": CURVE_NAME if CURVE_NAME in files else None,
+               "training_file": TRAINING_NAME if TRAINING_NAME in files else None}
     try:
-        files[CARD_NAME] = render_card(metrics, curve_file=curve, repo_id=repo_id).encode("utf-8")
+        files[CARD_NAME] = render_card(metrics, **figures, repo_id=repo_id).encode("utf-8")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DDHubError(f"{model_dir / METRICS_NAME} lacks what the card needs ({type(exc).__name__}: {exc}); "
                          "rerun `dd-hub harden`") from None

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dd_hub import DDHubError, create_model, fgs, pgd
-from dd_hub.attacks import budget
+from dd_hub.attacks import threat_model
 from dd_hub.data import create_dataset
 
 torchattacks = pytest.importorskip("torchattacks")
@@ -103,23 +103,23 @@ def test_bad_arguments_and_presets():
         pgd(torch.nn.Identity(), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), eps=0.1, norm="l1")
     with pytest.raises(DDHubError, match="FGS norm"):
         fgs(torch.nn.Identity(), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), eps=0.1, norm="inf")
-    assert budget("cifar10-linf") == ("linf", 8 / 255)
+    assert threat_model("cifar10-linf") == ("linf", 8 / 255)
     with pytest.raises(DDHubError, match="threat model"):
-        budget("svhn")
+        threat_model("svhn")
 
 
 @pytest.mark.slow
 def test_autoattack_is_not_weaker_than_pgd(setup):
-    from dd_hub.evaluate import autoattack_accuracy
+    from dd_hub.attacks.autoattack import autoattack
 
     model, images, labels = setup
-    data = torch.utils.data.TensorDataset(images[:16], labels[:16])
     pgd_acc = _accuracy(model, pgd(model, images[:16], labels[:16], eps=0.05, steps=10,
                                    generator=torch.Generator().manual_seed(0)).adversarial, labels[:16])
-    assert autoattack_accuracy(model, data, eps=0.05) <= pgd_acc + 1 / 16
+    result = autoattack(model, images[:16], labels[:16], norm="linf", eps=0.05)
+    assert result.robust_accuracy <= pgd_acc + 1 / 16
 
 
-def test_evaluate_reports_autoattack_at_named_budgets(setup):
+def test_evaluate_reports_autoattack_at_named_threat_models(setup):
     from dd_hub.card import report_metrics
     from dd_hub.evaluate import EvalConfig, Report, evaluate
 
@@ -130,9 +130,11 @@ def test_evaluate_reports_autoattack_at_named_budgets(setup):
     report = evaluate(model, data, config, progress=False)
     result = report.autoattack["mnist-linf"]
     assert (result["norm"], result["eps"], result["n_examples"]) == ("linf", 0.3, 6)
+    assert result["version"] == "custom" and result["attacks"] == ["apgd-ce", "apgd-t"]
+    assert result["implementation"].startswith("pyautoattack ")
     assert 0.0 <= result["accuracy"] <= report.fgs["0.3"] + 1 / 6  # not weaker than FGS at the same budget
     assert Report.from_dict(report.to_dict()).autoattack == report.autoattack
-    assert report_metrics(report.to_dict())["autoattack@0.3"] == result["accuracy"]
+    assert report_metrics(report.to_dict())["autoattack@mnist-linf"] == result["accuracy"]
 
 
 def test_unknown_autoattack_budget_is_a_clear_error():

@@ -6,9 +6,10 @@ clips to the valid box by default and ``bounds=None`` leaves the result unconstr
 """
 from .deepfool import UnrolledResult, deepfool, deepfool_unrolled
 from .fgs import fgs, fgs_direction
-from .pgd import BUDGETS, budget, pgd
+from .pgd import pgd
 from .random_search import random_search
 from .result import AttackResult
+from .threat_models import THREAT_MODELS, standard_threat_models, threat_model
 
-__all__ = ["AttackResult", "BUDGETS", "UnrolledResult", "budget", "deepfool", "deepfool_unrolled", "fgs",
-           "fgs_direction", "pgd", "random_search"]
+__all__ = ["AttackResult", "THREAT_MODELS", "UnrolledResult", "deepfool", "deepfool_unrolled", "fgs", "fgs_direction",
+           "pgd", "random_search", "standard_threat_models", "threat_model"]

@@ -16,25 +16,6 @@ from .result import AttackResult, check_norm, predictions
 
 Loss = Callable[[Tensor, Tensor], Tensor]  # (logits, targets) -> per-sample loss
 
-#: Named threat models: (norm, eps) in [0, 1] pixel units. The RobustBench leaderboards' budgets, plus the MNIST
-#: budgets of the literature (Madry et al.'s Linf 0.3; L2 2.0 as in Croce & Hein's MNIST evaluations).
-BUDGETS: dict[str, tuple[str, float]] = {
-    "cifar10-linf": ("linf", 8 / 255),
-    "cifar10-l2": ("l2", 0.5),
-    "imagenet-linf": ("linf", 4 / 255),
-    "mnist-linf": ("linf", 0.3),
-    "mnist-l2": ("l2", 2.0),
-}
-
-
-def budget(name: str) -> tuple[str, float]:
-    """``(norm, eps)`` of a named threat model, e.g. ``budget('cifar10-linf') == ('linf', 8/255)``."""
-    try:
-        return BUDGETS[name]
-    except KeyError:
-        raise DDHubError(f"unknown threat model '{name}'; choose one of: {', '.join(BUDGETS)}") from None
-
-
 def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits, labels, reduction="none")
 
