@@ -1,11 +1,14 @@
-"""How to compute the candidate classes' input gradients: the measurement behind ``_margin_gradients``' choice.
+"""How to compute the candidate classes' input gradients: the measurement behind ``candidate_gradients='auto'``.
 
-    python benchmarks/candidate_gradients.py [--device cuda] [--repeats 5]
+    python benchmarks/candidate_gradients.py [--device cuda] [--repeats 5] [--models lenet,resnet18,resnet18-imagenet]
 
-For one DeepFool iteration on the benchmark models (see bench.py), times three ways of getting the input gradient of
-each of the 9 candidate margins (identical results, checked): one ``autograd.grad`` per candidate through the
-retained graph ("loop"), one batched call with ``is_grads_batched=True`` ("vmap"), and an expanded batch (inputs
-replicated per candidate, one forward, one backward). Also prints how many DeepFool iterations LeNet's images need (attack, and Deep Defense's unrolling).
+For one DeepFool iteration on the benchmark models (see bench.py; the ImageNet-scale ones at bench.py's default
+batch), times three ways of getting the input gradient of each of the 9 candidate margins (equal results, checked
+to 1e-6): one ``autograd.grad`` per candidate through the retained graph ("loop", dd-hub's
+``candidate_gradients='loop'``), one batched call with ``is_grads_batched=True`` ("vmap", dd-hub's ``'batched'``),
+and an expanded batch (inputs replicated per candidate, one forward, one backward). ``'auto'`` is the loop on CPU
+and batched on CUDA. Also prints how many DeepFool iterations LeNet's images need (attack, and Deep Defense's
+unrolling).
 """
 from __future__ import annotations
 

@@ -26,8 +26,12 @@ def naive_deepfool_unrolled(
     iterate: str = "reference",
     eps: float | None = None,
     bounds: tuple[float, float] | None = None,
+    candidate_gradients: str = "auto",
 ) -> UnrolledResult:
-    """Unrolled L2 DeepFool, every candidate gradient in the graph; drop-in for ``deepfool_unrolled``."""
+    """Unrolled L2 DeepFool, every candidate gradient in the graph; drop-in for ``deepfool_unrolled``.
+
+    ``candidate_gradients`` is accepted for the drop-in and ignored: every candidate gets its own create-graph
+    backward here."""
     if bounds is not None or iterate != "reference":
         raise NotImplementedError("the naive reference covers the Deep Defense setting (bounds=None) with the "
                                   "reference iteration only (tests/test_authors_unroll.py has the authors' rule)")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks.deepfool import ITERATE, deepfool_unrolled
+from .attacks.deepfool import ITERATE, check_candidate_gradients, deepfool_unrolled
 from .errors import DDHubError
 
 _STOCHASTIC = ("Dropout", "DropPath", "DropBlock")
@@ -37,12 +37,14 @@ class DeepDefenseConfig:
     regularize_layers: list[str] = field(default_factory=list)  # regularize only these layers (Fig. 4); [] = all
     iterate: str = "reference"          # unrolled DeepFool: 'reference' (LTS4) or 'authors' (the paper's code)
     authors_eps: float = 1e-5           # 'authors' only: added to every gradient element inside the norms
+    candidate_gradients: str = "auto"   # the candidates' input gradients: 'auto' (batched on CUDA), 'batched', 'loop'
 
     def __post_init__(self) -> None:
         if self.iterate not in ITERATE:
             raise DDHubError(f"defense.iterate must be 'reference' or 'authors', not '{self.iterate}'")
         if not self.authors_eps > 0:
             raise DDHubError(f"defense.authors_eps must be > 0, not {self.authors_eps}")
+        check_candidate_gradients(self.candidate_gradients, "defense.candidate_gradients")
 
 
 @dataclass
@@ -130,7 +132,8 @@ class DeepDefenseLoss(nn.Module):
         eps = None if cfg.iterate == "reference" else cfg.authors_eps * (scale or 1.0)
         with stochastic_layers_off(model):
             result = deepfool_unrolled(attacked, inputs, labels, steps=cfg.steps, candidates=cfg.candidates,
-                                       overshoot=cfg.overshoot, iterate=cfg.iterate, eps=eps)
+                                       overshoot=cfg.overshoot, iterate=cfg.iterate, eps=eps,
+                                       candidate_gradients=cfg.candidate_gradients)
         rho = ratio(result.perturbation, inputs, center)
         exponent = torch.where(result.correct, -cfg.c * rho, cfg.d * rho)
         regularizer = cfg.lam * torch.exp(exponent).sum() / len(inputs)

@@ -50,8 +50,12 @@ class EvalConfig:
     autoattack_version: str = "auto"        # 'custom' (autoattack_attacks), 'standard', or 'auto': standard on a GPU
     autoattack_attacks: list[str] = field(default_factory=lambda: ["apgd-ce", "apgd-t"])  # the 'custom' set
     autoattack_max_examples: int | None = 1000          # a class-balanced subset of the evaluation set
+    candidate_gradients: str = "auto"       # DeepFool's candidate gradients: 'auto' (CUDA: batched), 'batched', 'loop'
 
     def __post_init__(self) -> None:
+        if self.candidate_gradients not in ("auto", "batched", "loop"):
+            raise DDHubError(f"candidate_gradients must be 'auto', 'batched' or 'loop', not "
+                             f"'{self.candidate_gradients}'")
         if self.rho_space not in ("pixel", "centered"):
             raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
         if self.pgd_norm not in ("linf", "l2"):
@@ -124,7 +128,8 @@ class _Evaluation:
             with torch.no_grad():
                 columns["correct"].append((index, self.model(images).argmax(1) == labels))
             result = deepfool(self.model, images, steps=cfg.deepfool_steps, candidates=cfg.candidates,
-                              overshoot=cfg.overshoot, bounds=(0.0, 1.0) if cfg.clip else None)
+                              overshoot=cfg.overshoot, bounds=(0.0, 1.0) if cfg.clip else None,
+                              candidate_gradients=cfg.candidate_gradients)
             columns["rho"].append((index, ratio(result.perturbation, images, center)))
             columns["success"].append((index, result.success))
             columns["iterations"].append((index, result.iterations))

@@ -17,9 +17,20 @@ Two iteration rules (``iterate``), which differ only in where they linearise and
   ``w`` (5e-6 for MNIST, 1e-5 otherwise in that code), no minimum step; for misclassified samples the numerator
   ``f`` is measured against the previous iteration's source class while ``w`` uses the current one (the code's
   one-iteration lag; they differ only when the prediction switches to a third class).
+
+Every iteration needs the input gradient of each candidate's margin, all taken from one shared forward;
+``candidate_gradients`` says how (both give the same values, see tests/test_candidate_gradients.py):
+
+- ``'loop'``: one ``autograd.grad`` per candidate through the retained graph;
+- ``'batched'``: one ``autograd.grad(..., is_grads_batched=True)`` (vmap over the backward) for all candidates. If
+  the backward has an op without a batching rule (vmap raises), the call warns once
+  (:class:`CandidateGradientsWarning`) and uses the loop for the rest of the run;
+- ``'auto'`` (default): batched on CUDA, the loop elsewhere (the loop measured as fast or faster on CPU,
+  docs/performance.md).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -29,9 +40,20 @@ from ..errors import DDHubError
 from .result import AttackResult, check_norm, clip, norms
 
 ITERATE = ("reference", "authors")
+CANDIDATE_GRADIENTS = ("auto", "batched", "loop")
 MIN_STEP = 1e-4  # added to every step's length by the reference rule, as LTS4/DeepFool and foolbox do
 REFERENCE_EPS = 1e-8
 AUTHORS_EPS = 1e-5
+
+
+class CandidateGradientsWarning(UserWarning):
+    """The batched candidate gradients failed (an op without a batching rule); the per-candidate loop is used."""
+
+
+def check_candidate_gradients(value: str, where: str = "candidate_gradients") -> None:
+    """A one-line error unless ``value`` is one of :data:`CANDIDATE_GRADIENTS`."""
+    if value not in CANDIDATE_GRADIENTS:
+        raise DDHubError(f"{where} must be 'auto', 'batched' or 'loop', not '{value}'")
 
 
 @dataclass
@@ -64,6 +86,7 @@ def deepfool(
     overshoot: float = 0.02,
     norm: str = "l2",
     bounds: tuple[float, float] | None = (0.0, 1.0),
+    candidate_gradients: str = "auto",
 ) -> AttackResult:
     """Minimal perturbation that moves each input out of class ``labels`` (untargeted DeepFool).
 
@@ -71,9 +94,11 @@ def deepfool(
     with no perturbation). ``norm``: ``'l2'`` or ``'linf'``. Up to ``steps`` iterations over the top
     ``candidates`` classes; the result includes the ``overshoot``. ``bounds`` clips every iterate to the box;
     ``None`` (the paper's and LTS4's semantics, used for rho_2) leaves it unconstrained.
+    ``candidate_gradients``: ``'auto'``, ``'batched'`` or ``'loop'`` (module docstring).
     ``iterations``: steps taken per sample.
     """
     check_norm(norm, "DeepFool")
+    check_candidate_gradients(candidate_gradients)
     inputs = inputs.detach()
     with torch.no_grad():
         logits = model(inputs)
@@ -85,7 +110,7 @@ def deepfool(
     towards = torch.zeros_like(labels, dtype=torch.bool)
     adversarial, iterations, success = _deepfool_loop(
         model, inputs, labels, targets, towards, steps=steps, overshoot=overshoot, rule=_Rule.reference(norm),
-        bounds=bounds, differentiable=False)
+        bounds=bounds, differentiable=False, gradients=_CandidateGradients(candidate_gradients))
     return AttackResult(inputs, adversarial.detach(), success, iterations)
 
 
@@ -100,6 +125,7 @@ def deepfool_unrolled(
     iterate: str = "reference",
     eps: float | None = None,
     bounds: tuple[float, float] | None = None,
+    candidate_gradients: str = "auto",
 ) -> UnrolledResult:
     """L2 DeepFool whose perturbation is a differentiable function of the model's parameters (double backprop).
 
@@ -107,7 +133,9 @@ def deepfool_unrolled(
     classes; misclassified ones get two-class DeepFool towards their label (``labels=None``: the predictions, all
     correct). ``iterate``: ``'reference'`` or ``'authors'`` (module docstring); ``eps``: that rule's numerical
     guard (default 1e-8 for ``'reference'``, added to ``||w||``; 1e-5 for ``'authors'``, added to every element of
-    ``w``). ``bounds=None`` (Deep Defense's setting) leaves the iterates unconstrained.
+    ``w``). ``bounds=None`` (Deep Defense's setting) leaves the iterates unconstrained. ``candidate_gradients``:
+    how the candidates' gradients (used only to pick the class) are computed, ``'auto'``, ``'batched'`` or
+    ``'loop'`` (module docstring); it does not change the result.
 
     Gradient flows through every iterate, logit difference and chosen direction; only the class choices and the
     stopping masks are constants. The target class is picked from gradients computed without a graph, then only
@@ -116,6 +144,7 @@ def deepfool_unrolled(
     """
     if iterate not in ITERATE:
         raise DDHubError(f"iterate must be 'reference' or 'authors', not '{iterate}'")
+    check_candidate_gradients(candidate_gradients)
     inputs = inputs.detach()
     with torch.no_grad():
         logits = model(inputs)
@@ -126,7 +155,7 @@ def deepfool_unrolled(
     rule = _Rule.reference("l2", eps) if iterate == "reference" else _Rule.authors(eps)
     adversarial, iterations, success = _deepfool_loop(
         model, inputs, labels, targets, ~correct, steps=steps, overshoot=overshoot, rule=rule, bounds=bounds,
-        differentiable=True)
+        differentiable=True, gradients=_CandidateGradients(candidate_gradients))
     return UnrolledResult(adversarial - inputs, iterations, success, correct)
 
 
@@ -190,6 +219,7 @@ def _deepfool_loop(
     rule: _Rule,
     bounds: tuple[float, float] | None,
     differentiable: bool,
+    gradients: "_CandidateGradients",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The shared DeepFool iteration; returns the final point ``x0 + (1 + overshoot) * r_tot``, iterations, success.
 
@@ -197,8 +227,8 @@ def _deepfool_loop(
     ``x0 + (1 + overshoot) * r_tot``; until then its source class is ``labels[i]`` (away) or the argmax at the
     linearisation point (towards) and its candidate classes are ``targets[i]``. Cost per iteration: one forward of
     the unfinished rows (two for the authors' rule, whose test and linearisation points differ) and one backward
-    per candidate column; rows that finish are dropped before any backward is spent on them (one host
-    synchronisation per iteration, to size the shrunk batch).
+    per candidate column (``gradients``: a loop of them, or one batched call); rows that finish are dropped before
+    any backward is spent on them (one host synchronisation per iteration, to size the shrunk batch).
     """
     batch = x0.shape[0]
     r_tot = torch.zeros_like(x0)
@@ -234,7 +264,7 @@ def _deepfool_loop(
             numerator_source = previous[active]
             previous[active] = source
         step_r = _boundary_step(logits, x, keep, source, targets[active], rule=rule, differentiable=differentiable,
-                                numerator_source=numerator_source)
+                                gradients=gradients, numerator_source=numerator_source)
         if differentiable:
             r_tot = r_tot.index_add(0, active, step_r)
         else:
@@ -276,6 +306,7 @@ def _boundary_step(
     *,
     rule: _Rule,
     differentiable: bool,
+    gradients: "_CandidateGradients",
     numerator_source: Tensor | None = None,
 ) -> Tensor:
     """Step of the rows ``keep`` (``None``: all) to their nearest linearised boundary from ``source`` to a target.
@@ -290,7 +321,7 @@ def _boundary_step(
     margins = target_logits - logits.gather(1, source[:, None])  # (n, m), all <= 0 for the reference rule
     numerators = margins if numerator_source is None else target_logits - logits.gather(1, numerator_source[:, None])
     if targets.shape[1] > 1 or not differentiable:
-        grads = _margin_gradients(margins, x, keep)  # (n, m, D)
+        grads = gradients(margins, x, keep)  # (n, m, D)
         best = (numerators.detach().abs() / rule.dual(grads)).argmin(1, keepdim=True)
         if not differentiable:
             w = grads.gather(1, best[:, :, None].expand(-1, -1, grads.shape[2])).squeeze(1)
@@ -303,23 +334,48 @@ def _boundary_step(
     return rule.step(numerators[:, 0], w.flatten(1)).view(shape)
 
 
-def _margin_gradients(margins: Tensor, x: Tensor, keep: Tensor | None) -> Tensor:
+class _CandidateGradients:
     """Input gradients of each column of ``margins`` (rows ``keep`` of the batch ``x``): shape (n, m, D), no graph.
 
-    All columns share the forward that produced ``margins``; their backward passes run one after another through the
-    retained graph, which measures faster on CPU than batching them with ``is_grads_batched`` (vmap over
-    ``convolution_backward``) or than an expanded batch (one forward per candidate). Samples are independent
-    (BatchNorm in eval mode), so the gradient of a column's batch sum gives each sample's own gradient.
+    All columns share the forward that produced ``margins``. Samples are independent (BatchNorm in eval mode), so
+    the gradient of a column's batch sum gives each sample's own gradient. One instance serves one DeepFool run:
+    once the batched call has failed it warns and the loop serves the rest of the run.
     """
-    if x.is_cuda:  # one batched backward: fewer, larger kernels (not measured in this repository: no GPU here)
-        eye = torch.eye(margins.shape[1], device=x.device, dtype=margins.dtype)
-        cotangents = eye[:, None, :].expand(-1, margins.shape[0], -1)
-        try:
-            (grads,) = torch.autograd.grad(margins, x, cotangents, retain_graph=True, is_grads_batched=True)
-            grads = grads if keep is None else grads[:, keep]
-            return grads.flatten(2).transpose(0, 1)
-        except RuntimeError:  # an op without a batching rule: one backward per candidate below
-            pass
+
+    def __init__(self, strategy: str = "auto") -> None:
+        check_candidate_gradients(strategy)
+        self.strategy = strategy
+        self.failed = False
+
+    def batched(self, x: Tensor) -> bool:
+        """Whether the next call is batched: 'batched', or 'auto' on CUDA, until a batched call has failed."""
+        wanted = self.strategy == "batched" or (self.strategy == "auto" and x.is_cuda)
+        return wanted and not self.failed
+
+    def __call__(self, margins: Tensor, x: Tensor, keep: Tensor | None) -> Tensor:
+        if self.batched(x):
+            try:
+                return _batched_margin_gradients(margins, x, keep)
+            except RuntimeError as exc:  # an op without a batching rule (or out of memory: the loop needs less)
+                self.failed = True
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                warnings.warn(f"batched candidate gradients failed ({reason}); using one backward pass per "
+                              "candidate for the rest of this DeepFool run (candidate_gradients='loop' skips "
+                              "the attempt)", CandidateGradientsWarning, stacklevel=2)
+        return _looped_margin_gradients(margins, x, keep)
+
+
+def _batched_margin_gradients(margins: Tensor, x: Tensor, keep: Tensor | None) -> Tensor:
+    """One backward for all columns: ``is_grads_batched`` (vmap over the backward) with one-hot cotangents."""
+    eye = torch.eye(margins.shape[1], device=margins.device, dtype=margins.dtype)
+    cotangents = eye[:, None, :].expand(-1, margins.shape[0], -1)  # (m, n, m): column j's cotangent is e_j
+    (grads,) = torch.autograd.grad(margins, x, cotangents, retain_graph=True, is_grads_batched=True)  # (m, B, ...)
+    grads = grads if keep is None else grads[:, keep]
+    return grads.flatten(2).transpose(0, 1)
+
+
+def _looped_margin_gradients(margins: Tensor, x: Tensor, keep: Tensor | None) -> Tensor:
+    """One backward per column through the retained graph."""
     columns = []
     for column in margins.unbind(1):
         (grad,) = torch.autograd.grad(column.sum(), x, retain_graph=True)
