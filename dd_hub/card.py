@@ -2,8 +2,6 @@
 Markdown body, rendered deterministically from ``metrics.json`` (no timestamps, sorted keys)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .evaluate import Report, format_comparison

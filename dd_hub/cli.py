@@ -139,61 +139,75 @@ def publish(model_dir, repo_id, private, revision, dry_run, cards_dir) -> None:
 
 
 @main.command("list")
-@click.option("--dataset", help="Only checkpoints hardened on this dataset (dd-hub name, e.g. mnist-5k).")
-@click.option("--arch", help="Only this architecture (timm name).")
+@click.option("--dataset", help="Only checkpoints evaluated on this dataset (dd-hub name, e.g. mnist-5k).")
+@click.option("--threat-model", help="Only this threat model (e.g. mnist-linf, cifar10-l2, imagenet-linf).")
 @click.option("--author", help="Only this user or organization.")
-@click.option("--sort", "sort_by", default="rho2", show_default=True,
-              help="Metric to rank by: clean_accuracy, rho2, fgs@<f>eps_ref, fgs@<eps>, pgd@<...>.")
-@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
-def list_cmd(dataset, arch, author, sort_by, as_json) -> None:
-    """Leaderboard of dd-hub checkpoints published on the Hub (tag dd-hub), best first."""
+@click.option("--limit", type=POSITIVE_INT, default=100, show_default=True, help="At most this many models.")
+@click.option("--from", "cards_dir", type=click.Path(file_okay=False),
+              help="Rank local card folders DIR/*/README.md (e.g. model_cards) instead of the Hub's.")
+@click.option("--json", "as_json", is_flag=True, help="Print the boards as JSON.")
+def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
+    """Leaderboards of dd-hub checkpoints: one per dataset and threat model, ranked by AutoAttack robust accuracy
+    (filtered on the Hub side by dd-hub's dataset and threat-model tags)."""
     import json
-    from dataclasses import asdict
 
-    from .leaderboard import find_published, leaderboard, sort_entries
+    from .leaderboard import board_markdown, boards, find_published, load_local_cards
 
-    entries = find_published(dataset=dataset, arch=arch, author=author)
+    if threat_model:
+        from .attacks.threat_models import threat_model as check_threat_model
+
+        check_threat_model(threat_model)
+    if cards_dir:
+        cards, notices = load_local_cards(cards_dir)
+    else:
+        cards, notices = find_published(dataset=dataset, threat_model=threat_model, author=author, limit=limit)
+    ranked = [b for b in boards(cards) if dataset in (None, b.dataset) or b.norm is None]
+    for notice in notices:
+        click.echo(f"warning: {notice}", err=True)
     if as_json:
-        click.echo(json.dumps([asdict(e) for e in sort_entries(entries, sort_by)], indent=2))
-    elif not entries:
+        click.echo(json.dumps([{"board": b.title, "dataset": b.dataset, "norm": b.norm, "eps": b.eps, "rows": [
+            {"model": r.card.title, "clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
+             "rho2": r.rho2, "architecture": r.architecture, "method": r.method, "n_examples": r.n_examples,
+             "published": r.card.published} for r in b.rows]} for b in ranked], indent=2))
+    elif not ranked:
         click.echo("No dd-hub checkpoints found.")
     else:
-        click.echo(leaderboard(entries, sort_by), nl=False)
+        click.echo("\n".join(board_markdown(b) for b in ranked), nl=False)
 
 
 @main.command()
 @click.argument("repo_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def show(repo_id, as_json) -> None:
-    """Robustness metrics of one published checkpoint (ORG/NAME) or local model directory, from its card."""
+    """Robustness figures of one published checkpoint (ORG/NAME) or local model directory, from its card."""
     import json
-    from dataclasses import asdict
 
     from .leaderboard import show as run
 
-    entry = run(repo_id)
+    title, figures = run(repo_id)
     if as_json:
-        click.echo(json.dumps(asdict(entry), indent=2))
+        click.echo(json.dumps({"model": title, "figures": figures}, indent=2))
         return
-    click.echo(f"{entry.repo_id}: {entry.architecture} on {entry.dataset}")
-    for name, value in entry.metrics.items():
-        click.echo(f"  {name:<20} {value:.4g}" if name == "rho2" else f"  {name:<20} {value:.2%}")
+    click.echo(title)
+    for name, value in figures.items():
+        click.echo(f"  {name:<24} {value:.4g}" if name == "rho2" else f"  {name:<24} {value:.2%}")
 
 
 @main.command()
 @click.argument("cards_dir", default="model_cards", type=click.Path(file_okay=False))
-@click.option("--add", "model_dir", type=click.Path(file_okay=False), help="First add this model directory's card.")
-@click.option("--repo-id", help="Hub id the added model was published as (needed with --add).")
-@click.option("--sort", "sort_by", default="rho2", show_default=True)
-def cards(cards_dir, model_dir, repo_id, sort_by) -> None:
-    """Regenerate CARDS_DIR/index.md, the leaderboard of the cards this project publishes."""
+@click.option("--add", "model_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="First add this model directory's card (repeatable).")
+@click.option("--repo-id", help="The Hub id the (single) added model was published as; without it the card says "
+              "its weights are not published yet.")
+def cards(cards_dir, model_dirs, repo_id) -> None:
+    """Regenerate CARDS_DIR/index.md, the leaderboards of the cards this project keeps."""
     from .leaderboard import add_card, write_index
 
-    if model_dir:
-        if not repo_id:
-            raise DDHubError("--add needs --repo-id ORG/NAME, the id the model was published as")
+    if repo_id and len(model_dirs) != 1:
+        raise DDHubError("--repo-id goes with exactly one --add DIR")
+    for model_dir in model_dirs:
         click.echo(f"Added {add_card(model_dir, cards_dir, repo_id)}")
-    click.echo(f"Wrote {write_index(cards_dir, sort_by)}")
+    click.echo(f"Wrote {write_index(cards_dir)}")
 
 
 def _recipe(model: str, dataset: str, recipe_file: str | None, overrides: dict):
@@ -304,7 +318,8 @@ def sweep(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, 
 def site_cmd(out_dir, cards_dir, author, limit) -> None:
     """Build a static leaderboard site (boards per dataset and AutoAttack threat model, one page per model) in
     OUT_DIR, from the Hub's dd-hub models or from local model cards; open OUT_DIR/index.html in a browser."""
-    from .site import build_site, load_hub_cards, load_local_cards
+    from .leaderboard import load_hub_cards, load_local_cards
+    from .site import build_site
 
     if cards_dir:
         cards, notices = load_local_cards(cards_dir)

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import timm
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn

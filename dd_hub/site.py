@@ -14,357 +14,20 @@ other string is HTML-escaped. The output is deterministic: the same cards give t
 """
 from __future__ import annotations
 
-import contextlib
 import html
-import math
 import os
-import posixpath
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from .errors import DDHubError
-
-HUB_TAG = "dd-hub"
-HUB_URL = "https://huggingface.co"
-CARD_NAME = "README.md"
-DEFAULT_METHOD = "deep_defense"
-#: seconds to wait for one answer of the Hub (``DD_HUB_HUB_TIMEOUT`` overrides)
-HUB_TIMEOUT_S = float(os.environ.get("DD_HUB_HUB_TIMEOUT", "10"))
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MARKER = ".dd-hub-site"          # marks an output directory as ours, so a rebuild may replace it
-NO_THREAT_MODEL = "no standard threat model evaluated"
-NORM_LABELS = {"linf": "L∞", "l2": "L2"}
-
-
-# --- cards -------------------------------------------------------------------------------------------------------
-@dataclass
-class SiteCard:
-    """One model card and the PNG figures its body references (relative path as written in the card -> bytes)."""
-
-    card: object                     # huggingface_hub.ModelCard
-    name: str                        # folder name (local) or repo name (Hub)
-    repo_id: str | None = None       # ORG/NAME when known
-    images: dict[str, bytes] = field(default_factory=dict)
-    missing_images: list[str] = field(default_factory=list)
-    source: str = ""                 # where it was read from, for messages
-
-    @property
-    def info(self) -> dict:
-        """The card's ``dd_hub`` metadata block (architecture, dataset, recipe, ...); empty when absent."""
-        value = getattr(self.card.data, "dd_hub", None)
-        return value if isinstance(value, dict) else {}
-
-    @property
-    def published(self) -> bool:
-        """False when the card says its weights are not on the Hub yet (``dd_hub.published: false``)."""
-        return self.info.get("published", True) is not False
-
-    @property
-    def timm_loadable(self) -> bool:
-        return getattr(self.card.data, "library_name", None) == "timm"
-
-    @property
-    def title(self) -> str:
-        return self.repo_id or self.name
-
-
-def referenced_images(body: str) -> list[str]:
-    """Relative paths of the PNG images the rendered Markdown ``body`` shows, normalised, in order of appearance."""
-    found = []
-    for src in _MarkdownImages.collect(body):
-        path = _local_path(src)
-        if path is not None and path.lower().endswith(".png") and path not in found:
-            found.append(path)
-    return found
-
-
-def _local_path(url: str) -> str | None:
-    """``url`` as a normalised path inside the card's folder, or None (remote, absolute or escaping it)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme or parts.netloc or not parts.path:
-        return None
-    path = posixpath.normpath(unquote(parts.path))
-    if path.startswith(("/", "../")) or path in (".", "..") or "\\" in path:
-        return None
-    return path
-
-
-def _load_card(path: Path):
-    from huggingface_hub import ModelCard
-
-    return ModelCard.load(path)
-
-
-def load_local_cards(cards_dir: str | Path) -> tuple[list[SiteCard], list[str]]:
-    """Every ``cards_dir/*/README.md`` with the PNGs it references from its folder; returns (cards, notices).
-
-    A card that cannot be read is not dropped silently: it becomes a notice (shown on the site's front page).
-    """
-    cards_dir = Path(cards_dir)
-    if not cards_dir.is_dir():
-        raise DDHubError(f"{cards_dir} is not a directory of model cards (expected {cards_dir}/*/{CARD_NAME})")
-    cards, notices = [], []
-    for card_path in sorted(cards_dir.glob(f"*/{CARD_NAME}")):
-        folder = card_path.parent
-        try:
-            card = _load_card(card_path)
-        except Exception as exc:  # a malformed front matter or model-index, from any layer of huggingface_hub/yaml
-            notices.append(f"{card_path}: not listed, the card cannot be read ({_one_line(exc)})")
-            continue
-        site_card = SiteCard(card, folder.name, _card_repo_id(card), source=str(card_path))
-        root = folder.resolve()
-        for ref in referenced_images(card.text):
-            target = (folder / ref).resolve()
-            data = target.read_bytes() if target.is_file() and root in target.parents else None
-            if data is not None and data.startswith(PNG_SIGNATURE) and len(data) <= MAX_IMAGE_BYTES:
-                site_card.images[ref] = data
-            else:
-                site_card.missing_images.append(ref)
-        cards.append(site_card)
-    return cards, notices
-
-
-def _card_repo_id(card) -> str | None:
-    info = getattr(card.data, "dd_hub", None)
-    repo_id = info.get("repo_id") if isinstance(info, dict) else None
-    return repo_id if isinstance(repo_id, str) and repo_id.count("/") == 1 else None
-
-
-def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str | None = None,
-                   timeout: float = HUB_TIMEOUT_S) -> tuple[list[SiteCard], list[str]]:
-    """dd-hub checkpoints on the Hub (tag ``dd-hub``): each card and the PNGs it references; returns (cards, notices).
-
-    Every request times out after ``timeout`` seconds; an unreachable Hub is a one-line :class:`DDHubError`.
-    """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError
-
-    cards, notices = [], []
-    with _hub_errors("cannot list the dd-hub models on the Hub"):
-        repo_ids = list_hub_models(limit=limit, author=author, token=token, timeout=timeout)
-    for repo_id in sorted(repo_ids):
-        with _hub_errors(f"cannot download the card of {repo_id}"):
-            try:
-                card_path = hf_hub_download(repo_id, CARD_NAME, etag_timeout=timeout, token=token)
-            except (RemoteEntryNotFoundError, RepositoryNotFoundError):
-                notices.append(f"{repo_id}: not listed, it has no {CARD_NAME} (or it went away)")
-                continue
-        try:
-            card = _load_card(Path(card_path))
-        except Exception as exc:
-            notices.append(f"{repo_id}: not listed, its card cannot be read ({_one_line(exc)})")
-            continue
-        site_card = SiteCard(card, repo_id.split("/")[-1], repo_id, source=f"{HUB_URL}/{repo_id}")
-        for ref in referenced_images(card.text):
-            with _hub_errors(f"cannot download {ref} of {repo_id}"):
-                try:
-                    data = Path(hf_hub_download(repo_id, ref, etag_timeout=timeout, token=token)).read_bytes()
-                except RemoteEntryNotFoundError:
-                    data = None
-            if data is not None and data.startswith(PNG_SIGNATURE) and len(data) <= MAX_IMAGE_BYTES:
-                site_card.images[ref] = data
-            else:
-                site_card.missing_images.append(ref)
-        cards.append(site_card)
-    return cards, notices
-
-
-def list_hub_models(*, limit: int = 1000, author: str | None = None, token: str | None = None,
-                    timeout: float = HUB_TIMEOUT_S) -> list[str]:
-    """Ids of the Hub's models tagged ``dd-hub``: the request of ``HfApi().list_models(filter=["dd-hub"],
-    cardData=True, limit=limit)``, made here in one attempt per page with a timeout, because ``list_models`` waits
-    without a timeout and retries network errors for half a minute."""
-    from huggingface_hub import constants, get_session
-    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
-
-    url: str | None = f"{constants.ENDPOINT}/api/models"
-    params: dict | None = {"filter": HUB_TAG, "cardData": "true", "limit": str(min(limit, 1000))}
-    if author:
-        params["author"] = author
-    headers = build_hf_headers(token=token, library_name="dd-hub")
-    ids: list[str] = []
-    while url and len(ids) < limit:
-        response = get_session().get(url, params=params, headers=headers, timeout=timeout)
-        hf_raise_for_status(response)
-        ids += [item.get("id") or item.get("modelId") for item in response.json()]
-        url, params = response.links.get("next", {}).get("url"), None
-    return [i for i in ids[:limit] if isinstance(i, str)]
-
-
-@contextlib.contextmanager
-def _hub_errors(action: str) -> Iterator[None]:
-    """huggingface_hub and network exceptions -> one-line :class:`DDHubError` (never echoing a token)."""
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    try:
-        yield
-    except OfflineModeIsEnabled:
-        raise DDHubError(f"{action}: huggingface_hub is in offline mode (HF_HUB_OFFLINE=1); build from local cards "
-                         "with --from DIR") from None
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else None
-        if status == 401:
-            raise DDHubError(f"{action}: the Hub rejected the token (401); log in again with `hf auth login`") from None
-        raise DDHubError(f"{action}: the Hub answered {status}: {_one_line(exc)}") from None
-    except OSError as exc:
-        raise DDHubError(f"{action}: cannot reach the Hub ({type(exc).__name__}); check the network or "
-                         "HF_ENDPOINT, or build from local cards with --from DIR") from None
-    except Exception as exc:
-        if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2"):
-            raise DDHubError(f"{action}: cannot reach the Hub ({type(exc).__name__}, no answer within the "
-                             "timeout?); check the network or HF_ENDPOINT, or build from local cards with "
-                             "--from DIR") from None
-        raise
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-# --- boards -------------------------------------------------------------------------------------------------------
-@dataclass
-class Row:
-    """One card on one board."""
-
-    card: SiteCard
-    slug: str
-    clean_accuracy: float | None
-    robust_accuracy: float | None = None
-    rho2: float | None = None
-    eps: float | None = None
-    n_examples: int | None = None
-    evaluation: str | None = None    # the AutoAttack entry's version/implementation, as the card states it
-
-    @property
-    def architecture(self) -> str:
-        return str(self.card.info.get("architecture") or "?")
-
-    @property
-    def method(self) -> str:
-        return str(self.card.info.get("method") or DEFAULT_METHOD)
-
-    @property
-    def dataset(self) -> str:
-        return str(self.card.info.get("dataset") or "?")
-
-
-@dataclass
-class Board:
-    """A ranked table: one (dataset, norm, eps) threat model, or the cards without one (``norm`` None)."""
-
-    anchor: str
-    title: str
-    dataset: str | None
-    norm: str | None
-    eps: float | None
-    rows: list[Row]
-
-
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _results(card: SiteCard) -> list:
-    return list(getattr(card.card.data, "eval_results", None) or [])
-
-
-def _first(card: SiteCard, metric_type: str) -> float | None:
-    for result in _results(card):
-        if result.metric_type == metric_type and _number(result.metric_value) is not None:
-            return _number(result.metric_value)
-    return None
-
-
-def threat_models(card: SiteCard) -> list[tuple[str, str, float, object]]:
-    """(dataset, norm, eps, EvalResult) for each AutoAttack entry of the card's model-index."""
-    found = []
-    for result in _results(card):
-        args = result.metric_args if isinstance(result.metric_args, dict) else {}
-        norm, eps = str(args.get("norm", "")).lower(), _number(args.get("eps"))
-        if (result.metric_type == "robust_accuracy" and args.get("attack") == "autoattack" and norm in NORM_LABELS
-                and eps is not None and _number(result.metric_value) is not None):
-            dataset = result.dataset_name or card.info.get("dataset") or "?"
-            found.append((str(dataset), norm, eps, result))
-    return found
-
-
-def slugs(cards: Iterable[SiteCard]) -> dict[int, str]:
-    """id(card) -> a unique file-name-safe page name (``org--name`` for Hub ids)."""
-    taken, result = set(), {}
-    for card in cards:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "-", card.title.replace("/", "--")).strip(".-") or "model"
-        slug, n = base, 2
-        while slug.lower() in taken:
-            slug, n = f"{base}-{n}", n + 1
-        taken.add(slug.lower())
-        result[id(card)] = slug
-    return result
-
-
-def boards(cards: list[SiteCard]) -> list[Board]:
-    """The boards of ``cards``: one per (dataset, norm, eps), best robust accuracy first (ties: clean accuracy, then
-    name), then the board of the cards without an AutoAttack entry (best rho2 first), if any."""
-    names = slugs(cards)
-    by_threat: dict[tuple[str, str, float], dict[int, Row]] = {}
-    untested = []
-    for card in cards:
-        clean = _first(card, "accuracy")
-        entries = threat_models(card)
-        if not entries:
-            untested.append(Row(card, names[id(card)], clean, rho2=_first(card, "rho2")))
-            continue
-        for dataset, norm, eps, result in entries:
-            args = result.metric_args
-            row = Row(card, names[id(card)], clean, robust_accuracy=_number(result.metric_value),
-                      rho2=_first(card, "rho2"), eps=eps, n_examples=_int(args.get("n_examples")),
-                      evaluation=str(args.get("version") or args.get("implementation") or "") or None)
-            rows = by_threat.setdefault((dataset, norm, round(eps, 10)), {})
-            previous = rows.get(id(card))
-            if previous is None or row.robust_accuracy < previous.robust_accuracy:  # the strongest evaluation counts
-                rows[id(card)] = row
-    result = []
-    for (dataset, norm, eps), rows in sorted(by_threat.items(), key=lambda kv: (kv[0][0], kv[0][1] != "linf",
-                                                                                   kv[0][1], kv[0][2])):
-        ranked = sorted(rows.values(), key=lambda r: (-r.robust_accuracy, -(r.clean_accuracy or 0.0), r.slug))
-        anchor = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dataset}-{norm}-{eps:g}")
-        result.append(Board(anchor, f"{dataset} · {NORM_LABELS[norm]}, ε = {format_eps(eps)}", dataset, norm, eps,
-                            ranked))
-    if untested:
-        ranked = sorted(untested, key=lambda r: (r.rho2 is None, -(r.rho2 or 0.0), r.slug))
-        result.append(Board("no-threat-model", NO_THREAT_MODEL.capitalize(), None, None, None, ranked))
-    return result
-
-
-def _int(value) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None and number == int(number) else None
-
-
-def format_eps(eps: float) -> str:
-    """``0.3``; a multiple of 1/255 that is no short decimal as ``8/255 (0.03137)``."""
-    plain = f"{eps:.6g}"
-    k = round(eps * 255)
-    if 0 < eps < 1 and abs(eps * 255 - k) < 5e-4 and len(plain) > 6:
-        return f"{k}/255 ({eps:.4g})"
-    return plain
-
-
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.2f}%"
-
+from .leaderboard import (DEFAULT_METHOD, HUB_URL, MARKER, NORM_LABELS, Board, Card, _local_path, _number, _percent,
+                          _results, boards, format_eps, slugs)
 
 # --- HTML -----------------------------------------------------------------------------------------------------------
 e = html.escape
@@ -395,7 +58,7 @@ loaded from outside it.</footer>
 """
 
 
-def _hub_cell(card: SiteCard) -> str:
+def _hub_cell(card: Card) -> str:
     if not card.published:
         return '<span class="tag">not published yet</span>'
     if card.repo_id:
@@ -471,7 +134,7 @@ def _board_html(board: Board) -> str:
 </section>"""
 
 
-def _index_html(all_boards: list[Board], cards: list[SiteCard], notices: list[str]) -> str:
+def _index_html(all_boards: list[Board], cards: list[Card], notices: list[str]) -> str:
     parts = []
     intro = ("One board per dataset and threat model, like RobustBench: a threat model is an AutoAttack entry of a "
              "card's model-index (norm and ε). Click a column header to sort, type in a board's box to filter its "
@@ -490,7 +153,7 @@ def _index_html(all_boards: list[Board], cards: list[SiteCard], notices: list[st
     return _page("dd-hub leaderboard", "\n".join(parts), depth=0)
 
 
-def _load_line(card: SiteCard) -> str:
+def _load_line(card: Card) -> str:
     repo_id = card.repo_id or f"ORG/{card.name}"
     if card.timm_loadable:
         return (f"import timm\nimport dd_hub  # registers dd-hub's own architectures\n\n"
@@ -498,7 +161,7 @@ def _load_line(card: SiteCard) -> str:
     return f"import dd_hub\n\nmodel = dd_hub.load('{repo_id}')  # takes [0, 1] images"
 
 
-def _figure_rows(card: SiteCard) -> str:
+def _figure_rows(card: Card) -> str:
     rows = []
     for result in _results(card):
         value = _number(result.metric_value)
@@ -519,7 +182,7 @@ def _figure_rows(card: SiteCard) -> str:
             "</thead><tbody>" + "\n".join(rows) + "</tbody></table>")
 
 
-def _model_html(card: SiteCard, slug: str, image_files: dict[str, str]) -> str:
+def _model_html(card: Card, slug: str, image_files: dict[str, str]) -> str:
     info = card.info
     facts = [("Architecture", info.get("architecture") or "?"), ("Dataset", info.get("dataset") or "?"),
              ("Method", info.get("method") or DEFAULT_METHOD), ("Recipe", info.get("recipe") or "?"),
@@ -692,7 +355,7 @@ def _asset(name: str) -> bytes:
     return (resources.files("dd_hub") / "site_assets" / name).read_bytes()
 
 
-def _image_names(card: SiteCard) -> dict[str, str]:
+def _image_names(card: Card) -> dict[str, str]:
     names, taken = {}, set()
     for ref in card.images:
         base = re.sub(r"[^A-Za-z0-9._-]+", "_", ref.replace("/", "__")).strip("._") or "figure"
@@ -705,7 +368,7 @@ def _image_names(card: SiteCard) -> dict[str, str]:
     return names
 
 
-def build_site(cards: list[SiteCard], out_dir: str | Path, *, notices: list[str] | None = None) -> SiteResult:
+def build_site(cards: list[Card], out_dir: str | Path, *, notices: list[str] | None = None) -> SiteResult:
     """Write the site for ``cards`` into ``out_dir`` (index.html, assets/, models/<name>.html and its figures).
 
     The site is built in a temporary sibling directory and moved into place, so a failed build leaves the previous

@@ -16,7 +16,8 @@ from dd_hub.cli import main
 
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=300",
         "--set", "evaluation.max_examples=60", "--set", "evaluation.deepfool_steps=10",
-        "--set", "evaluation.pgd_steps=5", "--set", "evaluation.sanity=false", "--quiet"]
+        "--set", "evaluation.pgd_steps=5", "--set", "evaluation.sanity=false",
+        "--set", "evaluation.autoattack=[mnist-linf,mnist-l2]", "--set", "evaluation.autoattack_max_examples=10", "--quiet"]
 
 
 def run(*args: str):

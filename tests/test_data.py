@@ -15,7 +15,7 @@ from dd_hub.data import CIFAR10_CLASSES, create_dataset, get_spec
 from dd_hub.errors import DDHubError
 
 FAST_EVAL = ["--set", "evaluation.deepfool_steps=3", "--set", "evaluation.pgd_steps=0", "--set",
-             "evaluation.sanity=false", "--set", "evaluation.fgs_eps=[0.01]", "--quiet"]
+             "evaluation.sanity=false", "--set", "evaluation.fgs_eps=[0.01]", "--set", "evaluation.autoattack=[]", "--quiet"]
 
 
 def make_imagenet_folder(root, classes=("n01440764", "n01443537", "n01484850"), per_class=2, size=48,

@@ -1,6 +1,6 @@
 """Two CPU processes (gloo) give exactly the gradients of one process on the union of their batches.
 
-The pytest side launches this file under torchrun with ACCELERATE_USE_CPU=1 (ecosystem.md section 3: without it,
+The pytest side launches this file under torchrun with ACCELERATE_USE_CPU=1 (without it,
 torchrun on a CPU machine silently starts two independent non-distributed processes); the ``__main__`` side is the
 worker. Each rank runs one Deep Defense step of :func:`dd_hub.train.training_step` on its half of a batch, whose
 samples stop DeepFool at a different iteration than the other rank's; rank 0 also computes the single-process

@@ -86,7 +86,8 @@ def fake_metrics(rho2: float = 0.2, clean: float = 0.97, architecture: str = "dd
     return {
         "dd_hub_version": dd_hub.__version__, "seed": 1234,
         "model": {"architecture": architecture, "repo_name": f"{architecture}-mnist-5k-deepdefense",
-                  "dataset": "mnist-5k", "dataset_hub_id": spec.hub_id, "base_model": None, "num_classes": 10},
+                  "dataset": "mnist-5k", "dataset_hub_id": spec.hub_id, "base_model": None, "num_classes": 10,
+                  "license": "apache-2.0", "method": "deep_defense"},
         "recipe": recipe.to_dict(),
         "hardened": fake_report(clean, rho2, 0.123, 1.0),
         "reference": fake_report(clean + 0.01, rho2 / 2, 0.123, 0.8),

@@ -30,6 +30,7 @@ from test_data import make_cifar10_dir, make_imagenet_folder  # noqa: E402
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=40",
         "--set", "evaluation.max_examples=20", "--set", "evaluation.deepfool_steps=3", "--set",
         "evaluation.pgd_steps=0", "--set", "evaluation.sanity=false", "--set", "evaluation.fgs_eps=[0.05]",
+        "--set", "evaluation.autoattack=[]",
         "--quiet"]
 
 

@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from dd_hub.errors import DDHubError
-from dd_hub.site import (NO_THREAT_MODEL, boards, build_site, load_hub_cards, load_local_cards,
-                         render_markdown)
+from dd_hub.leaderboard import NO_THREAT_MODEL, boards, load_hub_cards, load_local_cards
+from dd_hub.site import build_site, render_markdown
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -218,7 +218,7 @@ def test_model_page_load_line_figures_and_hub_link(site):
     assert 'src="dd-test--lenet-alpha/robustness_curve.png"' in alpha
     assert (site / "models" / f"{ORG}--lenet-alpha" / "robustness_curve.png").read_bytes().startswith(b"\x89PNG")
     assert "<table>" in alpha and "Deep Defense" in alpha                 # the card body, rendered
-    assert "<h3>Figures (model-index)</h3>" in alpha and "AutoAttack accuracy (linf, eps=0.3)" in alpha
+    assert "<h3>Figures (model-index)</h3>" in alpha and "AutoAttack robust accuracy, mnist-linf (linf, eps=0.3)" in alpha
 
 
 def test_hostile_card_is_escaped_and_not_published(site):
