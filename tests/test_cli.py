@@ -61,6 +61,17 @@ def test_eval_of_a_saved_directory(hardened_dir):
     _assert_clean_error(bad, "unknown recipe key 'evaluation.pgd_stepz'")
 
 
+@pytest.mark.slow
+def test_eval_of_a_dd_hub_directory_gives_the_cards_figures_back(hardened_dir):
+    result = run("eval", str(hardened_dir), "--json", "--quiet")  # dataset and settings from its metrics.json
+    assert result.exit_code == 0, result.output
+    measured = json.loads((hardened_dir / "metrics.json").read_text())["hardened"]
+    again = json.loads(result.output)
+    for key in ("n_examples", "clean_accuracy", "rho2", "eps_ref", "fgs", "fgs_at_ref", "pgd_at_ref", "autoattack"):
+        assert again[key] == measured[key], key
+    assert set(again["autoattack"]) == {"mnist-linf", "mnist-l2"}
+
+
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "dd_hub", "--help"], capture_output=True, text=True, check=True)
     assert "harden" in out.stdout

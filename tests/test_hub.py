@@ -436,17 +436,32 @@ def test_harden_publish_load_list_end_to_end(hub, hub_env, tmp_path):
     assert REPO in listed.stdout
 
 
-def test_autoattack_results_reach_the_model_index():
+def test_autoattack_results_lead_the_model_index_with_their_threat_model_arguments(tmp_path):
     from dd_hub.card import eval_results
 
     report = {"n_examples": 10, "clean_accuracy": 0.9, "rho2": 0.3, "rho_space": "centered", "eps_ref": 0.2,
               "deepfool": {"steps": 50, "candidates": 10, "overshoot": 0.02}, "fgs": {"0.3": 0.4},
               "fgs_at_ref": {"1": 0.5}, "autoattack": {
-                  "mnist-linf": {"norm": "linf", "eps": 0.3, "accuracy": 0.1, "n_examples": 10},
-                  "mnist-l2": {"norm": "l2", "eps": 2.0, "accuracy": 0.2, "n_examples": 10}}}
+                  "mnist-linf": {"norm": "linf", "eps": 0.3, "accuracy": 0.1, "n_examples": 8, "version": "custom",
+                                 "attacks": ["apgd-ce", "apgd-t"], "implementation": "pyautoattack 0.2.0",
+                                 "seed": 0, "flags": []},
+                  "mnist-l2": {"norm": "l2", "eps": 2.0, "accuracy": 0.2, "n_examples": 8, "version": "custom",
+                               "attacks": ["apgd-ce", "apgd-t"], "implementation": "pyautoattack 0.2.0",
+                               "seed": 0, "flags": ["some check fired"]}}}
     metrics = {"hardened": report, "seed": 1, "model": {"dataset_hub_id": "mnist", "dataset": "mnist-5k"}}
     results = eval_results(metrics)
-    names = {r.metric_name: r for r in results if r.metric_args.get("attack") == "autoattack"}
-    assert set(names) == {"AutoAttack accuracy (linf, eps=0.3)", "AutoAttack accuracy (l2, eps=2)"}
-    assert names["AutoAttack accuracy (l2, eps=2)"].metric_value == 0.2
+    assert [r.metric_type for r in results[:3]] == ["accuracy", "robust_accuracy", "robust_accuracy"]
+    autoattack = {r.metric_args["threat_model"]: r for r in results[1:3]}
+    assert autoattack["mnist-l2"].metric_value == 0.2 and autoattack["mnist-l2"].metric_args["flags"] == [
+        "some check fired"]
+    for result in autoattack.values():
+        assert {"norm", "eps", "version", "attacks", "n_examples", "seed", "flags"} <= set(result.metric_args)
     assert card_metrics(ModelCardData(model_name="m", eval_results=results)) == report_metrics(report)
+    full = fake_metrics()
+    full["hardened"]["autoattack"] = report["autoattack"]
+    (tmp_path / "README.md").write_text(render_card(full))
+    loaded = ModelCard.load(tmp_path / "README.md")  # huggingface_hub parses it back, args included
+    args = {r.metric_args["threat_model"]: r.metric_args for r in loaded.data.eval_results
+            if r.metric_args.get("attack") == "autoattack"}
+    assert args["mnist-linf"]["eps"] == 0.3 and args["mnist-linf"]["version"] == "custom"
+    assert "dd-hub-threat-model-mnist-linf" in loaded.data.tags and loaded.data.dd_hub["published"] is False
