@@ -486,14 +486,16 @@ def _step_table(seconds: dict[str, dict[str, float]], memory: dict[str, float],
 
 
 def _pipeline_table(loops: list[dict], evaluation: dict) -> str:
-    lines = ["| pipeline | images | workers | s | images/s | data wait | wait share | first-batch wait |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| pipeline | images | workers | s | images/s | data wait | wait share | first-batch wait | DeepFool iters |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in loops:
+        iters = "-" if row["df_iters"] is None else f"{row['df_iters']:.2f} (unrolled)"
         lines.append(f"| harden loop, {row['objective']} | {row['images']} | {row['workers']} | {row['seconds']:.1f} "
                      f"| {row['images_per_s']:.2f} | {row['data_wait_s']:.2f} s | {row['data_wait_share']:.1%} | "
-                     f"{row['first_batch_wait_s']:.2f} s |")
+                     f"{row['first_batch_wait_s']:.2f} s | {iters} |")
     lines.append(f"| evaluation | {evaluation['images']} | {evaluation['workers']} | {evaluation['seconds']:.1f} | "
-                 f"{evaluation['images_per_s']:.2f} | - | - | - |")
+                 f"{evaluation['images_per_s']:.2f} | - | - | - | "
+                 f"{evaluation['deepfool_mean_iterations']:.2f} (attack) |")
     return "\n".join(lines)
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import build, timed  # noqa: E402
 
-from dd_hub import deepfool, deepfool_unrolled  # noqa: E402
+from dd_hub.attacks import deepfool, deepfool_unrolled  # noqa: E402
 
 
 def strategies(model, x):
