@@ -246,7 +246,8 @@ def test_card_front_matter_and_model_index_round_trip(model_dir):
         assert args["attack"] == "fgs" or (args["steps"], args["restarts"]) == (20, 1)
     assert attacks == {"fgs": 6, "pgd": 3}
     text = card.text
-    for section in ("## How it was hardened", "## Robustness, before and after", "## Usage", "## Limitations",
+    for section in ("## Robustness at standard threat models", "## DeepFool rho_2 and the paper's protocol",
+                    "## How it was trained", "## Usage", "## Limitations", "arxiv.org/abs/1803.00404", "pip install",
                     "## Citation", f"]({CURVE_NAME})", "pretrained=True", "| reference | hardened |"):
         assert section in text
 
@@ -284,8 +285,8 @@ def test_round_trip_publish_then_timm_loads_in_fresh_process(model_dir, hub, hub
     card = ModelCard.load(REPO)
     metrics = json.loads((directory / "metrics.json").read_text())
     assert card_metrics(card.data) == report_metrics(metrics["hardened"])
-    listed = run_cli("list", "--json")
-    assert [e["repo_id"] for e in json.loads(listed.output)] == [REPO]
+    listed = json.loads(run_cli("list", "--json").output)
+    assert [r["model"] for board in listed for r in board["rows"]] == [REPO]
 
 
 def test_offline_loading_from_a_populated_cache(model_dir, hub, hub_env, tmp_path):
@@ -370,44 +371,58 @@ def test_publish_errors_are_clear_and_claim_nothing(case, model_dir, hub, hub_en
     assert not any(method == "POST" and "/commit/" in path for method, path in hub.requests)
 
 
-def test_list_is_a_leaderboard_sorted_by_the_chosen_metric(hub, hub_env, tmp_path):
+def with_autoattack(metrics: dict, **robust: float) -> dict:
+    """``metrics`` whose hardened report holds AutoAttack figures at the given threat models (made-up values)."""
+    from dd_hub.attacks import threat_model
+
+    metrics["hardened"]["autoattack"] = {
+        name.replace("_", "-"): {"norm": threat_model(name.replace("_", "-"))[0],
+                                 "eps": threat_model(name.replace("_", "-"))[1], "accuracy": value, "n_examples": 100,
+                                 "version": "custom", "attacks": ["apgd-ce", "apgd-t"],
+                                 "implementation": "pyautoattack 0.2.0", "seed": 0, "flags": []}
+        for name, value in robust.items()}
+    return metrics
+
+
+def test_list_is_a_board_per_threat_model_ranked_by_autoattack(hub, hub_env, tmp_path):
     figures = {"alice/a-robust": (0.40, 0.95), "alice/b-accurate": (0.10, 0.99), "dd-org/c-middle": (0.25, 0.97)}
-    for seed, (repo_id, (rho2, clean)) in enumerate(figures.items()):
-        write_model_dir(tmp_path / repo_id, fake_metrics(rho2=rho2, clean=clean), seed=seed)
+    for seed, (repo_id, (robust, clean)) in enumerate(figures.items()):
+        write_model_dir(tmp_path / repo_id, with_autoattack(fake_metrics(clean=clean), mnist_linf=robust), seed=seed)
         publish(tmp_path / repo_id, repo_id)
-    other = fake_metrics()
+    other = with_autoattack(fake_metrics(), cifar10_linf=0.5)
     other["model"]["dataset"] = "cifar10"
     write_model_dir(tmp_path / "other", other)
     publish(tmp_path / "other", "alice/other-dataset")
 
-    by_rho = json.loads(run_cli("list", "--dataset", "mnist-5k", "--json").output)
-    assert [e["repo_id"] for e in by_rho] == ["alice/a-robust", "dd-org/c-middle", "alice/b-accurate"]
-    assert [e["metrics"]["rho2"] for e in by_rho] == [0.40, 0.25, 0.10]
-    by_clean = json.loads(run_cli("list", "--dataset", "mnist-5k", "--sort", "clean_accuracy", "--json").output)
-    assert [e["repo_id"] for e in by_clean] == ["alice/b-accurate", "dd-org/c-middle", "alice/a-robust"]
-    table = run_cli("list", "--dataset", "mnist-5k").output.splitlines()
-    assert table[0].startswith("| # | model | architecture | dataset | clean_accuracy | rho2 |")
-    assert [row.split("|")[2].strip() for row in table[2:]] == ["alice/a-robust", "dd-org/c-middle",
+    boards = json.loads(run_cli("list", "--dataset", "mnist-5k", "--json").output)
+    assert [b["board"] for b in boards] == ["mnist-5k · L∞, ε = 0.3"]
+    assert [r["model"] for r in boards[0]["rows"]] == ["alice/a-robust", "dd-org/c-middle", "alice/b-accurate"]
+    assert [r["robust_accuracy"] for r in boards[0]["rows"]] == [0.40, 0.25, 0.10]
+    table = run_cli("list", "--threat-model", "mnist-linf").output.splitlines()
+    assert table[2].startswith("| # | model | clean | AutoAttack robust | architecture | method | eps | n_examples |")
+    assert [row.split("|")[2].strip() for row in table[4:]] == ["alice/a-robust", "dd-org/c-middle",
                                                                 "alice/b-accurate"]
-    assert len(json.loads(run_cli("list", "--json").output)) == 4
-    bad = CliRunner().invoke(main, ["list", "--sort", "speed"])
-    assert bad.exit_code == 2 and "unknown metric 'speed'" in bad.output
+    assert [b["dataset"] for b in json.loads(run_cli("list", "--json").output)] == ["cifar10", "mnist-5k"]
+    bad = CliRunner().invoke(main, ["list", "--threat-model", "svhn-linf"])
+    assert bad.exit_code == 2 and "unknown threat model 'svhn-linf'" in bad.output
 
     shown = run_cli("show", "alice/a-robust")
-    assert "alice/a-robust: dd_lenet_mnist on mnist-5k" in shown.output and "rho2" in shown.output
-    assert json.loads(run_cli("show", "alice/a-robust", "--json").output)["metrics"]["rho2"] == 0.40
+    assert "alice/a-robust: dd_lenet_mnist on mnist-5k" in shown.output and "autoattack@mnist-linf" in shown.output
+    assert json.loads(run_cli("show", "alice/a-robust", "--json").output)["figures"]["autoattack@mnist-linf"] == 0.4
 
 
 def test_model_cards_index_is_regenerated_from_the_cards(tmp_path):
     cards = tmp_path / "model_cards"
-    for seed, (name, rho2) in enumerate((("low", 0.1), ("high", 0.3))):
-        write_model_dir(tmp_path / name, fake_metrics(rho2=rho2), seed=seed)
-        add_card(tmp_path / name, cards, f"dd-hub/{name}")
+    for seed, (name, robust) in enumerate((("low", 0.1), ("high", 0.3))):
+        write_model_dir(tmp_path / name, with_autoattack(fake_metrics(), mnist_linf=robust), seed=seed)
+    add_card(tmp_path / "low", cards, "dd-hub/low")
+    add_card(tmp_path / "high", cards)  # not published: the card says so, and so does the board
     index = write_index(cards).read_text()
-    assert index.index("[dd-hub/high]") < index.index("[dd-hub/low]")
-    assert (cards / "high" / CURVE_NAME).is_file()
+    assert index.index("dd_lenet_mnist-mnist-5k-deepdefense") < index.index("dd-hub/low")
+    assert "not published yet" in index and "[Hub](https://huggingface.co/dd-hub/low)" in index
+    assert (cards / "low" / CURVE_NAME).is_file()
     assert write_index(cards).read_text() == index
-    assert run_cli("cards", str(cards), "--sort", "clean_accuracy").exit_code == 0
+    assert run_cli("cards", str(cards)).exit_code == 0
 
 
 @pytest.mark.slow
