@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 _EXPORTS = {
-    "deepfool": "attacks", "fgs": "attacks", "pgd": "attacks", "AttackResult": "attacks",
+    "deepfool": "attacks", "deepfool_unrolled": "attacks", "fgs": "attacks", "pgd": "attacks",
+    "AttackResult": "attacks",
     "DeepDefenseConfig": "defense", "DeepDefenseLoss": "defense",
     "DDHubError": "errors",
     "EvalConfig": "evaluate", "Report": "evaluate", "evaluate": "evaluate",
@@ -24,7 +25,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names are resolved by __getattr__
-    from .attacks import AttackResult, deepfool, fgs, pgd
+    from .attacks import AttackResult, deepfool, deepfool_unrolled, fgs, pgd
     from .defense import DeepDefenseConfig, DeepDefenseLoss
     from .errors import DDHubError
     from .evaluate import EvalConfig, Report, evaluate

@@ -136,7 +136,8 @@ class EvalBatches:
     def __init__(self, dataset: Dataset, batch_size: int, config: DataConfig | None = None) -> None:
         from accelerate import PartialState
 
-        self.dataset, self.state = dataset, PartialState()
+        # cpu=True: without a GPU, PartialState() alone would not see a `torchrun`/`accelerate launch --cpu` group
+        self.dataset, self.state = dataset, PartialState(cpu=not torch.cuda.is_available())
         starts = range(0, len(dataset), batch_size)
         batches = [list(range(start, min(start + batch_size, len(dataset)))) for start in starts]
         self.indices = list(range(self.state.process_index, len(batches), self.state.num_processes))
