@@ -69,6 +69,13 @@ class Card:
     def title(self) -> str:
         return self.repo_id or self.name
 
+    def add_image(self, ref: str, data: bytes | None) -> None:
+        """Keep the PNG ``data`` the card shows as ``ref``; anything else (absent, not a PNG, too big) is missing."""
+        if data is not None and data.startswith(PNG_SIGNATURE) and len(data) <= MAX_IMAGE_BYTES:
+            self.images[ref] = data
+        else:
+            self.missing_images.append(ref)
+
 
 def referenced_images(body: str) -> list[str]:
     """Relative paths of the PNG images the rendered Markdown ``body`` shows, normalised, in order of appearance."""
@@ -117,11 +124,7 @@ def load_local_cards(cards_dir: str | Path) -> tuple[list[Card], list[str]]:
         root = folder.resolve()
         for ref in referenced_images(card.text):
             target = (folder / ref).resolve()
-            data = target.read_bytes() if target.is_file() and root in target.parents else None
-            if data is not None and data.startswith(PNG_SIGNATURE) and len(data) <= MAX_IMAGE_BYTES:
-                site_card.images[ref] = data
-            else:
-                site_card.missing_images.append(ref)
+            site_card.add_image(ref, target.read_bytes() if target.is_file() and root in target.parents else None)
         cards.append(site_card)
     return cards, notices
 
@@ -163,10 +166,7 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
                     data = Path(hf_hub_download(repo_id, ref, etag_timeout=timeout, token=token)).read_bytes()
                 except RemoteEntryNotFoundError:
                     data = None
-            if data is not None and data.startswith(PNG_SIGNATURE) and len(data) <= MAX_IMAGE_BYTES:
-                site_card.images[ref] = data
-            else:
-                site_card.missing_images.append(ref)
+            site_card.add_image(ref, data)
         cards.append(site_card)
     return cards, notices
 
