@@ -156,7 +156,7 @@ def _index_html(all_boards: list[Board], cards: list[Card], notices: list[str]) 
 def _load_line(card: Card) -> str:
     repo_id = card.repo_id or f"ORG/{card.name}"
     if card.timm_loadable:
-        return (f"import timm\nimport dd_hub  # registers dd-hub's own architectures\n\n"
+        return (f"import timm\nimport dd_hub.models  # registers dd-hub's own architectures\n\n"
                 f"model = timm.create_model('hf-hub:{repo_id}', pretrained=True).eval()")
     return f"import dd_hub\n\nmodel = dd_hub.load('{repo_id}')  # takes [0, 1] images"
 
