@@ -17,7 +17,7 @@ from . import run_dir
 from .attacks.threat_models import standard_threat_models
 from .atomic_io import write_json_atomic, write_text_atomic
 from .card import render_card
-from .data import create_dataset, mean_image
+from .data import create_dataset, first_examples, mean_image
 from .errors import DDHubError
 from .evaluate import Report, evaluate, format_comparison
 from .methods import create_objective
@@ -171,6 +171,7 @@ def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data
         raise DDHubError(f"cannot use device '{target}': {str(exc).splitlines()[0]}") from None
     data_config = timm.data.resolve_model_data_config(unwrap(model))
     test_set = create_dataset(dataset, "test", data_dir=data_dir, data_config=data_config)
-    center = (mean_image(create_dataset(dataset, "train", data_dir=data_dir, data_config=data_config))
-              if config.rho_space == "centered" else None)
+    train_images = first_examples(create_dataset(dataset, "train", data_dir=data_dir, data_config=data_config),
+                                  measured.get("max_train_examples"))  # the images the run's center came from
+    center = mean_image(train_images) if config.rho_space == "centered" else None
     return evaluate(model, test_set, config, center=center, eps_ref=eps_ref, progress=progress)
