@@ -38,6 +38,7 @@ class Recipe:
     seed: int = 1234
     pretrained: bool = False                # start from the library's pretrained weights
     license: str | None = None              # the card's license; None: the starting model's (timm's pretrained_cfg)
+    channels_last: bool | None = None       # conv weights in NHWC; None: on a GPU for networks with 2-D convolutions
     rho_space: str = "pixel"                # space of ||r||/||x|| in the regularizer and in rho_2
     max_train_examples: int | None = None   # train on the first N training images only (smoke tests, sweeps)
     reference: TrainConfig | None = None    # trains the starting model when no weights are given

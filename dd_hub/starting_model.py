@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import timm
+import torch
 from accelerate import Accelerator
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -60,6 +61,7 @@ def prepare_start(recipe: Recipe, *, data_dir: str | Path | None = None, checkpo
     timm.layers.set_fused_attn(False)  # double backward needs the math attention kernel, chosen at construction
     model = create_model(recipe.model, num_classes=spec.num_classes, pretrained=weights == "pretrained",
                          checkpoint_path=checkpoint)
+    use_channels_last(model, recipe.channels_last)
     data_config = timm.data.resolve_model_data_config(unwrap(model))
     if input_size is not None:
         data_config.update(input_size=(data_config["input_size"][0], input_size, input_size), crop_pct=1.0)
@@ -95,6 +97,17 @@ def train_reference(start: Start, recipe: Recipe, *, accelerator: Accelerator, e
         if accelerator.is_main_process:
             save_model(start.model, save_dir, label_names=start.spec.label_names)
         accelerator.wait_for_everyone()
+
+
+def use_channels_last(model: torch.nn.Module, setting: bool | None) -> bool:
+    """Convolution weights in channels_last memory format: ``setting`` True or False, or None for "on a GPU, for
+    networks with 2-D convolutions" (where cuDNN's NHWC kernels help; on CPU it buys nothing). Same values either
+    way: only the memory layout changes. Returns whether it was applied."""
+    wanted = setting if setting is not None else (
+        torch.cuda.is_available() and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()))
+    if wanted:
+        model.to(memory_format=torch.channels_last)
+    return bool(wanted)
 
 
 def _provenance(weights: str, checkpoint: str | Path | None, name: str) -> str:

@@ -109,3 +109,18 @@ def test_batchnorm_frozen_and_dropout_off_during_perturbation_passes():
     assert dropout.training
     DeepDefenseLoss(candidates=3)(model, torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]))
     assert torch.equal(bn.running_mean, running)
+
+
+def test_channels_last_changes_the_layout_not_the_values():
+    from dd_hub import create_model
+    from dd_hub.starting_model import use_channels_last
+
+    torch.manual_seed(0)
+    model = create_model("test_resnet", num_classes=3).eval()
+    x = torch.rand(2, 3, 64, 64)
+    before = model(x)
+    assert use_channels_last(model, None) == torch.cuda.is_available()  # auto: only on a GPU
+    assert use_channels_last(model, True)
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
