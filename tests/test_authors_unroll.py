@@ -8,6 +8,9 @@ float64 so that 1e-5 is a real tolerance.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +19,9 @@ from torch import nn
 from dd_hub import DDHubError, create_model
 from dd_hub.attacks import deepfool_unrolled
 from dd_hub.defense import DeepDefenseConfig, DeepDefenseLoss
+
+sys.path.insert(0, str(Path(__file__).parent))
+from nets import small_cnn  # noqa: E402
 
 OVERSHOOT = 0.02
 
@@ -106,19 +112,6 @@ def oracle_loss(model, inputs, labels, *, lam=15.0, c=25.0, d=5.0, steps=5, cand
     return F.cross_entropy(logits, labels) + lam * regularizer / len(inputs)
 
 
-def _small_cnn() -> nn.Module:
-    """Conv + frozen BatchNorm + ReLU + max/avg pooling, 12 classes (so 10 candidates are a strict subset)."""
-    torch.manual_seed(1)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 12),
-    )
-    with torch.no_grad():  # non-trivial frozen statistics
-        model[1].running_mean.uniform_(-0.2, 0.2)
-        model[1].running_var.uniform_(0.5, 2.0)
-    return model.double().eval()
-
-
 def _lenet() -> nn.Module:
     torch.manual_seed(0)
     return create_model("dd_lenet_mnist").double().eval()
@@ -140,7 +133,7 @@ def _gradients(model, loss) -> torch.Tensor:
     return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
-CASES = [(_lenet, (18, 1, 28, 28), 10, 5e-6), (_small_cnn, (18, 3, 8, 8), 12, 1e-5)]
+CASES = [(_lenet, (18, 1, 28, 28), 10, 5e-6), (small_cnn, (18, 3, 8, 8), 12, 1e-5)]
 
 
 @pytest.mark.parametrize("build, shape, classes, eps", CASES)

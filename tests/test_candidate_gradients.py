@@ -14,6 +14,9 @@ The summation order depends on the thread count, so these tests run with at most
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import importlib
 import warnings
 from types import SimpleNamespace
@@ -29,6 +32,9 @@ from dd_hub.attacks.deepfool import CandidateGradientsWarning, _CandidateGradien
 from dd_hub.defense import DeepDefenseConfig, DeepDefenseLoss
 from dd_hub.errors import DDHubError
 
+sys.path.insert(0, str(Path(__file__).parent))
+from nets import small_cnn  # noqa: E402
+
 deepfool_module = importlib.import_module("dd_hub.attacks.deepfool")  # the attribute of dd_hub.attacks is the function
 
 
@@ -43,19 +49,6 @@ def _measured_thread_counts():
 def _lenet(dtype=torch.float64) -> nn.Module:
     torch.manual_seed(0)
     return create_model("dd_lenet_mnist").to(dtype).eval()
-
-
-def _small_cnn(dtype=torch.float64) -> nn.Module:
-    """Conv + frozen BatchNorm + ReLU + max/avg pooling: the layer kinds of timm/torchvision CNNs."""
-    torch.manual_seed(1)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 12),
-    )
-    with torch.no_grad():  # non-trivial frozen statistics
-        model[1].running_mean.uniform_(-0.2, 0.2)
-        model[1].running_var.uniform_(0.5, 2.0)
-    return model.to(dtype).eval()
 
 
 class _ItemInBackward(torch.autograd.Function):
@@ -77,7 +70,7 @@ class _Unbatchable(nn.Module):
 
 
 def _unbatchable_cnn(dtype=torch.float64) -> nn.Module:
-    model = _small_cnn(dtype)
+    model = small_cnn(dtype)
     return nn.Sequential(model[:3], _Unbatchable(), model[3:]).eval()
 
 
@@ -91,7 +84,7 @@ def _data(model: nn.Module, shape, dtype=torch.float64):
     return inputs, labels
 
 
-MODELS = [(_lenet, (12, 1, 28, 28)), (_small_cnn, (12, 3, 8, 8))]
+MODELS = [(_lenet, (12, 1, 28, 28)), (small_cnn, (12, 3, 8, 8))]
 
 
 def _attack(model, inputs, strategy, **kwargs):

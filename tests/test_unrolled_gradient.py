@@ -20,21 +20,11 @@ from dd_hub import create_model
 from dd_hub.attacks import deepfool_unrolled
 from dd_hub.defense import DeepDefenseLoss
 
+sys.path.insert(0, str(Path(__file__).parent))
+from nets import small_cnn  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from naive_unroll import naive_deepfool_unrolled  # noqa: E402
-
-
-def _small_cnn() -> nn.Module:
-    """Conv + frozen BatchNorm + ReLU + max/avg pooling: the layer kinds of timm/torchvision CNNs."""
-    torch.manual_seed(1)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 12),
-    )
-    with torch.no_grad():  # non-trivial frozen statistics
-        model[1].running_mean.uniform_(-0.2, 0.2)
-        model[1].running_var.uniform_(0.5, 2.0)
-    return model.double().eval()
 
 
 def _lenet() -> nn.Module:
@@ -54,7 +44,7 @@ def _loss_grads(model: nn.Module, inputs, labels, unroll=None) -> dict[str, torc
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("build, shape, candidates", [(_lenet, (12, 1, 28, 28), 10), (_small_cnn, (12, 3, 8, 8), 10)])
+@pytest.mark.parametrize("build, shape, candidates", [(_lenet, (12, 1, 28, 28), 10), (small_cnn, (12, 3, 8, 8), 10)])
 def test_fast_gradient_equals_naive_unrolling(build, shape, candidates):
     model = build()
     torch.manual_seed(2)
