@@ -50,7 +50,7 @@ def validate_repo_id(repo_id: str) -> str:
 def hub_errors(action: str, repo_id: str | None = None) -> Iterator[None]:
     """Turns huggingface_hub and network exceptions into one-line :class:`DDHubError`s (never echoing a token)."""
     from huggingface_hub.errors import (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+                                        OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 
     where = f" {repo_id}" if repo_id else ""
     try:
@@ -62,6 +62,9 @@ def hub_errors(action: str, repo_id: str | None = None) -> Iterator[None]:
                          "`hf auth login` or set HF_TOKEN)") from None
     except RevisionNotFoundError:
         raise DDHubError(f"{action}: no such revision") from None
+    except OfflineModeIsEnabled:
+        raise DDHubError(f"{action}: huggingface_hub is in offline mode (HF_HUB_OFFLINE=1); unset it to reach the "
+                         "Hub, or use local files") from None
     except LocalEntryNotFoundError:
         raise DDHubError(f"{action}: not in the local Hub cache and the Hub cannot be reached (offline mode or no "
                          "network); download it once while online") from None
@@ -80,6 +83,7 @@ def hub_errors(action: str, repo_id: str | None = None) -> Iterator[None]:
                          "HF_ENDPOINT") from None
     except Exception as exc:
         if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore"):
-            raise DDHubError(f"{action}: cannot reach the Hub ({type(exc).__name__}: no answer within "
-                             f"{HUB_TIMEOUT_S:g} s?); check the network or HF_ENDPOINT") from None
+            timeout = f", no answer within {HUB_TIMEOUT_S:g} s" if "Timeout" in type(exc).__name__ else ""
+            raise DDHubError(f"{action}: cannot reach the Hub ({type(exc).__name__}{timeout}); check the network "
+                             "or HF_ENDPOINT") from None
         raise

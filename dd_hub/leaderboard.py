@@ -8,14 +8,13 @@ with ``attack: autoattack``, ``norm``, ``eps``). Entries are read from cards, ne
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 from urllib.parse import unquote, urlsplit
 
 from .atomic_io import copy_atomic, write_bytes_atomic, write_text_atomic
@@ -145,10 +144,10 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
     from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError
 
     cards, notices = [], []
-    with _hub_errors("cannot list the dd-hub models on the Hub"):
+    with hub_errors("cannot list the dd-hub models on the Hub"):
         repo_ids = list_hub_models(limit=limit, author=author, token=token, timeout=timeout, tags=tags)
     for repo_id in sorted(repo_ids):
-        with _hub_errors(f"cannot download the card of {repo_id}"):
+        with hub_errors(f"cannot download the card of {repo_id}"):
             try:
                 card_path = hf_hub_download(repo_id, CARD_NAME, etag_timeout=timeout, token=token)
             except (RemoteEntryNotFoundError, RepositoryNotFoundError):
@@ -161,7 +160,7 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
             continue
         site_card = Card(card, repo_id.split("/")[-1], repo_id, source=f"{HUB_URL}/{repo_id}")
         for ref in referenced_images(card.text):
-            with _hub_errors(f"cannot download {ref} of {repo_id}"):
+            with hub_errors(f"cannot download {ref} of {repo_id}"):
                 try:
                     data = Path(hf_hub_download(repo_id, ref, etag_timeout=timeout, token=token)).read_bytes()
                 except RemoteEntryNotFoundError:
@@ -191,19 +190,6 @@ def list_hub_models(*, limit: int = 1000, author: str | None = None, token: str 
         ids += [item.get("id") or item.get("modelId") for item in response.json()]
         url, params = response.links.get("next", {}).get("url"), None
     return [i for i in ids[:limit] if isinstance(i, str)]
-
-
-@contextlib.contextmanager
-def _hub_errors(action: str) -> Iterator[None]:
-    """:func:`dd_hub.hub_client.hub_errors`, plus offline mode, which only the listing meets as such."""
-    from huggingface_hub.errors import OfflineModeIsEnabled
-
-    try:
-        with hub_errors(action):
-            yield
-    except OfflineModeIsEnabled:
-        raise DDHubError(f"{action}: huggingface_hub is in offline mode (HF_HUB_OFFLINE=1); use local cards "
-                         "(--from DIR)") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -408,7 +394,7 @@ def show(repo_id: str, *, token: str | None = None) -> tuple[str, dict[str, floa
         card = ModelCard.load(card_path)
     else:
         validate_repo_id(repo_id)
-        with _hub_errors(f"cannot read the card of {repo_id}"):
+        with hub_errors(f"cannot read the card of {repo_id}"):
             card = ModelCard.load(repo_id, token=resolve_token(token))
     info = getattr(card.data, "dd_hub", None) or {}
     title = f"{repo_id}: {info.get('architecture', '?')} on {info.get('dataset', '?')}"
