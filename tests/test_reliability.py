@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,6 +60,12 @@ def finished(tmp_path_factory) -> Path:
     return out
 
 
+def _copy(folder: Path, target: Path) -> Path:
+    """A copy of ``folder`` (every file, as the finished run left it) at ``target``."""
+    shutil.copytree(folder, target)
+    return target
+
+
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -73,11 +80,7 @@ def test_a_failing_run_deletes_nothing_and_a_finished_folder_is_not_overwritten(
 
 
 def test_overwrite_replaces_and_resume_with_other_settings_is_refused(tmp_path, finished):
-    out = tmp_path / "copy"
-    out.mkdir()
-    for name, data in _snapshot(finished).items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(data)
+    out = _copy(finished, tmp_path / "copy")
     one_line_error(harden(out, "--resume", "--lr", "0.5"), "harden.lr changed")
     one_line_error(harden(out, "--resume", "--set", "harden.optimizer=adam"), "harden.optimizer")
     one_line_error(harden(out, "--resume", "--seed", "7"), "seed")
@@ -107,11 +110,7 @@ def test_a_second_run_on_a_locked_folder_stops_at_once_and_a_stale_lock_is_taken
 # 3. a run killed while writing its final files leaves the previous folder or the new one, never a mix ----------
 @pytest.mark.parametrize("stage", ["before_marker", "after_marker"])
 def test_an_interrupted_commit_leaves_a_whole_folder(tmp_path, finished, monkeypatch, stage):
-    out = tmp_path / "out"
-    out.mkdir()
-    for name, data in _snapshot(finished).items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(data)
+    out = _copy(finished, tmp_path / "out")
     before = _snapshot(out)
 
     class Killed(Exception):
@@ -145,11 +144,7 @@ def test_an_interrupted_commit_leaves_a_whole_folder(tmp_path, finished, monkeyp
 
 
 def test_weights_beside_metrics_of_another_run_and_edited_metrics_are_refused(tmp_path, finished):
-    out = tmp_path / "mixed"
-    out.mkdir()
-    for name, data in _snapshot(finished).items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(data)
+    out = _copy(finished, tmp_path / "mixed")
     state = load_file(str(out / "model.safetensors"))
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, str(out / "model.safetensors"))
     one_line_error(run("publish", str(out), "--dry-run", "--repo-id", "me/x"), "not the file metrics.json was")
