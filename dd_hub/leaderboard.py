@@ -281,6 +281,15 @@ def slugs(cards: Iterable[Card]) -> dict[int, str]:
     return result
 
 
+def _evaluation_label(args: dict) -> str | None:
+    """How an AutoAttack entry was run, from its args: ``standard``, or ``custom (apgd-ce, apgd-t)``."""
+    version = str(args.get("version") or args.get("implementation") or "")
+    attacks = args.get("attacks")
+    if version == "custom" and isinstance(attacks, list) and attacks:
+        version += f" ({', '.join(map(str, attacks))})"
+    return version or None
+
+
 def boards(cards: list[Card]) -> list[Board]:
     """The boards of ``cards``: one per (dataset, norm, eps), best robust accuracy first (ties: clean accuracy, then
     name), then the board of the cards without an AutoAttack entry (best rho2 first), if any."""
@@ -297,7 +306,7 @@ def boards(cards: list[Card]) -> list[Board]:
             args = result.metric_args
             row = Row(card, names[id(card)], clean, robust_accuracy=_number(result.metric_value),
                       rho2=_first(card, "rho2"), eps=eps, n_examples=_int(args.get("n_examples")),
-                      evaluation=str(args.get("version") or args.get("implementation") or "") or None)
+                      evaluation=_evaluation_label(args))
             rows = by_threat.setdefault((dataset, norm, round(eps, 10)), {})
             previous = rows.get(id(card))
             if previous is None or row.robust_accuracy < previous.robust_accuracy:  # the strongest evaluation counts

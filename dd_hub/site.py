@@ -82,6 +82,13 @@ def _header(label: str, kind: str, *, sorted_desc: bool = False, css: str = "", 
             "</th>")
 
 
+def _evaluation_html(evaluation: str | None) -> str:
+    """The evaluation cell, broken only between attacks ("custom (apgd-ce, apgd-t)"), never inside a name."""
+    if not evaluation:
+        return "–"
+    return ", ".join(f'<span class="nowrap">{e(part)}</span>' for part in evaluation.split(", "))
+
+
 def _board_html(board: Board) -> str:
     tested = board.norm is not None
     heads = [_header("Rank", "number", css="num", first="ascending"), _header("Model", "text"),
@@ -104,7 +111,7 @@ def _board_html(board: Board) -> str:
                       f"<td>{e(row.architecture)}</td>", f"<td>{e(row.method)}</td>",
                       _num_cell(row.eps, format_eps(row.eps)),
                       _num_cell(row.n_examples, "–" if row.n_examples is None else str(row.n_examples)),
-                      f"<td>{e(row.evaluation or '–')}</td>"]
+                      f"<td>{_evaluation_html(row.evaluation)}</td>"]
         else:
             cells += [_num_cell(row.rho2, "–" if row.rho2 is None else f"{row.rho2:.4g}"),
                       f"<td>{e(row.architecture)}</td>", f"<td>{e(row.dataset)}</td>", f"<td>{e(row.method)}</td>"]
@@ -112,8 +119,9 @@ def _board_html(board: Board) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     if tested:
         note = (f"Ranked by robust accuracy under AutoAttack ({NORM_LABELS[board.norm]}, ε = {format_eps(board.eps)} "
-                f"in [0, 1] pixel space) on the test split of {board.dataset}; n_examples is the number of test images "
-                "the card reports for that entry, Evaluation the AutoAttack version it states.")
+                f"in [0, 1] pixel space) on the test split of {board.dataset}. n_examples: the number of test images "
+                "the card's AutoAttack figure was measured on; Evaluation: the AutoAttack version the card states "
+                "(standard, or custom with the attacks it names).")
     else:
         note = ("These models' cards hold no AutoAttack entry, so they cannot be ranked against a standard threat "
                 "model. Listed by rho2 (mean DeepFool L2 ratio, higher is more robust), which is not comparable "
@@ -162,8 +170,13 @@ def _load_line(card: Card) -> str:
 
 
 def _figure_rows(card: Card) -> str:
+    results = _results(card)
+    if not results:
+        return '<p class="muted">The card has no model-index figures.</p>'
+    datasets = [f"{result.dataset_name} ({result.dataset_split or '?'})" for result in results]
+    shared = len(set(datasets)) == 1      # the usual case: state the test images once, above the table
     rows = []
-    for result in _results(card):
+    for result, dataset in zip(results, datasets):
         value = _number(result.metric_value)
         if value is None:
             text = str(result.metric_value)
@@ -173,13 +186,13 @@ def _figure_rows(card: Card) -> str:
             text = f"{value:.4g}"
         args = result.metric_args if isinstance(result.metric_args, dict) else {}
         settings = ", ".join(f"{k}={v}" for k, v in args.items())
+        dataset_cell = "" if shared else f"<td>{e(dataset)}</td>"
         rows.append(f"<tr><td>{e(result.metric_name or result.metric_type)}</td>"
-                    f'<td class="num">{e(text)}</td><td>{e(str(result.dataset_name))} '
-                    f"({e(str(result.dataset_split or '?'))})</td><td><code>{e(settings)}</code></td></tr>")
-    if not rows:
-        return '<p class="muted">The card has no model-index figures.</p>'
-    return ("<table><thead><tr><th>metric</th><th class=\"num\">value</th><th>dataset</th><th>settings</th></tr>"
-            "</thead><tbody>" + "\n".join(rows) + "</tbody></table>")
+                    f'<td class="num">{e(text)}</td>{dataset_cell}<td><code>{e(settings)}</code></td></tr>')
+    intro = f'<p class="note">Test images: {e(datasets[0])}.</p>' if shared else ""
+    dataset_head = "" if shared else "<th>dataset</th>"
+    return (f'{intro}<table><thead><tr><th>metric</th><th class="num">value</th>{dataset_head}<th>settings</th>'
+            "</tr></thead><tbody>" + "\n".join(rows) + "</tbody></table>")
 
 
 def _model_html(card: Card, slug: str, image_files: dict[str, str]) -> str:

@@ -66,14 +66,15 @@ def metrics(name: str, architecture: str, clean: float, rho2: float, autoattack:
     }
 
 
-def aa(eps: float, accuracy: float, norm: str = "linf", n: int = 100) -> dict:
-    return {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": n, "implementation": "pyautoattack 0.2.0"}
+def aa(eps: float, accuracy: float, norm: str = "linf", n: int = 100, **args) -> dict:
+    return {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": n, "implementation": "pyautoattack 0.2.0",
+            **args}
 
 
 #: name -> (architecture, clean, rho2, autoattack); robust ranking at mnist linf 0.3: gamma, alpha, beta
 MODELS = {
     "lenet-alpha": ("dd_lenet_mnist", 0.990, 0.21, {"mnist-linf": aa(0.3, 0.62)}),
-    "resnet-beta": ("resnet18", 0.995, 0.18, {"mnist-linf": aa(0.3, 0.41), "mnist-l2": aa(2.0, 0.55, "l2")}),
+    "resnet-beta": ("resnet18", 0.995, 0.18, {"mnist-linf": aa(0.3, 0.41, version="custom", attacks=["apgd-ce", "apgd-t"]), "mnist-l2": aa(2.0, 0.55, "l2")}),
     "tvresnet-gamma": ("tv:resnet18", 0.970, 0.25, {"mnist-linf": aa(0.3, 0.83)}),
     "lenet-delta": ("dd_lenet_mnist", 0.985, 0.30, None),
 }
@@ -184,6 +185,7 @@ def test_index_has_a_row_per_card_on_each_board(site):
     assert linf[0][2:7] == ["97.00%", "83.00%", "tv:resnet18", "deep_defense", "0.3"]
     assert linf[1][5:9] == ["trades", "0.3", "50", "standard"]          # method, eps, n_examples, evaluation
     assert linf[1][-1] == "not published yet"
+    assert linf[3][8] == "custom (apgd-ce, apgd-t)"                    # a custom version names its attacks
     assert linf[0][-1] == "Hub ↗" and f"https://huggingface.co/{ORG}/tvresnet-gamma" in page.links
     assert f"https://huggingface.co/{ORG}/{HOSTILE}" not in page.links
     assert [r[1] for r in page.rows["board-mnist-5k-l2-2"]] == [f"{ORG}/resnet-beta"]
@@ -219,6 +221,7 @@ def test_model_page_load_line_figures_and_hub_link(site):
     assert (site / "models" / f"{ORG}--lenet-alpha" / "robustness_curve.png").read_bytes().startswith(b"\x89PNG")
     assert "<table>" in alpha and "Deep Defense" in alpha                 # the card body, rendered
     assert "<h3>Figures (model-index)</h3>" in alpha and "AutoAttack robust accuracy, mnist-linf (linf, eps=0.3)" in alpha
+    assert alpha.count("Test images: ") == 1 and "<th>dataset</th>" not in alpha   # one dataset: said once
 
 
 def test_hostile_card_is_escaped_and_not_published(site):
