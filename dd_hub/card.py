@@ -286,12 +286,25 @@ def _robustness_section(metrics: dict, comparison: str, curve_file: str | None) 
 
 Test split, {metrics['hardened']['n_examples']} images{left_out}. rho_2 is the mean DeepFool ratio
 `||r||_2 / ||x||_2` (source = predicted class, all test images), {_space(metrics['hardened']['rho_space'])}.
-epsilon_ref is the smallest FGS epsilon (Linf, [0, 1] pixels) at which the hardened model's accuracy falls to 50%
-(the paper's protocol, so the hardened model is at 50% there by construction; compare models at the fixed
-budgets above); both models are evaluated at the same epsilons. The `model-index` in this card's metadata holds
-these figures with their attack settings.
+{_eps_ref_text(metrics)} Both models are evaluated at the same epsilons. The `model-index` in this card's metadata
+holds these figures with their attack settings.
 
 {comparison}{curve}"""
+
+
+def _eps_ref_text(metrics: dict) -> str:
+    """Where epsilon_ref comes from: found on this model (50% there by construction) or given by the run."""
+    hardened = metrics["hardened"]
+    if hardened.get("eps_ref_source", "self") == "self":
+        return ("epsilon_ref is the smallest FGS epsilon (Linf, [0, 1] pixels) at which this model's accuracy falls "
+                "to 50% (the paper's protocol, so this model is at 50% there by construction; compare models at the "
+                "fixed budgets above).")
+    source = metrics.get("eps_ref_from")
+    whose = (f"the {METHOD_TITLES.get(source, source)} model of the same `dd-hub reproduce` run" if source
+             else "another model (`dd-hub reproduce` takes it from its Deep Defense model, as the paper's Table 1 does)")
+    return (f"epsilon_ref ({hardened['eps_ref']:.4g}, an FGS epsilon in Linf, [0, 1] pixels) is the one at which "
+            f"{whose} falls to 50% accuracy, so that the methods of that run are compared at one budget; it was not "
+            "found on this model, which is not at 50% there by construction.")
 
 
 def _usage_section(metrics: dict, repo_id: str) -> str:

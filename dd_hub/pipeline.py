@@ -151,7 +151,8 @@ def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data
     """Evaluate a saved model (directory or Hub id) on a test split, on ``device`` (default: the GPU if any).
 
     A dd-hub directory is evaluated on its dataset with the evaluation settings its metrics.json records (rho
-    space, DeepFool budget, epsilons, subset), so the figures of its card come out again; ``overrides`` (recipe
+    space, DeepFool budget, epsilons, subset, and epsilon_ref when the run gave it from another model), so the
+    figures of its card come out again; ``overrides`` (recipe
     ``evaluation`` keys) change them.
     """
     model = load(name_or_path)
@@ -174,4 +175,7 @@ def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data
     train_images = first_examples(create_dataset(dataset, "train", data_dir=data_dir, data_config=data_config),
                                   measured.get("max_train_examples"))  # the images the run's center came from
     center = mean_image(train_images) if config.rho_space == "centered" else None
+    recorded = metrics["hardened"] if metrics else {}
+    if eps_ref is None and recorded.get("eps_ref_source") == "given":
+        eps_ref = recorded.get("eps_ref")    # another model's epsilon_ref (dd-hub reproduce): the card's budgets
     return evaluate(model, test_set, config, center=center, eps_ref=eps_ref, progress=progress)

@@ -101,7 +101,7 @@ def reproduce(
                         data=recipe.data)
         models, history = _fine_tune_all(start, recipe, methods, seed, accelerator, progress, echo)
         reports = _evaluate_all(models, start, recipe, eps_ref_from, progress, echo)
-        _write_models(out_dir / f"seed{seed}", models, reports, history, recipe, start)
+        _write_models(out_dir / f"seed{seed}", models, reports, history, recipe, start, eps_ref_from)
         runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref, "training": history,
                      "reports": {name: reports[name].to_dict() for name in names}})
     results = {
@@ -144,13 +144,15 @@ def _evaluate_all(models: dict[str, torch.nn.Module], start: Start, recipe: Reci
 
 
 def _write_models(seed_dir: Path, models: dict, reports: dict[str, Report], history: dict, recipe: Recipe,
-                  start: Start) -> None:
+                  start: Start, eps_ref_from: str) -> None:
     """The reference's weights, and for every method a complete model directory (weights, metrics.json with the
     reference's figures beside its own, card, figures), like `dd-hub harden` writes."""
     save_model(models["reference"], seed_dir / "reference", label_names=start.spec.label_names)
     for method in history:
         method_recipe = dataclasses.replace(recipe, method=method)
         metrics = run_metrics(method_recipe, start, reports[method], reports["reference"], history[method])
+        if method != eps_ref_from:
+            metrics["eps_ref_from"] = eps_ref_from
         write_outputs(seed_dir / method, models[method], metrics, label_names=start.spec.label_names,
                       table=format_comparison({"reference": reports["reference"], method: reports[method]}))
 

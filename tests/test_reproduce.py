@@ -64,6 +64,15 @@ def test_reproduce_end_to_end(tmp_path):
     table = (tmp_path / "table.md").read_text()
     assert table in result.output and "| paper: Ours | 98.65% |" in table
     assert (tmp_path / "seed1234" / "deep_defense" / "model.safetensors").exists()
+    # a baseline's card says whose epsilon_ref it is measured at, and `eval` measures it there again
+    clean_card = (tmp_path / "seed1234" / "clean" / "README.md").read_text()
+    assert "the Deep Defense model of the same `dd-hub reproduce` run falls to 50%" in clean_card
+    assert "this model is at 50% there by construction" in (tmp_path / "seed1234" / "deep_defense" /
+                                                            "README.md").read_text()
+    again = CliRunner().invoke(main, ["eval", str(tmp_path / "seed1234" / "clean"), "--json", "--quiet"])
+    assert again.exit_code == 0, again.output
+    again = json.loads(again.output)
+    assert again["eps_ref"] == eps_ref and again["fgs_at_ref"] == reports["clean"]["fgs_at_ref"]
 
 
 @pytest.mark.slow
