@@ -168,7 +168,8 @@ def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
         click.echo(json.dumps([{"board": b.title, "dataset": b.dataset, "norm": b.norm, "eps": b.eps, "rows": [
             {"model": r.card.title, "clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
              "rho2": r.rho2, "architecture": r.architecture, "method": r.method, "n_examples": r.n_examples,
-             "published": r.card.published} for r in b.rows]} for b in ranked], indent=2))
+             "evaluation": r.evaluation, "published": r.card.published} for r in b.rows]} for b in ranked],
+            indent=2))
     elif not ranked:
         click.echo("No dd-hub checkpoints found.")
     else:

@@ -398,6 +398,7 @@ def test_list_is_a_board_per_threat_model_ranked_by_autoattack(hub, hub_env, tmp
     assert [b["board"] for b in boards] == ["mnist-5k · L∞, ε = 0.3"]
     assert [r["model"] for r in boards[0]["rows"]] == ["alice/a-robust", "dd-org/c-middle", "alice/b-accurate"]
     assert [r["robust_accuracy"] for r in boards[0]["rows"]] == [0.40, 0.25, 0.10]
+    assert boards[0]["rows"][0]["evaluation"] == "custom (apgd-ce, apgd-t)"
     table = run_cli("list", "--threat-model", "mnist-linf").output.splitlines()
     assert table[2].startswith("| # | model | clean | AutoAttack robust | architecture | method | eps | n_examples |")
     assert [row.split("|")[2].strip() for row in table[4:]] == ["alice/a-robust", "dd-org/c-middle",
