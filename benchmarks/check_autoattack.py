@@ -1,11 +1,17 @@
 """Re-measure a model folder's AutoAttack figures with pyautoattack called directly (not through dd-hub's wrapper)
 and compare them with its metrics.json.
 
-    python benchmarks/check_autoattack.py runs/lenet [--dataset mnist-5k]
+    python benchmarks/check_autoattack.py runs/lenet [--dataset mnist-5k] [--per-batch]
 
 For each threat model of the hardened report it takes the settings the card records (norm, eps, version, attacks,
 seed, n_examples), the same class-balanced subset of the test split, runs ``pyautoattack.AutoAttack`` on it and
 prints the card's accuracy beside the independent one.
+
+By default one ``run_standard_evaluation`` call attacks the whole subset, the simplest independent run. dd-hub
+calls AutoAttack once per evaluation batch (the recipe's ``evaluation.batch_size`` consecutive images of the
+subset, each call seeded with the card's seed), so that a sharded evaluation equals a single-process one; the two
+draw different random starts for the images left after the first attack and may differ by a few tenths of a point.
+``--per-batch`` calls it the way dd-hub does, which should give the card's figure exactly.
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir")
     parser.add_argument("--dataset", help="default: the one in metrics.json")
+    parser.add_argument("--per-batch", action="store_true",
+                        help="one AutoAttack call per evaluation batch, as dd-hub makes them")
     args = parser.parse_args()
     from pyautoattack import AutoAttack
 
@@ -38,7 +46,11 @@ def main() -> None:
         attack = AutoAttack(model, norm={"linf": "Linf", "l2": "L2"}[figure["norm"]], eps=figure["eps"],
                             version=figure["version"], seed=figure.get("seed", 0),
                             **({"attacks": figure["attacks"]} if figure["version"] == "custom" else {}))
-        adversarial, _ = attack.run_standard_evaluation(images, labels, batch_size=250)
+        batch_size = metrics["recipe"]["evaluation"]["batch_size"]
+        calls = range(0, len(labels), batch_size) if args.per_batch else [0]
+        size = batch_size if args.per_batch else len(labels)
+        adversarial = torch.cat([attack.run_standard_evaluation(images[i:i + size], labels[i:i + size],
+                                                                batch_size=batch_size)[0] for i in calls])
         with torch.no_grad():
             independent = (model(adversarial).argmax(1) == labels).float().mean().item()
         print(f"| {name} | {figure['accuracy']:.2%} | {independent:.2%} | {len(subset)} | "
