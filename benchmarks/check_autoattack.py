@@ -54,7 +54,7 @@ def main() -> None:
         with torch.no_grad():
             independent = (model(adversarial).argmax(1) == labels).float().mean().item()
         print(f"| {name} | {figure['accuracy']:.2%} | {independent:.2%} | {len(subset)} | "
-              f"{100 * (independent - figure['accuracy']):+.1f} |")
+              f"{round(100 * (independent - figure['accuracy']), 1) + 0.0:+.1f} |")   # + 0.0: never '-0.0'
 
 
 if __name__ == "__main__":
