@@ -153,15 +153,18 @@ def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
 
     from .leaderboard import board_markdown, boards, find_published, load_local_cards
 
+    budget = None
     if threat_model:
-        from .attacks.threat_models import threat_model as check_threat_model
+        from .attacks.threat_models import threat_model as norm_and_eps
 
-        check_threat_model(threat_model)
+        budget = norm_and_eps(threat_model)
     if cards_dir:
         cards, notices = load_local_cards(cards_dir)
     else:
         cards, notices = find_published(dataset=dataset, threat_model=threat_model, author=author, limit=limit)
-    ranked = [b for b in boards(cards) if dataset in (None, b.dataset) or b.norm is None]
+    # the Hub's tag filter picks cards; a card evaluated at several threat models still has a board for each
+    ranked = [b for b in boards(cards) if (dataset in (None, b.dataset) or b.norm is None)
+              and (budget is None or (b.norm == budget[0] and abs(b.eps - budget[1]) < 1e-9))]
     for notice in notices:
         click.echo(f"warning: {notice}", err=True)
     if as_json:

@@ -426,6 +426,24 @@ def test_model_cards_index_is_regenerated_from_the_cards(tmp_path):
     assert run_cli("cards", str(cards)).exit_code == 0
 
 
+def test_list_threat_model_keeps_only_that_board(tmp_path):
+    cards = tmp_path / "model_cards"
+    both = with_autoattack(fake_metrics(), mnist_linf=0.1, mnist_l2=0.4)
+    cifar = with_autoattack(fake_metrics(), cifar10_linf=0.3)
+    cifar["model"].update(dataset="cifar10", repo_name="cifar-model")
+    for seed, (name, metrics) in enumerate((("both", both), ("cifar", cifar))):
+        write_model_dir(tmp_path / name, metrics, seed=seed)
+        add_card(tmp_path / name, cards)
+
+    def titles(*args):
+        return [b["board"] for b in json.loads(run_cli("list", "--from", str(cards), "--json", *args).output)]
+
+    assert titles() == ["cifar10 · L∞, ε = 8/255 (0.03137)", "mnist-5k · L∞, ε = 0.3", "mnist-5k · L2, ε = 2"]
+    assert titles("--threat-model", "mnist-l2") == ["mnist-5k · L2, ε = 2"]
+    assert titles("--threat-model", "cifar10-linf") == ["cifar10 · L∞, ε = 8/255 (0.03137)"]
+    assert titles("--threat-model", "imagenet-l2") == []
+
+
 @pytest.mark.slow
 def test_harden_publish_load_list_end_to_end(hub, hub_env, tmp_path):
     """The real `dd-hub harden` (tiny), `dd-hub publish`, timm in a fresh process, `dd-hub list`."""
