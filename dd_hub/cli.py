@@ -151,28 +151,21 @@ def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
     (filtered on the Hub side by dd-hub's dataset and threat-model tags)."""
     import json
 
-    from .leaderboard import board_markdown, boards, find_published, load_local_cards
+    from .leaderboard import board_json, board_markdown, boards, find_published, load_local_cards, select_boards
 
-    budget = None
     if threat_model:
-        from .attacks.threat_models import threat_model as norm_and_eps
+        from .attacks.threat_models import threat_model as check_threat_model
 
-        budget = norm_and_eps(threat_model)
+        check_threat_model(threat_model)   # before any request
     if cards_dir:
         cards, notices = load_local_cards(cards_dir)
     else:
         cards, notices = find_published(dataset=dataset, threat_model=threat_model, author=author, limit=limit)
-    # the Hub's tag filter picks cards; a card evaluated at several threat models still has a board for each
-    ranked = [b for b in boards(cards) if (dataset in (None, b.dataset) or b.norm is None)
-              and (budget is None or (b.norm == budget[0] and abs(b.eps - budget[1]) < 1e-9))]
+    ranked = select_boards(boards(cards), dataset=dataset, threat_model=threat_model)
     for notice in notices:
         click.echo(f"warning: {notice}", err=True)
     if as_json:
-        click.echo(json.dumps([{"board": b.title, "dataset": b.dataset, "norm": b.norm, "eps": b.eps, "rows": [
-            {"model": r.card.title, "clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
-             "rho2": r.rho2, "architecture": r.architecture, "method": r.method, "n_examples": r.n_examples,
-             "evaluation": r.evaluation, "published": r.card.published} for r in b.rows]} for b in ranked],
-            indent=2))
+        click.echo(json.dumps([board_json(b) for b in ranked], indent=2))
     elif not ranked:
         click.echo("No dd-hub checkpoints found.")
     else:

@@ -31,7 +31,6 @@ DEFAULT_METHOD = "deep_defense"
 HUB_TIMEOUT_S = float(os.environ.get("DD_HUB_HUB_TIMEOUT", "10"))
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MARKER = ".dd-hub-site"          # marks an output directory as ours, so a rebuild may replace it
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?")
 NO_THREAT_MODEL = "no standard threat model evaluated"
 NORM_LABELS = {"linf": "L∞", "l2": "L2"}
@@ -307,7 +306,7 @@ def boards(cards: list[Card]) -> list[Board]:
             row = Row(card, names[id(card)], clean, robust_accuracy=_number(result.metric_value),
                       rho2=_first(card, "rho2"), eps=eps, n_examples=_int(args.get("n_examples")),
                       evaluation=_evaluation_label(args))
-            rows = by_threat.setdefault((dataset, norm, round(eps, 10)), {})
+            rows = by_threat.setdefault((dataset, norm, _eps_key(eps)), {})
             previous = rows.get(id(card))
             if previous is None or row.robust_accuracy < previous.robust_accuracy:  # the strongest evaluation counts
                 rows[id(card)] = row
@@ -322,6 +321,22 @@ def boards(cards: list[Card]) -> list[Board]:
         ranked = sorted(untested, key=lambda r: (r.rho2 is None, -(r.rho2 or 0.0), r.slug))
         result.append(Board("no-threat-model", NO_THREAT_MODEL.capitalize(), None, None, None, ranked))
     return result
+
+
+def _eps_key(eps: float) -> float:
+    """``eps`` as boards are keyed by: equal budgets written with other float noise (8/255) share a board."""
+    return round(eps, 10)
+
+
+def select_boards(all_boards: list[Board], *, dataset: str | None = None,
+                  threat_model: str | None = None) -> list[Board]:
+    """The boards of ``dataset`` (plus the board of cards without a threat model) and of ``threat_model`` (its
+    board only). The Hub's tag filter picks cards; a card evaluated at several threat models has a board for each."""
+    from .attacks.threat_models import threat_model as norm_and_eps
+
+    budget = None if threat_model is None else norm_and_eps(threat_model)
+    return [b for b in all_boards if (dataset in (None, b.dataset) or b.norm is None)
+            and (budget is None or (b.norm, b.eps) == (budget[0], _eps_key(budget[1])))]
 
 
 def _int(value) -> int | None:
@@ -342,12 +357,7 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
 
 
-
-
-# --- Markdown --------------------------------------------------------------------------------------------------
-COLUMNS = ("rank", "model", "clean", "robust", "architecture", "method", "eps", "n_examples", "link")
-
-
+# --- Markdown and JSON ---------------------------------------------------------------------------------------------
 def board_markdown(board: Board, *, link: bool = True) -> str:
     """One board as a Markdown table with RobustBench's columns."""
     lines = [f"### {board.title}", ""]
@@ -363,6 +373,14 @@ def board_markdown(board: Board, *, link: bool = True) -> str:
                   f"{r.architecture} | {r.method} | {format_eps(board.eps)} | {r.n_examples or '–'} | "
                   f"{_link(r) if link else '–'} |" for i, r in enumerate(board.rows, 1)]
     return "\n".join(lines) + "\n"
+
+
+def board_json(board: Board) -> dict:
+    """One board as plain data (``dd-hub list --json``)."""
+    return {"board": board.title, "dataset": board.dataset, "norm": board.norm, "eps": board.eps, "rows": [
+        {"model": r.card.title, "clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
+         "rho2": r.rho2, "architecture": r.architecture, "method": r.method, "n_examples": r.n_examples,
+         "evaluation": r.evaluation, "published": r.card.published} for r in board.rows]}
 
 
 def _name(row: Row, link: bool) -> str:

@@ -26,8 +26,10 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from .errors import DDHubError
-from .leaderboard import (DEFAULT_METHOD, HUB_URL, MARKER, NORM_LABELS, Board, Card, _local_path, _number, _percent,
+from .leaderboard import (DEFAULT_METHOD, HUB_URL, NORM_LABELS, Board, Card, _local_path, _number, _percent,
                           _results, boards, format_eps, slugs)
+
+MARKER = ".dd-hub-site"          # marks an output directory as ours, so a rebuild may replace it
 
 # --- HTML -----------------------------------------------------------------------------------------------------------
 e = html.escape
