@@ -1,14 +1,18 @@
 """dd-hub: harden image classifiers with Deep Defense, measure their robustness, publish them to the Hub.
 
 The public API is re-exported here lazily (PEP 562): ``import dd_hub`` costs nothing until a name is used, so the
-command line answers ``--help`` without importing torch.
+command line answers ``--help`` without importing torch. dd-hub's own architectures join timm's registry as soon
+as timm is imported too (:mod:`dd_hub.registration`).
 """
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .registration import register_with_timm
 from .version import __version__
+
+register_with_timm()
 
 _EXPORTS = {
     "deepfool": "attacks", "deepfool_unrolled": "attacks", "fgs": "attacks", "pgd": "attacks",

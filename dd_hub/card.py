@@ -7,21 +7,27 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .evaluate import Report, format_comparison
 from .models.torchvision_compat import split_prefix
 from .plots import attack_curves
+from .registration import is_own_architecture
 
 _TIMM_USAGE = """```python
 import timm
-import dd_hub.models  # registers dd-hub's own architectures (dd_lenet_mnist, ...); not needed for standard timm ones
-
+{registration}
 # pretrained=True is required: without it timm builds the architecture with random weights and no error
 model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()
 config = timm.data.resolve_model_data_config(model)  # input size, mean/std, interpolation of this checkpoint
-
-# or: a model that takes [0, 1] images with the normalization inside, never random weights
-model = dd_hub.load("{repo_id}")
 ```
 
-Inputs are normalized with the `mean`/`std` in `config.json` (timm's `resolve_model_data_config`).
+Inputs are normalized with the `mean`/`std` in `config.json` (timm's `resolve_model_data_config`). {plain}
+With dd-hub, a model that takes [0, 1] images with the normalization inside (and never random weights):
+
+```python
+import dd_hub
+
+model = dd_hub.load("{repo_id}")
+```
 """
+_REGISTRATION = "import dd_hub  # registers dd-hub's own architecture `{architecture}` with timm\n"
+_PLAIN_TIMM = "`{architecture}` is timm's own architecture: plain timm loads it, dd-hub is not needed."
 _TORCHVISION_USAGE = """This torchvision architecture has no timm twin, so `timm.create_model` cannot build it; load it with dd-hub:
 
 ```python
@@ -58,7 +64,8 @@ def autoattack_results(metrics: dict) -> list[EvalResult]:
         args = {"attack": "autoattack", "threat_model": name, "norm": figure["norm"], "eps": figure["eps"],
                 "version": figure.get("version", "standard"), "attacks": figure.get("attacks", []),
                 "implementation": figure.get("implementation", ""), "n_examples": figure["n_examples"],
-                "seed": figure.get("seed", 0), "flags": figure.get("flags", [])}
+                "seed": figure.get("seed", 0), "flags": figure.get("flags", []),
+                **({"skipped": figure["skipped"]} if figure.get("skipped") else {})}
         results.append(EvalResult(metric_type="robust_accuracy", metric_value=figure["accuracy"],
                                   metric_name=f"AutoAttack robust accuracy, {name} ({figure['norm']}, "
                                               f"eps={figure['eps']:.4g})",
@@ -227,10 +234,12 @@ def _standard_section(metrics: dict) -> str:
         note = "No standard threat model was evaluated for this dataset (no AutoAttack figure)."
     else:
         flags = sorted({f for r in hardened["autoattack"].values() for f in r.get("flags", [])})
+        skipped = {a: why for r in hardened["autoattack"].values() for a, why in r.get("skipped", {}).items()}
+        left_out = "".join(f" {name} was not run: it {why}." for name, why in sorted(skipped.items()))
         note = (f"AutoAttack by its authors ({settings.get('implementation', 'pyautoattack')}), version "
                 f"`{settings.get('version')}`: {', '.join(settings.get('attacks', [])) or 'its standard attacks'}; "
-                f"seed {settings.get('seed', 0)}, on a class-balanced subset of the test images. AutoAttack's own "
-                f"checks: {'; '.join(flags) if flags else 'no warning'}.")
+                f"seed {settings.get('seed', 0)}, on a class-balanced subset of the test images.{left_out} "
+                f"AutoAttack's own checks: {'; '.join(flags) if flags else 'no warning'}.")
     return f"""## Robustness at standard threat models
 
 | metric | reference | this model | images |
@@ -308,10 +317,16 @@ def _eps_ref_text(metrics: dict) -> str:
 
 
 def _usage_section(metrics: dict, repo_id: str) -> str:
-    usage = _TIMM_USAGE if timm_loadable(metrics) else _TORCHVISION_USAGE
+    architecture = metrics["model"]["architecture"]
     install = ("dd-hub is needed only for `dd_hub.load` and for dd-hub's own architectures: install it from a "
                "clone of its repository with `pip install -e .`.\n\n")
-    return f"## Usage\n\n{install}{usage.format(repo_id=repo_id)}"
+    if not timm_loadable(metrics):
+        return f"## Usage\n\n{install}{_TORCHVISION_USAGE.format(repo_id=repo_id)}"
+    own = is_own_architecture(architecture)
+    usage = _TIMM_USAGE.format(repo_id=repo_id,
+                               registration=_REGISTRATION.format(architecture=architecture) if own else "",
+                               plain="" if own else _PLAIN_TIMM.format(architecture=architecture))
+    return f"## Usage\n\n{install}{usage}"
 
 
 LIMITATIONS = """## Limitations

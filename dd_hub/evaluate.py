@@ -7,7 +7,10 @@ measures it in the paper's mean-subtracted space (``center`` = mean training ima
 """
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import asdict, dataclass, field
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -33,7 +36,6 @@ class EvalConfig:
     candidates: int = 10
     overshoot: float = 0.02
     clip: bool = False                      # clip DeepFool iterates to [0, 1] (the paper does not)
-    rho_space: str = "pixel"                # 'pixel' or 'centered' (the paper's mean-subtracted space)
     fgs_eps: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.2, 0.3])
     fgs_fractions: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0])
     eps_ref_tolerance: float = 1e-4
@@ -56,8 +58,6 @@ class EvalConfig:
         if self.candidate_gradients not in ("auto", "batched", "loop"):
             raise DDHubError(f"candidate_gradients must be 'auto', 'batched' or 'loop', not "
                              f"'{self.candidate_gradients}'")
-        if self.rho_space not in ("pixel", "centered"):
-            raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
         if self.pgd_norm not in ("linf", "l2"):
             raise DDHubError(f"pgd_norm must be 'linf' or 'l2', not '{self.pgd_norm}'")
         for name in self.autoattack or []:
@@ -87,6 +87,7 @@ class Report:
     sanity: list[dict] = field(default_factory=list)            # SanityCheck dicts: name, passed, detail
     autoattack: dict[str, dict] = field(default_factory=dict)   # threat model -> norm, eps, accuracy, n_examples
     subset_seed: int = 0                                        # the class-balanced subset's seed
+    seconds: dict[str, float] = field(default_factory=dict)     # wall time of each stage (this process)
 
     @property
     def sanity_passed(self) -> bool:
@@ -184,37 +185,42 @@ def evaluate(
     """Evaluate ``model`` (taking [0, 1] images) on ``dataset``.
 
     ``eps_ref=None`` finds epsilon_ref on this model (the paper takes it from the Deep Defense model and applies
-    it to every model); pass a value to reuse another model's. ``center`` is required for ``rho_space='centered'``.
+    it to every model); pass a value to reuse another model's. ``center`` (the training set's mean image) measures
+    rho_2 in the paper's mean-subtracted space ('centered'); ``None`` in [0, 1] pixels ('pixel').
     ``config.max_examples`` picks a class-balanced subset (seeded by ``config.subset_seed``, the same for every
     model). Launched on several processes (``accelerate launch``), each evaluates its share of the batches and
     every process returns the same report, equal to a one-process evaluation. ``data`` sets loader workers. The
     model is evaluated in eval mode and its previous mode is restored.
     """
     config = config or EvalConfig()
-    if config.rho_space == "centered" and center is None:
-        raise DDHubError("rho_space='centered' needs the training set's mean image (center)")
     was_training = model.training
     model.eval()
+    seconds: dict[str, float] = {}
     try:
-        run = _Evaluation(model, dataset, config, progress, data)
-        stats = run.deepfool_pass(center.to(run.device) if config.rho_space == "centered" else None)
+        with _timed(seconds, "deepfool"):
+            run = _Evaluation(model, dataset, config, progress, data)
+            stats = run.deepfool_pass(None if center is None else center.to(run.device))
         clean = stats["correct"].float().mean().item()
-        fgs = {_key(eps): run.fgs_accuracy(eps) for eps in config.fgs_eps}
-        source = "given" if eps_ref is not None else "self"
-        eps_ref = run.eps_ref(clean) if eps_ref is None else eps_ref
-        at_ref = {_key(f): run.fgs_accuracy(f * eps_ref) for f in config.fgs_fractions}
+        with _timed(seconds, "fgs"):
+            fgs = {_key(eps): run.fgs_accuracy(eps) for eps in config.fgs_eps}
+            source = "given" if eps_ref is not None else "self"
+            eps_ref = run.eps_ref(clean) if eps_ref is None else eps_ref
+            at_ref = {_key(f): run.fgs_accuracy(f * eps_ref) for f in config.fgs_fractions}
         pgd_on = config.pgd_steps > 0
-        pgd_at_ref = {_key(f): run.pgd_accuracy(f * eps_ref) for f in config.fgs_fractions} if pgd_on else {}
-        pgd_fixed = {_key(eps): run.pgd_accuracy(eps) for eps in config.pgd_eps} if pgd_on else {}
-        sanity = _sanity(run, clean, eps_ref, fgs, at_ref, pgd_fixed, pgd_at_ref, data) if config.sanity else []
-        autoattack = _autoattack(run) if config.autoattack else {}
+        with _timed(seconds, "pgd"):
+            pgd_at_ref = {_key(f): run.pgd_accuracy(f * eps_ref) for f in config.fgs_fractions} if pgd_on else {}
+            pgd_fixed = {_key(eps): run.pgd_accuracy(eps) for eps in config.pgd_eps} if pgd_on else {}
+        with _timed(seconds, "sanity"):
+            sanity = _sanity(run, clean, eps_ref, fgs, at_ref, pgd_fixed, pgd_at_ref, data) if config.sanity else []
+        with _timed(seconds, "autoattack"):
+            autoattack = _autoattack(run) if config.autoattack else {}
     finally:
         model.train(was_training)
     return Report(
         n_examples=len(stats["rho"]),
         clean_accuracy=clean,
         rho2=stats["rho"].mean().item(),
-        rho_space=config.rho_space,
+        rho_space="pixel" if center is None else "centered",
         deepfool={
             "steps": config.deepfool_steps, "candidates": config.candidates, "overshoot": config.overshoot,
             "norm": "l2", "clip": config.clip, "source": "prediction",
@@ -233,7 +239,17 @@ def evaluate(
         sanity=sanity,
         autoattack=autoattack,
         subset_seed=config.subset_seed,
+        seconds=seconds,
     )
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = round(time.perf_counter() - start, 3)
 
 
 def _sanity(run: _Evaluation, clean: float, eps_ref: float, fgs: dict, at_ref: dict, pgd_fixed: dict,
@@ -267,6 +283,7 @@ def _autoattack(run: _Evaluation) -> dict[str, dict]:
         robust = total = 0
         flags: list[str] = []
         metadata: dict = {}
+        skipped: dict[str, str] = {}
         for _, (images, labels) in tqdm(batches, desc=f"AutoAttack {name}", leave=False, disable=not run.progress):
             result = autoattack(run.model, images.to(run.device), labels.to(run.device), norm=norm, eps=eps,
                                 version=version, attacks=attacks, seed=config.subset_seed,
@@ -275,12 +292,14 @@ def _autoattack(run: _Evaluation) -> dict[str, dict]:
             total += len(labels)
             flags += [flag for flag in result.flags if flag not in flags]
             metadata = result.metadata
+            skipped.update(metadata.get("skipped", {}))
         accuracy = batches.total(robust) / batches.total(total)
         results[name] = {"norm": norm, "eps": eps, "accuracy": accuracy, "n_examples": len(subset),
                          "version": version, "attacks": list(metadata.get("attacks", attacks or [])),
                          "implementation": f"{metadata.get('package', 'pyautoattack')} "
                                            f"{metadata.get('package_version', '')}".strip(),
-                         "seed": config.subset_seed, "flags": sorted(set(_gathered(batches, flags)))}
+                         "seed": config.subset_seed, "flags": sorted(set(_gathered(batches, flags))),
+                         **({"skipped": skipped} if skipped else {})}
     return results
 
 

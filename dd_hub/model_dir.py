@@ -18,7 +18,8 @@ from torch import nn
 
 from .atomic_io import file_mode, read_json_object
 from .errors import DDHubError
-from .models.normalized import NormalizedModel, normalization_of, unwrap
+from .models.normalized import NormalizedModel, model_args_of, normalization_of, unwrap
+from .models.twice_differentiable import make_twice_differentiable
 from .models.torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TIMM_TWINS, TORCHVISION_DATA_CFG,
                                         build_torchvision, exported_architecture, first_line, is_torchvision,
                                         output_size, split_prefix, timm_twin, torchvision_name, torchvision_names)
@@ -49,13 +50,15 @@ def save_model(model: nn.Module, directory: str | Path, *, label_names: list[str
     if is_torchvision(bare):
         name = torchvision_name(bare)
         if name not in TIMM_TWINS:
+            config = {**config, **({"model_args": model_args_of(model)} if model_args_of(model) else {})}
             return _write_model_files(directory,
                                       lambda tmp: _save_torchvision(bare, name, tmp, config, normalization))
         bare = timm_twin(bare, name, normalization)
     if not hasattr(bare, "pretrained_cfg") or not timm.is_model(bare.pretrained_cfg.get("architecture", "")):
         raise DDHubError(f"cannot export {type(bare).__name__}: only timm-registry and torchvision networks can be saved")
+    model_args = model_args_of(model) or None
     return _write_model_files(directory, lambda tmp: timm.models.save_for_hf(
-        bare, tmp, model_config=config, safe_serialization=True))
+        bare, tmp, model_config=config, model_args=model_args, safe_serialization=True))
 
 
 def _write_model_files(directory: str | Path, write) -> Path:
@@ -91,13 +94,13 @@ def _load_torchvision(config: dict, path: Path) -> NormalizedModel:
     name = split_prefix(config["architecture"])
     if name not in torchvision_names():
         raise DDHubError(f"{path / CONFIG_NAME} names unknown torchvision architecture '{name}'")
-    model = build_torchvision(name, num_classes=config["num_classes"])
+    model = build_torchvision(name, num_classes=config["num_classes"], **(config.get("model_args") or {}))
     try:
         model.load_state_dict(load_state_dict(path))
     except RuntimeError as exc:
         raise DDHubError(f"weights in {path} do not fit {name}: {first_line(exc)}") from None
     cfg = config["pretrained_cfg"]
-    return NormalizedModel(model, cfg["mean"], cfg["std"]).eval()
+    return NormalizedModel(model, cfg["mean"], cfg["std"], model_args=config.get("model_args")).eval()
 
 
 def load(name_or_path: str | Path, *, revision: str | None = None) -> NormalizedModel:
@@ -129,8 +132,10 @@ def load(name_or_path: str | Path, *, revision: str | None = None) -> Normalized
     except (OSError, ValueError, TypeError) as exc:
         raise DDHubError(f"cannot load {text}: {first_line(exc)}") from None
     check_finite(model.state_dict(), str(path / WEIGHTS_NAME))
+    make_twice_differentiable(model)
     data_config = timm.data.resolve_model_data_config(model)
-    return NormalizedModel(model, data_config["mean"], data_config["std"]).eval()
+    return NormalizedModel(model, data_config["mean"], data_config["std"],
+                           model_args=config.get("model_args")).eval()
 
 
 def _check_hub_id(text: str) -> None:

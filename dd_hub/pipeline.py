@@ -23,6 +23,7 @@ from .evaluate import Report, evaluate, format_comparison
 from .methods import create_objective
 from .model_dir import architecture_name, load, save_model
 from .models import unwrap
+from .models.torchvision_compat import first_line
 from .plots import CURVE_NAME, TRAINING_NAME, render_curve, render_training
 from .recipes import Recipe, eval_config_from_dict
 from .starting_model import Start, prepare_start, train_reference
@@ -86,7 +87,7 @@ def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, p
     accelerator.wait_for_everyone()
     loop = dict(accelerator=accelerator, progress=progress, checkpoint_dir=out_dir / "checkpoints",
                 checkpoint_every=checkpoint_every, resume=resume, data=recipe.data)
-    train_reference(start, recipe, echo=echo, save_dir=out_dir / "reference", **loop)
+    reference_history = train_reference(start, recipe, echo=echo, save_dir=out_dir / "reference", **loop)
     reference = copy.deepcopy(start.model)
 
     echo(f"Hardening with {recipe.method} ({recipe.harden.epochs} epochs)")
@@ -96,13 +97,20 @@ def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, p
 
     echo("Evaluating the hardened and the reference model")  # every process evaluates its share of the batches
     evaluation = dict(center=start.center, progress=progress and accelerator.is_main_process, data=recipe.data)
-    hardened_report = evaluate(start.model, start.test_set, recipe.evaluation, **evaluation)
-    reference_report = evaluate(reference, start.test_set, recipe.evaluation, eps_ref=hardened_report.eps_ref,
-                                **evaluation)
+    try:
+        hardened_report = evaluate(start.model, start.test_set, recipe.evaluation, **evaluation)
+        reference_report = evaluate(reference, start.test_set, recipe.evaluation, eps_ref=hardened_report.eps_ref,
+                                    **evaluation)
+    except Exception as exc:  # the trained weights are in the last checkpoint: say how to evaluate them again
+        raise DDHubError(f"training finished but the evaluation failed ({type(exc).__name__}: {first_line(exc)}); "
+                         f"the trained weights are kept in {out_dir / 'checkpoints'}: rerun the same command with "
+                         "--resume to evaluate them again") from exc
     if not accelerator.is_main_process:  # export runs once, on the main process
         return HardenResult(start.model, None, None, out_dir, "")
     table = format_comparison({"reference": reference_report, "hardened": hardened_report})
     metrics = run_metrics(recipe, start, hardened_report, reference_report, history)
+    if reference_history:
+        metrics["reference_training"] = reference_history
     if changed:
         metrics["resumed_with_changes"] = changed
     write_outputs(out_dir, start.model, metrics, label_names=start.spec.label_names, table=table)
@@ -146,14 +154,13 @@ def write_outputs(out_dir: str | Path, model: torch.nn.Module, metrics: dict, *,
 
 
 def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None,
-                   overrides: dict | None = None, eps_ref: float | None = None, device: str | None = None,
-                   progress: bool = True) -> Report:
+                   overrides: dict | None = None, eps_ref: float | None = None, rho_space: str | None = None,
+                   device: str | None = None, progress: bool = True) -> Report:
     """Evaluate a saved model (directory or Hub id) on a test split, on ``device`` (default: the GPU if any).
 
     A dd-hub directory is evaluated on its dataset with the evaluation settings its metrics.json records (rho
     space, DeepFool budget, epsilons, subset, and epsilon_ref when the run gave it from another model), so the
-    figures of its card come out again; ``overrides`` (recipe
-    ``evaluation`` keys) change them.
+    figures of its card come out again; ``overrides`` (recipe ``evaluation`` keys) and ``rho_space`` change them.
     """
     model = load(name_or_path)
     path = Path(str(name_or_path).removeprefix("local-dir:"))
@@ -163,6 +170,7 @@ def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data
     if dataset is None:
         raise DDHubError(f"{name_or_path} records no dataset (no dd-hub metrics.json); pass --dataset NAME")
     config = eval_config_from_dict({**measured.get("evaluation", {}), **(overrides or {})})
+    rho_space = rho_space or measured.get("rho_space", "pixel")
     if config.autoattack is None:
         config.autoattack = standard_threat_models(dataset)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -174,7 +182,7 @@ def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data
     test_set = create_dataset(dataset, "test", data_dir=data_dir, data_config=data_config)
     train_images = first_examples(create_dataset(dataset, "train", data_dir=data_dir, data_config=data_config),
                                   measured.get("max_train_examples"))  # the images the run's center came from
-    center = mean_image(train_images) if config.rho_space == "centered" else None
+    center = mean_image(train_images) if rho_space == "centered" else None
     recorded = metrics["hardened"] if metrics else {}
     if eps_ref is None and recorded.get("eps_ref_source") == "given":
         eps_ref = recorded.get("eps_ref")    # another model's epsilon_ref (dd-hub reproduce): the card's budgets

@@ -34,9 +34,11 @@ class Recipe:
     dataset: str
     description: str = ""
     aliases: list[str] = field(default_factory=list)
+    any_model: bool = False                 # used for any model on `dataset` that no recipe names (see find_recipe)
     method: str = "deep_defense"
     seed: int = 1234
     pretrained: bool = False                # start from the library's pretrained weights
+    model_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments (timm's model_args)
     license: str | None = None              # the card's license; None: the starting model's (timm's pretrained_cfg)
     channels_last: bool | None = None       # conv weights in NHWC; None: on a GPU for networks with 2-D convolutions
     rho_space: str = "pixel"                # space of ||r||/||x|| in the regularizer and in rho_2
@@ -54,7 +56,6 @@ class Recipe:
             raise DDHubError(f"unknown method '{self.method}'; available: {', '.join(list_methods())}")
         if self.rho_space not in ("pixel", "centered"):
             raise DDHubError(f"rho_space must be 'pixel' or 'centered', not '{self.rho_space}'")
-        self.evaluation.rho_space = self.rho_space
         if self.evaluation.autoattack is None:
             self.evaluation.autoattack = standard_threat_models(self.dataset)
 
@@ -146,6 +147,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return _coerce(inner, value, where)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise DDHubError(f"recipe key '{where}' must be a mapping of names to values, got {value!r}")
+        for key, item in value.items():
+            _check_plain(item, f"{where}.{key}")
+        return dict(value)
     if origin is list:
         if not isinstance(value, list):
             raise DDHubError(f"recipe key '{where}' must be a list, got {value!r}")
@@ -159,13 +166,26 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     raise DDHubError(f"recipe key '{where}' must be {hint.__name__}, got {value!r}")
 
 
+def _check_plain(value: Any, where: str) -> None:
+    """Model arguments are plain data (numbers, strings, booleans, null and lists of them), as config.json holds."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    elif not (value is None or isinstance(value, (bool, int, float, str))):
+        raise DDHubError(f"recipe key '{where}' must be a number, string, boolean or list, got {value!r}")
+
+
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+#: keys older metrics.json files record in their evaluation section that now live elsewhere (rho_space: the recipe's)
+LEGACY_EVALUATION_KEYS = ("rho_space",)
+
+
 def eval_config_from_dict(data: dict) -> EvalConfig:
     """An :class:`EvalConfig` from plain data, validated like a recipe's ``evaluation`` section."""
-    return _build(EvalConfig, data, "evaluation")
+    return _build(EvalConfig, {k: v for k, v in data.items() if k not in LEGACY_EVALUATION_KEYS}, "evaluation")
 
 
 def recipe_from_dict(data: dict, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -221,12 +241,15 @@ def builtin_recipes() -> dict[str, Path]:
 
 
 def find_recipe(model: str, dataset: str, overrides: dict[str, Any] | None = None) -> Recipe:
-    """The built-in recipe for ``model`` (name or alias) on ``dataset``; its model becomes ``model``'s name."""
-    for path in sorted(builtin_recipes().values()):
-        data = yaml.safe_load(path.read_text())
-        if data.get("dataset") == dataset and model in [data.get("model"), *data.get("aliases", [])]:
+    """The built-in recipe for ``model`` (name or alias) on ``dataset``; else the recipe for any model on that
+    dataset (``any_model: true``), else ``generic``; in the last two the model (and the name) become ``model``'s."""
+    recipes = {name: (path, yaml.safe_load(path.read_text())) for name, path in sorted(builtin_recipes().items())}
+    for path, data in recipes.values():
+        if data.get("dataset") == dataset and model in [data.get("model"), *data.get("aliases", [])] \
+                and not data.get("any_model"):
             return load_recipe(path, overrides)
-    generic = builtin_recipes().get("generic")
-    if generic is None:
+    fallback = [path for path, data in recipes.values() if data.get("any_model") and data.get("dataset") == dataset]
+    path = fallback[0] if fallback else recipes.get("generic", (None, None))[0]
+    if path is None:
         raise DDHubError(f"no recipe for '{model}' on '{dataset}'; pass --recipe FILE (see recipes/)")
-    return load_recipe(generic, {"model": model, "dataset": dataset, "name": f"{model}-{dataset}", **(overrides or {})})
+    return load_recipe(path, {"model": model, "dataset": dataset, "name": f"{model}-{dataset}", **(overrides or {})})

@@ -97,12 +97,13 @@ def reproduce(
         echo(f"== seed {seed}")
         set_seed(seed)
         start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init)
-        train_reference(start, recipe, accelerator=accelerator, echo=echo, seed=seed, progress=progress,
-                        data=recipe.data)
+        reference_history = train_reference(start, recipe, accelerator=accelerator, echo=echo, seed=seed,
+                                            progress=progress, data=recipe.data)
         models, history = _fine_tune_all(start, recipe, methods, seed, accelerator, progress, echo)
         reports = _evaluate_all(models, start, recipe, eps_ref_from, progress, echo)
         _write_models(out_dir / f"seed{seed}", models, reports, history, recipe, start, eps_ref_from)
-        runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref, "training": history,
+        runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref,
+                     "training": {"reference": reference_history, **history},
                      "reports": {name: reports[name].to_dict() for name in names}})
     results = {
         "dd_hub_version": __version__, "model": recipe.model, "dataset": recipe.dataset, "seeds": seeds,

@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from .errors import DDHubError
+from .registration import is_own_architecture
 from .leaderboard import (DEFAULT_METHOD, HUB_URL, NORM_LABELS, Board, Card, _local_path, _number, _percent,
                           _results, boards, format_eps, slugs)
 
@@ -166,7 +167,9 @@ def _index_html(all_boards: list[Board], cards: list[Card], notices: list[str]) 
 def _load_line(card: Card) -> str:
     repo_id = card.repo_id or f"ORG/{card.name}"
     if card.timm_loadable:
-        return (f"import timm\nimport dd_hub.models  # registers dd-hub's own architectures\n\n"
+        own = is_own_architecture(str(card.info.get("architecture") or ""))
+        registration = "import dd_hub  # registers dd-hub's own architectures with timm\n" if own else ""
+        return (f"import timm\n{registration}\n"
                 f"model = timm.create_model('hf-hub:{repo_id}', pretrained=True).eval()")
     return f"import dd_hub\n\nmodel = dd_hub.load('{repo_id}')  # takes [0, 1] images"
 

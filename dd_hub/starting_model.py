@@ -23,6 +23,7 @@ from .errors import DDHubError
 from .methods import cross_entropy
 from .model_dir import save_model
 from .models import NormalizedModel, create_model, unwrap
+from .models.factory import check_input_size
 from .recipes import Recipe
 from .train import train
 from .weights import load_state_dict
@@ -60,9 +61,12 @@ def prepare_start(recipe: Recipe, *, data_dir: str | Path | None = None, checkpo
                          "pretrained: true or a reference section, or --allow-random-init")
     timm.layers.set_fused_attn(False)  # double backward needs the math attention kernel, chosen at construction
     model = create_model(recipe.model, num_classes=spec.num_classes, pretrained=weights == "pretrained",
-                         checkpoint_path=checkpoint)
-    use_channels_last(model, recipe.channels_last)
+                         checkpoint_path=checkpoint, input_size=spec.input_size, mean=spec.mean, std=spec.std,
+                         **recipe.model_args)
     data_config = timm.data.resolve_model_data_config(unwrap(model))
+    if spec.input_size is not None:  # read at its native size: the model must take it
+        check_input_size(model, spec.input_size, recipe.model)
+    use_channels_last(model, recipe.channels_last)
     if input_size is not None:
         data_config.update(input_size=(data_config["input_size"][0], input_size, input_size), crop_pct=1.0)
     read = dict(data_dir=data_dir, data_config=data_config, skip_corrupt=recipe.data.skip_corrupt)
@@ -79,24 +83,26 @@ def prepare_start(recipe: Recipe, *, data_dir: str | Path | None = None, checkpo
 
 def train_reference(start: Start, recipe: Recipe, *, accelerator: Accelerator, echo: Callable[[str], None] = print,
                     seed: int | None = None, save_dir: str | Path | None = None, resume: bool = False,
-                    **loop) -> None:
+                    **loop) -> list[dict]:
     """Train the starting model with the recipe's ``reference`` settings when its weights are to come from there
-    (data order from ``seed``, default the recipe's). With ``save_dir`` the trained reference is saved there, and a
-    resumed run reloads it instead of training again; ``loop`` goes to :func:`dd_hub.train.train`."""
+    (data order from ``seed``, default the recipe's); returns the training's epoch records (none when nothing was
+    trained). With ``save_dir`` the trained reference is saved there, and a resumed run reloads it instead of
+    training again; ``loop`` goes to :func:`dd_hub.train.train`."""
     if start.weights != "reference":
-        return
+        return []
     saved = Path(save_dir) / "model.safetensors" if save_dir else None
     if resume and saved is not None and saved.is_file():
         echo(f"Resuming with the reference model trained before ({saved})")
         unwrap(start.model).load_state_dict(load_state_dict(saved))
-        return
+        return []
     echo(f"Training the reference {recipe.model} on {recipe.dataset} ({recipe.reference.epochs} epochs)")
-    train(start.model, start.train_set, recipe.reference, cross_entropy, accelerator=accelerator, desc="reference",
-          seed=recipe.seed if seed is None else seed, resume=resume, **loop)
+    history = train(start.model, start.train_set, recipe.reference, cross_entropy, accelerator=accelerator,
+                    desc="reference", seed=recipe.seed if seed is None else seed, resume=resume, **loop)
     if save_dir is not None:
         if accelerator.is_main_process:
             save_model(start.model, save_dir, label_names=start.spec.label_names)
         accelerator.wait_for_everyone()
+    return history
 
 
 def use_channels_last(model: torch.nn.Module, setting: bool | None) -> bool:

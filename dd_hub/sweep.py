@@ -48,7 +48,8 @@ def sweep(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> SweepResult:
-    """Deep Defense at every (layers, lambda, c); writes ``sweep.json``, ``sweep.md`` and ``sweep.png``.
+    """Deep Defense at every (layers, lambda, c); writes ``sweep.json``, ``sweep.md``, ``sweep.png`` and, when the
+    recipe trained it, the reference model (``reference/``, for ``--checkpoint`` of later runs).
 
     ``lam_values`` defaults to the recipe's lambda; ``layer_sets`` to ``[[]]`` (all layers regularized).
     """
@@ -60,7 +61,8 @@ def sweep(
     set_seed(recipe.seed)
     start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init)
     accelerator = make_accelerator()
-    train_reference(start, recipe, accelerator=accelerator, echo=echo, progress=progress, data=recipe.data)
+    train_reference(start, recipe, accelerator=accelerator, echo=echo, progress=progress, data=recipe.data,
+                    save_dir=out_dir / "reference")
     train_set, test_set, center, reference = start.train_set, start.test_set, start.center, start.model
     ref_report = evaluate(reference, test_set, eval_config, center=center, progress=progress, data=recipe.data)
     points = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,7 @@ class _Run:
         self.nonfinite = 0
         self.batches = 0
         self.bar = None
+        self.epoch_start = time.perf_counter()
 
     def restore_latest(self) -> None:
         """Continue from the latest checkpoint of this phase, if there is one."""
@@ -216,6 +218,7 @@ class _Run:
 
     def epoch_batches(self, epoch: int, progress: bool):
         """This epoch's batches, after those a resumed run already did, with a progress bar."""
+        self.epoch_start = time.perf_counter()
         self.wrapped.train()
         if self.config.freeze_bn:
             freeze_batchnorm(self.accelerator.unwrap_model(self.wrapped))
@@ -262,7 +265,8 @@ class _Run:
         position = self.position
         counted = max(position.sums.pop("steps", 0.0), 1.0)
         record = {"phase": position.phase, "epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
-                  **{k: v / counted for k, v in position.sums.items()}}
+                  **{k: v / counted for k, v in position.sums.items()},
+                  "seconds": round(time.perf_counter() - self.epoch_start, 3)}  # this process's, this run's part
         self.scheduler.step()
         position.history.append(record)
         self.accelerator.log(record, step=position.global_step)

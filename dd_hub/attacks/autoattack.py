@@ -32,6 +32,9 @@ DEFAULT_CUSTOM_ATTACKS = ("apgd-ce", "apgd-t")
 CHECKS = ("check_randomized", "check_range_output", "check_dynamic", "check_n_classes", "check_zero_gradients",
           "check_square_sr")
 LOGGER_NAME = "auto-attack"
+#: the fewest classes each attack needs: DLR uses the third-largest logit, targeted DLR the fourth
+MIN_CLASSES = {"apgd-ce": 2, "square": 2, "fab": 2, "fab-t": 2, "apgd-dlr": 3, "apgd-t": 4}
+MAX_TARGET_CLASSES = 9
 _SETTINGS_OF = {"apgd-ce": "apgd", "apgd-dlr": "apgd", "apgd-t": "apgd-t", "fab": "fab", "fab-t": "fab",
                 "square": "square"}
 
@@ -50,6 +53,18 @@ class AutoAttackResult:
     def flags(self) -> list[str]:
         """AutoAttack's own warnings (its checks for randomness, gradient masking, ...); empty when none fired."""
         return self.metadata.get("flags", [])
+
+
+def _fit_to_classes(attack, num_classes: int) -> dict[str, str]:
+    """Targeted attacks aim at ``min(9, classes - 1)`` classes (the package's 9 assume at least ten); attacks
+    that cannot run with this few classes are left out. Returns attack -> why it was skipped."""
+    targets = min(MAX_TARGET_CLASSES, num_classes - 1)
+    attack.apgd_targeted.n_target_classes = min(attack.apgd_targeted.n_target_classes, targets)
+    attack.fab.n_target_classes = min(attack.fab.n_target_classes, targets)
+    skipped = {name: f"needs at least {MIN_CLASSES[name]} classes, the model has {num_classes}"
+               for name in attack.attacks_to_run if num_classes < MIN_CLASSES.get(name, 2)}
+    attack.attacks_to_run = [name for name in attack.attacks_to_run if name not in skipped]
+    return skipped
 
 
 class _Records(logging.Handler):
@@ -121,7 +136,13 @@ def autoattack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, 
         with torch.random.fork_rng(devices=rng_devices):
             attack = AutoAttack(model, attacks=list(attacks) if version == "custom" else None,
                                 device=inputs.device, eps=float(eps), norm=NORMS[norm], seed=seed, version=version)
-            adversarial, _ = attack.run_standard_evaluation(inputs, labels, batch_size=batch_size)
+            with torch.no_grad():
+                num_classes = model(inputs[:1]).shape[1]
+            skipped = _fit_to_classes(attack, num_classes)
+            if attack.attacks_to_run:
+                adversarial, _ = attack.run_standard_evaluation(inputs, labels, batch_size=batch_size)
+            else:
+                adversarial = inputs
             adversarial = adversarial.detach()
             with torch.no_grad():
                 starts = range(0, len(inputs), batch_size)
@@ -150,6 +171,7 @@ def autoattack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, 
     checks_run = [c for c in CHECKS if not (c == "check_randomized" and version == "rand")
                   and not (c == "check_zero_gradients" and not any(a.startswith("apgd") for a in used))]
     metadata = {
+        "skipped": skipped,
         "package": "pyautoattack",
         "package_version": getattr(pyautoattack, "__version__", "unknown"),
         "version": version,

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Sequence
 
 import timm
+import torch
 from torch import nn
 
 from ..errors import DDHubError
 from ..weights import load_state_dict
 from .normalized import NormalizedModel
+from .twice_differentiable import make_twice_differentiable
 from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_PREFIX, build_torchvision, first_line,
                                  split_prefix, torchvision_names)
 
@@ -55,28 +57,78 @@ def create_model(
     pretrained: bool = False,
     num_classes: int | None = None,
     checkpoint_path: str | Path | None = None,
-    **kwargs,
+    input_size: Sequence[int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **model_args,
 ) -> NormalizedModel:
     """A timm or torchvision classifier taking [0, 1] images (normalization inside), in training mode.
 
     ``checkpoint_path`` is a ``.safetensors`` file or a model directory (``config.json`` + ``model.safetensors``)
     whose weights replace the initial ones; pretrained weights are then not fetched at all.
+
+    ``input_size`` ``(C, H, W)``: the images a timm model will see, set as its pretrained config's input size, from
+    which timm derives ``in_chans`` and, for fixed-size models such as ViTs, ``img_size`` (so the export's
+    config.json rebuilds the same network). When the model's own normalization has another number of channels
+    (an ImageNet model built for grey images), ``mean``/``std`` (the data's statistics) replace it for a model
+    without pretrained weights; pretrained weights keep theirs, averaged over the channels (as timm sums their
+    first convolution's weights). ``model_args`` go to the model's constructor (timm's ``model_args``) and are
+    recorded for the export.
     """
     library, bare = resolve_name(name)
     pretrained = pretrained and checkpoint_path is None
     if library == "timm":
-        model = _build_timm(name, bare, pretrained, num_classes, kwargs)
+        overlay = _input_overlay(bare, pretrained, input_size, mean, std)
+        model = _build_timm(name, bare, pretrained, num_classes, {**model_args, **overlay})
         config = timm.data.resolve_model_data_config(model)
         mean, std = config["mean"], config["std"]
     else:
-        model = build_torchvision(bare, num_classes=num_classes, pretrained=pretrained)
+        model = build_torchvision(bare, num_classes=num_classes, pretrained=pretrained, **model_args)
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     if checkpoint_path is not None:
         try:
             model.load_state_dict(load_state_dict(checkpoint_path))
         except RuntimeError as exc:
             raise DDHubError(f"checkpoint {checkpoint_path} does not fit '{name}': {first_line(exc)}") from None
-    return NormalizedModel(model, mean, std)
+    make_twice_differentiable(model)
+    return NormalizedModel(model, mean, std, model_args=model_args)
+
+
+def _input_overlay(bare: str, pretrained: bool, input_size: Sequence[int] | None, mean: Sequence[float] | None,
+                   std: Sequence[float] | None) -> dict:
+    """``pretrained_cfg_overlay`` for images of ``input_size`` (nothing for hf-hub:/local-dir: names, whose
+    config.json decides, or when the model's defaults already fit)."""
+    cfg = timm.models.get_pretrained_cfg(bare) if ":" not in bare else None
+    if input_size is None or cfg is None:
+        return {}
+    cfg = cfg.to_dict()
+    overlay: dict = {}
+    channels = input_size[0]
+    if tuple(cfg.get("input_size") or ()) != tuple(input_size):
+        overlay["input_size"] = tuple(input_size)
+    own_mean, own_std = tuple(cfg.get("mean") or IMAGENET_MEAN), tuple(cfg.get("std") or IMAGENET_STD)
+    if len(own_mean) != channels:
+        if not pretrained and mean is not None and std is not None and len(mean) == channels:
+            overlay.update(mean=tuple(mean), std=tuple(std))
+        else:
+            overlay.update(mean=(sum(own_mean) / len(own_mean),) * channels,
+                           std=(sum(own_std) / len(own_std),) * channels)
+    return {"pretrained_cfg_overlay": overlay} if overlay else {}
+
+
+def check_input_size(model: nn.Module, input_size: Sequence[int], name: str) -> None:
+    """A one-line error unless ``model`` classifies images of ``input_size`` (C, H, W): too small an image for a
+    network's downsampling, or a fixed input size, fail here instead of deep inside the first training step."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(2, *input_size))
+    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+        size = "x".join(str(v) for v in input_size)
+        raise DDHubError(f"'{name}' cannot classify {size} images ({first_line(exc)}); choose another model, or "
+                         "a recipe whose model_args fit the images (e.g. patch_size, output_stride)") from None
+    finally:
+        model.train(was_training)
 
 
 def _build_timm(name: str, bare: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> nn.Module:
@@ -84,6 +136,11 @@ def _build_timm(name: str, bare: str, pretrained: bool, num_classes: int | None,
     extra = dict(kwargs) if num_classes is None else {**kwargs, "num_classes": num_classes}
     try:
         return timm.create_model(bare, pretrained=wants_weights, **extra)
+    except TypeError as exc:
+        raise DDHubError(f"'{name}' does not take these model_args ({first_line(exc)}); see the signature of "
+                         "its timm class") from None
     except (OSError, RuntimeError, ValueError) as exc:
+        if not wants_weights:
+            raise DDHubError(f"cannot build '{name}' ({first_line(exc)}); check its model_args") from None
         raise DDHubError(f"could not get the pretrained weights of '{name}' ({first_line(exc)}); pass --checkpoint "
                          "FILE, use a name whose weights are in the local cache, or --allow-random-init") from None

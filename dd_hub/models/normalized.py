@@ -8,11 +8,14 @@ from torch import nn
 
 
 class NormalizedModel(nn.Module):
-    """``model((x - mean) / std)``: a classifier that takes [0, 1] images. ``.model`` is the bare network."""
+    """``model((x - mean) / std)``: a classifier that takes [0, 1] images. ``.model`` is the bare network;
+    ``model_args`` are the constructor arguments it was built with (timm's ``model_args``, saved with it)."""
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 model_args: dict | None = None) -> None:
         super().__init__()
         self.model = model
+        self.model_args = dict(model_args or {})
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
 
@@ -45,11 +48,23 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def normalization_of(model: nn.Module) -> tuple[list[float], list[float]] | None:
-    """``(mean, std)`` of the outermost :class:`NormalizedModel` in ``model``'s wrappers, if any."""
+def normalized_of(model: nn.Module) -> NormalizedModel | None:
+    """The outermost :class:`NormalizedModel` in ``model``'s wrappers (DDP, compile), if any."""
     while not isinstance(model, NormalizedModel):
         inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
         if inner is None:
             return None
         model = inner
-    return model.normalization()
+    return model
+
+
+def normalization_of(model: nn.Module) -> tuple[list[float], list[float]] | None:
+    """``(mean, std)`` of the outermost :class:`NormalizedModel` in ``model``'s wrappers, if any."""
+    normalized = normalized_of(model)
+    return None if normalized is None else normalized.normalization()
+
+
+def model_args_of(model: nn.Module) -> dict:
+    """The constructor arguments recorded on ``model``'s :class:`NormalizedModel` (empty when none)."""
+    normalized = normalized_of(model)
+    return {} if normalized is None else dict(normalized.model_args)

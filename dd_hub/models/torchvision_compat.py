@@ -41,14 +41,15 @@ def split_prefix(name: str) -> str | None:
     return name[len(TORCHVISION_PREFIX):] if name.startswith(TORCHVISION_PREFIX) else None
 
 
-def build_torchvision(name: str, *, num_classes: int | None = None, pretrained: bool = False) -> nn.Module:
-    """torchvision's ``name`` (its DEFAULT weights when ``pretrained``)."""
+def build_torchvision(name: str, *, num_classes: int | None = None, pretrained: bool = False,
+                      **model_args) -> nn.Module:
+    """torchvision's ``name`` (its DEFAULT weights when ``pretrained``); ``model_args`` go to its builder."""
     import torchvision
 
-    extra = {} if num_classes is None else {"num_classes": num_classes}
+    extra = dict(model_args) if num_classes is None else {**model_args, "num_classes": num_classes}
     try:
         return torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **extra)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:
         raise DDHubError(f"could not build torchvision '{name}': {first_line(exc)}") from None
 
 
