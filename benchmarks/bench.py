@@ -24,14 +24,14 @@ weights, batch ``--imagenet-batch`` (default 4 on CPU, 32 on GPU). No foolbox/to
   Defense steps with ``candidate_gradients`` forced to 'loop' or 'batched', by default 'loop' on CUDA, where 'auto'
   is batched), on uniform random images labelled with the model's predictions, with the mean number of unrolled
   DeepFool iterations;
-- the harden loop, ``dd_hub.train.train`` for one epoch with ``DataConfig(workers=--workers)``, with Deep Defense and
+- the harden loop, ``dd_hub.training.loop.train`` for one epoch with ``DataConfig(workers=--workers)``, with Deep Defense and
   with plain cross-entropy, on a generated ImageNet-layout folder (``--folder-batches`` batches of random 256x256
-  JPEGs in DIR/train/<class>/ and DIR/val/<class>/, read by ``dd_hub.data.create_dataset('imagenet', ...)`` with
+  JPEGs in DIR/train/<class>/ and DIR/val/<class>/, read by ``dd_hub.data.datasets.create_dataset('imagenet', ...)`` with
   the model's timm data config): images/s over the epoch loop, and the share of it spent waiting for data, measured
   by wrapping the loop's batch iterator: time inside ``next()`` (the loader, Accelerate's look-ahead included)
   divided by the loop's wall time (first ``next()`` to the end of the last step; model and optimizer setup
   excluded). The first batch's wait (worker start-up) is also printed on its own;
-- evaluation, ``dd_hub.evaluate.evaluate`` on the folder's val split with a small ``EvalConfig`` (3 DeepFool
+- evaluation, ``dd_hub.evaluation.report.evaluate`` on the folder's val split with a small ``EvalConfig`` (3 DeepFool
   steps, one FGS eps, epsilon_ref given, PGD, sanity checks and AutoAttack off): images/s over the whole call.
 """
 from __future__ import annotations
@@ -54,9 +54,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dd_hub.defense  # noqa: E402
+import dd_hub.training.deep_defense  # noqa: E402
 from dd_hub import create_model, deepfool  # noqa: E402
-from dd_hub.defense import DeepDefenseLoss, ratio  # noqa: E402
+from dd_hub.training.deep_defense import DeepDefenseLoss, ratio  # noqa: E402
 from naive_unroll import naive_deepfool_unrolled  # noqa: E402
 
 DEEPFOOL = dict(steps=50, candidates=10, overshoot=0.02)
@@ -94,15 +94,15 @@ def build(name: str, device: torch.device, weights: Path | None = None,
     batch = batch_size(name, imagenet_batch)
     model = create_bench_model(name)
     if name == "lenet":
-        from dd_hub.data import create_dataset
+        from dd_hub.data.datasets import create_dataset
 
         if weights is not None and weights.exists():
             from safetensors.torch import load_model
 
             load_model(model, weights)
         else:
-            from dd_hub.train import TrainConfig
-            from dd_hub.train import train
+            from dd_hub.training.loop import TrainConfig
+            from dd_hub.training.loop import train
 
             train(model, create_dataset("mnist-5k", "train"),
                   TrainConfig(epochs=1, batch_size=64, lr=0.01, lr_milestones=[], freeze_bn=False), progress=False)
@@ -207,7 +207,7 @@ def step_fn(kind: str, model: nn.Module, inputs: Tensor, labels: Tensor,
             if stats is not None:
                 stats.update(loss_fn.stats)
         else:
-            with mock.patch.object(dd_hub.defense, "deepfool_unrolled", naive_deepfool_unrolled):
+            with mock.patch.object(dd_hub.training.deep_defense, "deepfool_unrolled", naive_deepfool_unrolled):
                 loss_fn(model, inputs, labels).backward()
 
     return step
@@ -314,8 +314,8 @@ class _WaitClock:
 
 @contextmanager
 def _clocked_epochs(clock: _WaitClock):
-    """``dd_hub.train``'s per-epoch batch iterator, wrapped by ``clock``."""
-    from dd_hub import train as train_module
+    """``dd_hub.training.loop``'s per-epoch batch iterator, wrapped by ``clock``."""
+    from dd_hub.training import loop as train_module
 
     original = train_module._Run.epoch_batches
 
@@ -327,12 +327,12 @@ def _clocked_epochs(clock: _WaitClock):
 
 
 def bench_harden_loop(name: str, folder: Path, batch: int, workers: int, objective: str) -> dict:
-    """One epoch of ``dd_hub.train.train`` on the folder's train split: images/s and the data-wait share."""
+    """One epoch of ``dd_hub.training.loop.train`` on the folder's train split: images/s and the data-wait share."""
     import timm
-    from dd_hub.data import DataConfig, create_dataset
-    from dd_hub.methods import LossModuleObjective, cross_entropy
+    from dd_hub.data.datasets import DataConfig, create_dataset
+    from dd_hub.training.objectives import LossModuleObjective, cross_entropy
     from dd_hub.models.normalized import unwrap
-    from dd_hub.train import TrainConfig, train
+    from dd_hub.training.loop import TrainConfig, train
 
     model = create_bench_model(name)
     dataset = create_dataset("imagenet", "train", data_dir=folder,
@@ -350,10 +350,10 @@ def bench_harden_loop(name: str, folder: Path, batch: int, workers: int, objecti
 
 
 def bench_evaluation(name: str, folder: Path, batch: int, workers: int, device: torch.device) -> dict:
-    """``dd_hub.evaluate.evaluate`` on the folder's val split with a small config: images/s over the whole call."""
+    """``dd_hub.evaluation.report.evaluate`` on the folder's val split with a small config: images/s over the whole call."""
     import timm
-    from dd_hub.data import DataConfig, create_dataset
-    from dd_hub.evaluate import EvalConfig, evaluate
+    from dd_hub.data.datasets import DataConfig, create_dataset
+    from dd_hub.evaluation.report import EvalConfig, evaluate
     from dd_hub.models.normalized import unwrap
 
     model = create_bench_model(name).to(device)

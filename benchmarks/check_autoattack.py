@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import dd_hub
-from dd_hub.data import create_dataset
-from dd_hub.loaders import balanced_subset
+from dd_hub.data.datasets import create_dataset
+from dd_hub.data.loaders import balanced_subset
 
 
 def main() -> None:

@@ -16,27 +16,27 @@ register_with_timm()
 
 _EXPORTS = {
     "deepfool": "attacks", "deepfool_unrolled": "attacks", "fgs": "attacks", "pgd": "attacks",
-    "AttackResult": "attacks",
-    "DeepDefenseConfig": "defense", "DeepDefenseLoss": "defense",
+    "autoattack": "attacks", "AttackResult": "attacks",
+    "DeepDefenseConfig": "training.deep_defense", "DeepDefenseLoss": "training.deep_defense",
     "DDHubError": "errors",
-    "EvalConfig": "evaluate", "Report": "evaluate", "evaluate": "evaluate",
-    "load": "model_dir", "save_model": "model_dir",
+    "EvalConfig": "evaluation.report", "Report": "evaluation.report", "evaluate": "evaluation.report",
+    "load": "models.directory", "save_model": "models.directory",
     "NormalizedModel": "models", "create_model": "models", "unwrap": "models",
-    "harden": "pipeline",
-    "publish": "upload",
+    "harden": "workflows.harden",
+    "publish": "hub.upload",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names are resolved by __getattr__
-    from .attacks import AttackResult, deepfool, deepfool_unrolled, fgs, pgd
-    from .defense import DeepDefenseConfig, DeepDefenseLoss
+    from .attacks import AttackResult, autoattack, deepfool, deepfool_unrolled, fgs, pgd
     from .errors import DDHubError
-    from .evaluate import EvalConfig, Report, evaluate
-    from .model_dir import load, save_model
+    from .evaluation.report import EvalConfig, Report, evaluate
+    from .hub.upload import publish
     from .models import NormalizedModel, create_model, unwrap
-    from .pipeline import harden
-    from .upload import publish
+    from .models.directory import load, save_model
+    from .training.deep_defense import DeepDefenseConfig, DeepDefenseLoss
+    from .workflows.harden import harden
 
 
 def __getattr__(name: str) -> Any:

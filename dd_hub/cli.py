@@ -67,7 +67,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
 def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, lr, seed, method, sets, allow_random_init,
            quiet, resume, overwrite, mixed_precision, checkpoint_every, input_size) -> None:
     """Fine-tune MODEL with Deep Defense on DATASET, evaluate before/after, save a timm-format checkpoint."""
-    from .pipeline import harden as run
+    from .workflows.harden import harden as run
 
     overrides = _overrides(sets)
     for key, value in (("harden.epochs", epochs), ("harden.lr", lr), ("seed", seed), ("method", method)):
@@ -104,8 +104,8 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
     metrics.json records, so the card's figures come out again."""
     import json
 
-    from .evaluate import format_comparison
-    from .pipeline import evaluate_saved
+    from .evaluation.report import format_comparison
+    from .workflows.harden import evaluate_saved
 
     overrides = _overrides(sets)
     for key, value in (("deepfool_steps", steps), ("max_examples", max_examples)):
@@ -125,8 +125,8 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
 @click.option("--cards-dir", type=click.Path(file_okay=False), help="Also add the card to this model_cards/ folder.")
 def publish(model_dir, repo_id, private, revision, dry_run, cards_dir) -> None:
     """Upload MODEL_DIR (written by `dd-hub harden`) to the Hugging Face Hub in one commit."""
-    from .leaderboard import add_card, write_index
-    from .upload import publish as run
+    from .hub.boards import add_card, write_index
+    from .hub.upload import publish as run
 
     result = run(model_dir, repo_id, private=private, revision=revision, dry_run=dry_run)
     if result.dry_run:
@@ -151,7 +151,7 @@ def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
     (filtered on the Hub side by dd-hub's dataset and threat-model tags)."""
     import json
 
-    from .leaderboard import board_json, board_markdown, boards, find_published, load_local_cards, select_boards
+    from .hub.boards import board_json, board_markdown, boards, find_published, load_local_cards, select_boards
 
     if threat_model:
         from .attacks.threat_models import threat_model as check_threat_model
@@ -179,7 +179,7 @@ def show(repo_id, as_json) -> None:
     """Robustness figures of one published checkpoint (ORG/NAME) or local model directory, from its card."""
     import json
 
-    from .leaderboard import show as run
+    from .hub.boards import show as run
 
     title, figures = run(repo_id)
     if as_json:
@@ -198,7 +198,7 @@ def show(repo_id, as_json) -> None:
               "its weights are not published yet.")
 def cards(cards_dir, model_dirs, repo_id) -> None:
     """Regenerate CARDS_DIR/index.md, the leaderboards of the cards this project keeps."""
-    from .leaderboard import add_card, write_index
+    from .hub.boards import add_card, write_index
 
     if repo_id and len(model_dirs) != 1:
         raise DDHubError("--repo-id goes with exactly one --add DIR")
@@ -225,7 +225,7 @@ def _floats(text: str | None) -> list[float] | None:
 @main.command("methods")
 def methods_cmd() -> None:
     """List the training methods usable with --method and in recipes."""
-    from .methods import list_methods
+    from .training.objectives import list_methods
 
     for name, description in list_methods().items():
         click.echo(f"{name:<14} {description}")
@@ -252,7 +252,7 @@ def methods_cmd() -> None:
 def reproduce(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, out_dir, methods, seeds,
               eps_ref_from, fractions, epochs, max_examples, sets, quiet) -> None:
     """The paper's Table 1 for MODEL on DATASET: reference, baselines and Deep Defense, with the paper's rows."""
-    from .reproduce import reproduce as run
+    from .workflows.reproduce import reproduce as run
 
     overrides = _overrides(sets)
     for key, value in (("harden.epochs", epochs), ("evaluation.max_examples", max_examples),
@@ -289,7 +289,7 @@ def reproduce(model, dataset, recipe_file, checkpoint, data_dir, allow_random_in
 def sweep(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, out_dir, c_values, lam_values,
           layer_sets, epochs, max_examples, sets, quiet) -> None:
     """Sweep Deep Defense's c, lambda and regularized layers; plot accuracy vs rho_2 (the paper's Figs. 3-4)."""
-    from .sweep import sweep as run
+    from .workflows.sweep import sweep as run
 
     overrides = _overrides(sets)
     for key, value in (("harden.epochs", epochs), ("evaluation.max_examples", max_examples)):
@@ -315,8 +315,8 @@ def sweep(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, 
 def site_cmd(out_dir, cards_dir, author, limit) -> None:
     """Build a static leaderboard site (boards per dataset and AutoAttack threat model, one page per model) in
     OUT_DIR, from the Hub's dd-hub models or from local model cards; open OUT_DIR/index.html in a browser."""
-    from .leaderboard import load_hub_cards, load_local_cards
-    from .site import build_site
+    from .hub.boards import load_hub_cards, load_local_cards
+    from .hub.site import build_site
 
     if cards_dir:
         cards, notices = load_local_cards(cards_dir)

@@ -6,9 +6,9 @@ import torch
 from accelerate.utils import set_seed
 
 from dd_hub import create_model
-from dd_hub.data import create_dataset
-from dd_hub.train import TrainConfig
-from dd_hub.train import train
+from dd_hub.data.datasets import create_dataset
+from dd_hub.training.loop import TrainConfig
+from dd_hub.training.loop import train
 
 
 @pytest.fixture(scope="session")

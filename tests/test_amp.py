@@ -12,14 +12,14 @@ from accelerate.state import AcceleratorState
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from dd_hub.checkpoint import Position, save_checkpoint
-from dd_hub.data import create_dataset
-from dd_hub.defense import DeepDefenseLoss, LossOutput
-from dd_hub.methods import LossModuleObjective, create_objective
+from dd_hub.training.checkpoint import Position, save_checkpoint
+from dd_hub.data.datasets import create_dataset
+from dd_hub.training.deep_defense import DeepDefenseLoss, LossOutput
+from dd_hub.training.objectives import LossModuleObjective, create_objective
 from dd_hub.errors import DDHubError
 from dd_hub.models import create_model
-from dd_hub.train import TrainConfig
-from dd_hub.train import make_accelerator, train, training_step
+from dd_hub.training.loop import TrainConfig
+from dd_hub.training.loop import make_accelerator, train, training_step
 
 BF16_MAX_RELATIVE_ERROR = 0.15   # measured 0.061 (LeNet, 16 MNIST images, seed 0); cosine measured 0.998
 BF16_MIN_COSINE = 0.99

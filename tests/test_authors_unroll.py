@@ -18,7 +18,7 @@ from torch import nn
 
 from dd_hub import DDHubError, create_model
 from dd_hub.attacks import deepfool_unrolled
-from dd_hub.defense import DeepDefenseConfig, DeepDefenseLoss
+from dd_hub.training.deep_defense import DeepDefenseConfig, DeepDefenseLoss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from nets import small_cnn  # noqa: E402
@@ -167,7 +167,7 @@ def test_authors_and_reference_rules_give_different_gradients(build, shape, clas
 
 
 def test_iterate_is_validated():
-    with pytest.raises(DDHubError, match="iterate must be 'reference' or 'authors', not 'lts4'"):
+    with pytest.raises(DDHubError, match="DeepDefenseConfig.iterate' must be one of 'reference', 'authors', got 'lts4'"):
         DeepDefenseConfig(iterate="lts4")
     with pytest.raises(DDHubError, match="authors_eps"):
         DeepDefenseConfig(authors_eps=0.0)

@@ -17,7 +17,7 @@ pytest.importorskip("pyautoattack")
 
 from dd_hub import create_model  # noqa: E402
 from dd_hub.attacks.autoattack import autoattack  # noqa: E402
-from dd_hub.data import create_dataset  # noqa: E402
+from dd_hub.data.datasets import create_dataset  # noqa: E402
 from dd_hub.errors import DDHubError  # noqa: E402
 
 

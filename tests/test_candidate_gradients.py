@@ -29,7 +29,7 @@ from torch import nn
 from dd_hub import create_model
 from dd_hub.attacks import deepfool, deepfool_unrolled
 from dd_hub.attacks.deepfool import CandidateGradientsWarning, _CandidateGradients
-from dd_hub.defense import DeepDefenseConfig, DeepDefenseLoss
+from dd_hub.training.deep_defense import DeepDefenseConfig, DeepDefenseLoss
 from dd_hub.errors import DDHubError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -180,7 +180,7 @@ def test_invalid_strategy_is_refused():
         deepfool(model, inputs, candidate_gradients="vmap")
     with pytest.raises(DDHubError, match="candidate_gradients"):
         deepfool_unrolled(model, inputs, candidate_gradients="vmap")
-    with pytest.raises(DDHubError, match="defense.candidate_gradients"):
+    with pytest.raises(DDHubError, match="DeepDefenseConfig.candidate_gradients. must be one of"):
         DeepDefenseConfig(candidate_gradients="vmap")
 
 
@@ -197,8 +197,8 @@ def test_recipe_selects_the_strategy():
 def test_evaluation_selects_the_strategy():
     from torch.utils.data import TensorDataset
 
-    import dd_hub.evaluate
-    from dd_hub.evaluate import EvalConfig, evaluate
+    import dd_hub.evaluation.report
+    from dd_hub.evaluation.report import EvalConfig, evaluate
     from dd_hub.recipes import builtin_recipes, load_recipe
 
     path = builtin_recipes()["mnist_lenet"]
@@ -209,7 +209,7 @@ def test_evaluation_selects_the_strategy():
     dataset = TensorDataset(torch.rand(4, 1, 28, 28), torch.arange(4))
     config = EvalConfig(deepfool_steps=2, fgs_eps=[0.01], fgs_fractions=[1.0], pgd_steps=0, sanity=False,
                         autoattack=[], candidate_gradients="batched")
-    with mock.patch.object(dd_hub.evaluate, "deepfool", wraps=dd_hub.evaluate.deepfool) as spy:
+    with mock.patch.object(dd_hub.evaluation.report, "deepfool", wraps=dd_hub.evaluation.report.deepfool) as spy:
         evaluate(model, dataset, config, eps_ref=0.01, progress=False)
     assert spy.call_args.kwargs["candidate_gradients"] == "batched"
 

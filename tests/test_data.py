@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dd_hub.cli import main
-from dd_hub.data import CIFAR10_CLASSES, create_dataset, get_spec
+from dd_hub.data.datasets import CIFAR10_CLASSES, create_dataset, get_spec
 from dd_hub.errors import DDHubError
 
 FAST_EVAL = ["--set", "evaluation.deepfool_steps=3", "--set", "evaluation.pgd_steps=0", "--set",

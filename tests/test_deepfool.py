@@ -7,7 +7,7 @@ import torch
 
 from dd_hub import DDHubError, deepfool
 from dd_hub.attacks import AttackResult
-from dd_hub.defense import ratio
+from dd_hub.training.deep_defense import ratio
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_linf_and_bounds(trained_lenet, batch):
     l2 = deepfool(trained_lenet, images[:50])
     # An Linf attack spends its budget evenly: its Linf norm is smaller than that of the L2 attack.
     assert result.norms("linf").median() < l2.norms("linf").median()
-    with pytest.raises(DDHubError, match="DeepFool norm must be 'l2' or 'linf', not 'inf'"):
+    with pytest.raises(DDHubError, match="DeepFool norm must be one of 'l2', 'linf', got 'inf'"):
         deepfool(trained_lenet, images[:2], norm="inf")
 
 

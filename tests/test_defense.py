@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from dd_hub.defense import DeepDefenseLoss, ratio, stochastic_layers_off
+from dd_hub.training.deep_defense import DeepDefenseLoss, ratio, stochastic_layers_off
 from dd_hub.models import NormalizedModel
-from dd_hub.train import freeze_batchnorm
+from dd_hub.training.loop import freeze_batchnorm
 
 
 def _linear_model(weight: torch.Tensor) -> nn.Module:
@@ -113,7 +113,7 @@ def test_batchnorm_frozen_and_dropout_off_during_perturbation_passes():
 
 def test_channels_last_changes_the_layout_not_the_values():
     from dd_hub import create_model
-    from dd_hub.starting_model import use_channels_last
+    from dd_hub.workflows.start import use_channels_last
 
     torch.manual_seed(0)
     model = create_model("test_resnet", num_classes=3).eval()

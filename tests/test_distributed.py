@@ -2,9 +2,9 @@
 
 The pytest side launches this file under torchrun with ACCELERATE_USE_CPU=1 (without it,
 torchrun on a CPU machine silently starts two independent non-distributed processes); the ``__main__`` side is the
-worker. Each rank runs one Deep Defense step of :func:`dd_hub.train.training_step` on its half of a batch, whose
+worker. Each rank runs one Deep Defense step of :func:`dd_hub.training.loop.training_step` on its half of a batch, whose
 samples stop DeepFool at a different iteration than the other rank's; rank 0 also computes the single-process
-gradients on the whole batch. A second part runs the full :func:`dd_hub.train.train` loop for a few steps.
+gradients on the whole batch. A second part runs the full :func:`dd_hub.training.loop.train` loop for a few steps.
 """
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ def _worker(out: Path) -> None:
     from torch.utils.data import TensorDataset
 
     from dd_hub.attacks import deepfool_unrolled
-    from dd_hub.defense import DeepDefenseLoss
-    from dd_hub.methods import LossModuleObjective
-    from dd_hub.train import TrainConfig
-    from dd_hub.train import make_accelerator, train, training_step
+    from dd_hub.training.deep_defense import DeepDefenseLoss
+    from dd_hub.training.objectives import LossModuleObjective
+    from dd_hub.training.loop import TrainConfig
+    from dd_hub.training.loop import make_accelerator, train, training_step
 
     accelerator = make_accelerator()
     rank = accelerator.process_index

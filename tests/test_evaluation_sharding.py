@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from dd_hub.data import create_dataset
-from dd_hub.loaders import balanced_subset, dataset_labels
+from dd_hub.data.datasets import create_dataset
+from dd_hub.data.loaders import balanced_subset, dataset_labels
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_data import make_imagenet_folder  # noqa: E402
 
 
 def _config():
-    from dd_hub.evaluate import EvalConfig
+    from dd_hub.evaluation.report import EvalConfig
 
     return EvalConfig(max_examples=40, batch_size=12, deepfool_steps=4, fgs_eps=[0.1], pgd_steps=3,
                       sanity=True, sanity_max_examples=20, autoattack=["mnist-linf"], autoattack_max_examples=16,
@@ -41,7 +41,7 @@ def _model():
 
 
 def _report() -> dict:
-    from dd_hub.evaluate import evaluate
+    from dd_hub.evaluation.report import evaluate
 
     return evaluate(_model(), create_dataset("mnist-5k", "test"), _config(), progress=False).to_dict()
 

@@ -21,16 +21,16 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard, ModelCardData, constants
 
 import dd_hub
-from dd_hub.card import card_metrics, render_card, report_metrics
+from dd_hub.hub.card import card_metrics, render_card, report_metrics
 from dd_hub.cli import main
-from dd_hub.data import get_spec
+from dd_hub.data.datasets import get_spec
 from dd_hub.errors import DDHubError
-from dd_hub.evaluate import Report
-from dd_hub.leaderboard import add_card, write_index
-from dd_hub.model_dir import load, save_model
-from dd_hub.pipeline import write_outputs
-from dd_hub.plots import CURVE_NAME, render_curve
-from dd_hub.upload import publish
+from dd_hub.evaluation.report import Report
+from dd_hub.hub.boards import add_card, write_index
+from dd_hub.models.directory import load, save_model
+from dd_hub.workflows.harden import write_outputs
+from dd_hub.hub.figures import CURVE_NAME, render_curve
+from dd_hub.hub.upload import publish
 from dd_hub.recipes import find_recipe
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -471,7 +471,7 @@ def test_harden_publish_load_list_end_to_end(hub, hub_env, tmp_path):
 
 
 def test_autoattack_results_lead_the_model_index_with_their_threat_model_arguments(tmp_path):
-    from dd_hub.card import eval_results
+    from dd_hub.hub.card import eval_results
 
     report = {"n_examples": 10, "clean_accuracy": 0.9, "rho2": 0.3, "rho_space": "centered", "eps_ref": 0.2,
               "deepfool": {"steps": 50, "candidates": 10, "overshoot": 0.02}, "fgs": {"0.3": 0.4},

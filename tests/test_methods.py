@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from dd_hub import DDHubError, create_model
-from dd_hub.methods import (AdversarialConfig, FGSAdversarialLoss, OnlyLayers, ParsevalConfig, ParsevalLoss,
+from dd_hub.training.objectives import (AdversarialConfig, FGSAdversarialLoss, OnlyLayers, ParsevalConfig, ParsevalLoss,
                             create_objective, list_methods)
 from dd_hub.recipes import find_recipe
-from dd_hub.train import TrainConfig
-from dd_hub.train import cross_entropy, train
+from dd_hub.training.loop import TrainConfig
+from dd_hub.training.loop import cross_entropy, train
 
 ALL = ["deep_defense", "clean", "deepfool_adv", "fgs_adv", "pgd_adv", "trades", "parseval"]
 
@@ -33,7 +33,7 @@ def _recipe(**overrides):
 
 def test_registry_lists_every_method():
     assert list(list_methods()) == ALL
-    with pytest.raises(DDHubError, match="unknown method 'parsevall'.*deep_defense"):
+    with pytest.raises(DDHubError, match="'method' must be one of deep_defense.*got 'parsevall'"):
         _recipe(method="parsevall")
 
 

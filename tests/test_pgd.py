@@ -5,7 +5,7 @@ import torch
 
 from dd_hub import DDHubError, create_model, fgs, pgd
 from dd_hub.attacks import threat_model
-from dd_hub.data import create_dataset
+from dd_hub.data.datasets import create_dataset
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -99,7 +99,7 @@ def test_zero_budget_is_identity(setup):
 
 
 def test_bad_arguments_and_presets():
-    with pytest.raises(DDHubError, match="PGD norm must be 'l2' or 'linf', not 'l1'"):
+    with pytest.raises(DDHubError, match="PGD norm must be one of 'l2', 'linf', got 'l1'"):
         pgd(torch.nn.Identity(), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), eps=0.1, norm="l1")
     with pytest.raises(DDHubError, match="FGS norm"):
         fgs(torch.nn.Identity(), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), eps=0.1, norm="inf")
@@ -120,8 +120,8 @@ def test_autoattack_is_not_weaker_than_pgd(setup):
 
 
 def test_evaluate_reports_autoattack_at_named_threat_models(setup):
-    from dd_hub.card import report_metrics
-    from dd_hub.evaluate import EvalConfig, Report, evaluate
+    from dd_hub.hub.card import report_metrics
+    from dd_hub.evaluation.report import EvalConfig, Report, evaluate
 
     model, images, labels = setup
     data = torch.utils.data.TensorDataset(images[:8], labels[:8])
@@ -138,7 +138,7 @@ def test_evaluate_reports_autoattack_at_named_threat_models(setup):
 
 
 def test_unknown_autoattack_budget_is_a_clear_error():
-    from dd_hub.evaluate import EvalConfig
+    from dd_hub.evaluation.report import EvalConfig
 
-    with pytest.raises(DDHubError, match="unknown threat model 'mnist'.*mnist-linf"):
+    with pytest.raises(DDHubError, match="autoattack.0.' must be one of mnist-linf.*got 'mnist'"):
         EvalConfig(autoattack=["mnist"])

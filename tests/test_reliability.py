@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 import dd_hub
-from dd_hub import run_dir
+from dd_hub.storage import run_dir
 from dd_hub.cli import main
 from dd_hub.errors import DDHubError
 
@@ -122,7 +122,7 @@ def test_an_interrupted_commit_leaves_a_whole_folder(tmp_path, finished, monkeyp
     metrics = json.loads((out / "metrics.json").read_text())
     metrics["seed"] = 99
     model = dd_hub.load(out)
-    from dd_hub.pipeline import write_outputs
+    from dd_hub.workflows.harden import write_outputs
 
     if stage == "before_marker":  # dies writing the marker: nothing of the new run is in place
         monkeypatch.setattr(run_dir, "write_text_atomic", die)
@@ -167,7 +167,7 @@ def test_nan_weights_are_refused_at_load_eval_and_harden(tmp_path, finished):
     (plain / "config.json").write_bytes((finished / "config.json").read_bytes())
     save_file({k: torch.full_like(v, float("nan")) for k, v in state.items()}, str(plain / "model.safetensors"))
     one_line_error(run("eval", str(plain), "--dataset", "mnist-5k"), "non-finite weights")
-    from dd_hub.atomic_io import write_json_atomic
+    from dd_hub.storage.atomic_io import write_json_atomic
 
     with pytest.raises(DDHubError, match="non-finite"):  # metrics.json is strict JSON: no bare NaN
         write_json_atomic(tmp_path / "m.json", {"rho2": float("nan")})
@@ -262,7 +262,7 @@ def test_a_hub_that_never_answers_times_out(tmp_path, monkeypatch, finished):
     url = f"http://127.0.0.1:{server.getsockname()[1]}"
     from huggingface_hub import constants
 
-    from dd_hub import hub_client
+    from dd_hub.hub import client as hub_client
     monkeypatch.setattr(constants, "ENDPOINT", url)
     monkeypatch.setenv("HF_ENDPOINT", url)
     monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
@@ -280,7 +280,7 @@ def test_a_hub_that_never_answers_times_out(tmp_path, monkeypatch, finished):
 
 # 9. data: unreadable images, class mismatches, hostile pickles ------------------------------------------------------
 def test_unreadable_images_stop_the_run_with_their_path_or_are_skipped_and_counted(tmp_path):
-    from dd_hub.data import create_dataset
+    from dd_hub.data.datasets import create_dataset
 
     root = make_imagenet_folder(tmp_path / "data")
     broken = next((root / "val" / "n01443537").iterdir())
@@ -295,7 +295,7 @@ def test_unreadable_images_stop_the_run_with_their_path_or_are_skipped_and_count
 
 
 def test_class_mismatches_between_splits_and_empty_classes_are_errors(tmp_path):
-    from dd_hub.data import create_dataset
+    from dd_hub.data.datasets import create_dataset
 
     root = make_imagenet_folder(tmp_path / "data")
     (root / "val" / "n09999999").mkdir()
@@ -308,7 +308,7 @@ def test_class_mismatches_between_splits_and_empty_classes_are_errors(tmp_path):
 
 
 def test_a_hostile_cifar_pickle_is_refused_not_run(tmp_path):
-    from dd_hub.data import create_dataset
+    from dd_hub.data.datasets import create_dataset
 
     root = make_cifar10_dir(tmp_path)
     marker = tmp_path / "pwned"

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from dd_hub.cli import main
-from dd_hub.reproduce import format_table
+from dd_hub.workflows.reproduce import format_table
 
 TINY = ["--dataset", "mnist-5k", "--set", "reference.epochs=1", "--epochs", "1", "--max-examples", "50",
         "--set", "harden.batch_size=200", "--set", "evaluation.pgd_steps=3", "--set", "evaluation.deepfool_steps=10",
@@ -20,7 +20,7 @@ def _report(acc, rho, fgs, pgd=(0.5,)):
 
 
 def test_table_has_our_rows_with_spread_and_the_papers_rows():
-    from dd_hub.reproduce import PAPER_TABLE1, _summary
+    from dd_hub.workflows.reproduce import PAPER_TABLE1, _summary
 
     runs = [{"seed": s, "eps_ref": 0.1 + s / 100, "reports": {
         "reference": _report(0.98, 0.2, (0.9, 0.5, 0.2)),
@@ -91,7 +91,7 @@ def test_each_seed_trains_the_reference_on_its_own_data_order():
     from accelerate import Accelerator
 
     from dd_hub.recipes import find_recipe
-    from dd_hub.starting_model import prepare_start, train_reference
+    from dd_hub.workflows.start import prepare_start, train_reference
 
     recipe = find_recipe("mlp", "mnist-5k", {"reference.epochs": 1, "reference.batch_size": 10})
     data = torch.utils.data.TensorDataset(torch.rand(40, 1, 28, 28), torch.randint(0, 10, (40,)))
@@ -108,7 +108,7 @@ def test_each_seed_trains_the_reference_on_its_own_data_order():
 
 
 def test_table_notes_say_when_pgd_was_off():
-    from dd_hub.reproduce import _summary
+    from dd_hub.workflows.reproduce import _summary
 
     report = {**_report(0.98, 0.2, (0.9, 0.5, 0.2)), "pgd_at_ref": {}, "pgd_settings": {}}
     runs = [{"seed": 1, "eps_ref": 0.1, "reports": {"reference": report}}]

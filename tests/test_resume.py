@@ -23,13 +23,13 @@ def _worker(out: Path, kill_at_step: int, kill_in_save: int, resume: bool) -> No
     from torch import nn
     from torch.utils.data import Subset
 
-    import dd_hub.checkpoint
-    from dd_hub.data import create_dataset
-    from dd_hub.defense import DeepDefenseLoss
-    from dd_hub.methods import LossModuleObjective
+    import dd_hub.training.checkpoint
+    from dd_hub.data.datasets import create_dataset
+    from dd_hub.training.deep_defense import DeepDefenseLoss
+    from dd_hub.training.objectives import LossModuleObjective
     from dd_hub.models import NormalizedModel
-    from dd_hub.train import TrainConfig
-    from dd_hub.train import train
+    from dd_hub.training.loop import TrainConfig
+    from dd_hub.training.loop import train
 
     torch.manual_seed(0)
     model = NormalizedModel(nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.3),
@@ -50,8 +50,8 @@ def _worker(out: Path, kill_at_step: int, kill_in_save: int, resume: bool) -> No
             os.kill(os.getpid(), signal.SIGKILL)
         real_save_file(tensors, filename)
 
-    real_save_file = dd_hub.checkpoint.save_file
-    dd_hub.checkpoint.save_file = save_file
+    real_save_file = dd_hub.training.checkpoint.save_file
+    dd_hub.training.checkpoint.save_file = save_file
     config = TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=0.05, lr_milestones=[1], freeze_bn=False)
     train(model, data, config, objective, progress=False, seed=5, checkpoint_dir=out / "checkpoints",
           checkpoint_every=2, resume=resume)

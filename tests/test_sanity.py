@@ -4,11 +4,11 @@ import torch
 from torch import nn
 
 from dd_hub import create_model
-from dd_hub.data import create_dataset
-from dd_hub.train import TrainConfig
+from dd_hub.data.datasets import create_dataset
+from dd_hub.training.loop import TrainConfig
 from dd_hub.attacks import random_search
-from dd_hub.sanity import SanityConfig, check_masking
-from dd_hub.train import train
+from dd_hub.evaluation.sanity import SanityConfig, check_masking
+from dd_hub.training.loop import train
 
 CONFIG = SanityConfig(eps=0.2, steps=10, more_steps_factor=3, unbounded_steps=40, black_box_queries=30,
                       max_examples=60, tolerance=0.04)

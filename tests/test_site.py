@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from dd_hub.errors import DDHubError
-from dd_hub.leaderboard import NO_THREAT_MODEL, boards, load_hub_cards, load_local_cards
-from dd_hub.site import build_site, render_markdown
+from dd_hub.hub.boards import NO_THREAT_MODEL, boards, load_hub_cards, load_local_cards
+from dd_hub.hub.site import build_site, render_markdown
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -40,7 +40,7 @@ def tiny_png(rgb: tuple[int, int, int] = (200, 60, 40), size: int = 8) -> bytes:
 
 
 def report(clean: float, rho2: float, autoattack: dict | None = None) -> dict:
-    """A hardened report with the keys of ``dd_hub.evaluate.Report.to_dict``."""
+    """A hardened report with the keys of ``dd_hub.evaluation.report.Report.to_dict``."""
     return {
         "n_examples": 1000, "clean_accuracy": clean, "rho2": rho2, "rho_space": "centered",
         "deepfool": {"steps": 50, "candidates": 10, "overshoot": 0.02, "norm": "l2", "clip": False,
@@ -83,7 +83,7 @@ HOSTILE = "hostile-card"
 
 def write_cards(root: Path) -> Path:
     """A model_cards/ folder: four cards by dd-hub's render_card (three with a curve PNG) and one hand-written."""
-    from dd_hub.card import render_card
+    from dd_hub.hub.card import render_card
 
     for index, (name, (arch, clean, rho2, autoattack)) in enumerate(MODELS.items()):
         folder = root / name

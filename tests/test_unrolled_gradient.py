@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-import dd_hub.defense
+import dd_hub.training.deep_defense
 from dd_hub import create_model
 from dd_hub.attacks import deepfool_unrolled
-from dd_hub.defense import DeepDefenseLoss
+from dd_hub.training.deep_defense import DeepDefenseLoss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from nets import small_cnn  # noqa: E402
@@ -38,7 +38,7 @@ def _loss_grads(model: nn.Module, inputs, labels, unroll=None) -> dict[str, torc
     if unroll is None:
         loss = loss_fn(model, inputs, labels)
     else:
-        with mock.patch.object(dd_hub.defense, "deepfool_unrolled", unroll):
+        with mock.patch.object(dd_hub.training.deep_defense, "deepfool_unrolled", unroll):
             loss = loss_fn(model, inputs, labels)
     loss.backward()
     return {name: p.grad.clone() for name, p in model.named_parameters()}

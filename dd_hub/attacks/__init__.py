@@ -4,6 +4,7 @@ Conventions (see :mod:`dd_hub.attacks.result`): inputs in [0, 1] pixel units (no
 model), ``labels=None`` means the model's predictions, ``norm`` is ``'l2'`` or ``'linf'``, ``bounds=(0.0, 1.0)``
 clips to the valid box by default and ``bounds=None`` leaves the result unconstrained.
 """
+from .autoattack import AutoAttackResult, autoattack
 from .deepfool import UnrolledResult, deepfool, deepfool_unrolled
 from .fgs import fgs, fgs_direction
 from .pgd import pgd
@@ -11,5 +12,6 @@ from .random_search import random_search
 from .result import AttackResult
 from .threat_models import THREAT_MODELS, standard_threat_models, threat_model
 
-__all__ = ["AttackResult", "THREAT_MODELS", "UnrolledResult", "deepfool", "deepfool_unrolled", "fgs", "fgs_direction",
-           "pgd", "random_search", "standard_threat_models", "threat_model"]
+__all__ = ["AttackResult", "AutoAttackResult", "THREAT_MODELS", "UnrolledResult", "autoattack", "deepfool",
+           "deepfool_unrolled", "fgs", "fgs_direction", "pgd", "random_search", "standard_threat_models",
+           "threat_model"]

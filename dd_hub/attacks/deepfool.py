@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import DDHubError
-from .result import AttackResult, check_norm, clip, norms
+from ..errors import first_line
+from ..settings import value_of
+from .result import AttackResult, Norm, check_norm, clip, norms
 
-ITERATE = ("reference", "authors")
-CANDIDATE_GRADIENTS = ("auto", "batched", "loop")
+Iterate = Literal["reference", "authors"]
+CandidateGradients = Literal["auto", "batched", "loop"]
 MIN_STEP = 1e-4  # added to every step's length by the reference rule, as LTS4/DeepFool and foolbox do
 REFERENCE_EPS = 1e-8
 AUTHORS_EPS = 1e-5
@@ -51,9 +53,8 @@ class CandidateGradientsWarning(UserWarning):
 
 
 def check_candidate_gradients(value: str, where: str = "candidate_gradients") -> None:
-    """A one-line error unless ``value`` is one of :data:`CANDIDATE_GRADIENTS`."""
-    if value not in CANDIDATE_GRADIENTS:
-        raise DDHubError(f"{where} must be 'auto', 'batched' or 'loop', not '{value}'")
+    """A one-line error unless ``value`` is a :data:`CandidateGradients`."""
+    value_of(CandidateGradients, value, where, noun="")
 
 
 @dataclass
@@ -84,9 +85,9 @@ def deepfool(
     steps: int = 50,
     candidates: int = 10,
     overshoot: float = 0.02,
-    norm: str = "l2",
+    norm: Norm = "l2",
     bounds: tuple[float, float] | None = (0.0, 1.0),
-    candidate_gradients: str = "auto",
+    candidate_gradients: CandidateGradients = "auto",
 ) -> AttackResult:
     """Minimal perturbation that moves each input out of class ``labels`` (untargeted DeepFool).
 
@@ -122,10 +123,10 @@ def deepfool_unrolled(
     steps: int = 5,
     candidates: int = 10,
     overshoot: float = 0.02,
-    iterate: str = "reference",
+    iterate: Iterate = "reference",
     eps: float | None = None,
     bounds: tuple[float, float] | None = None,
-    candidate_gradients: str = "auto",
+    candidate_gradients: CandidateGradients = "auto",
 ) -> UnrolledResult:
     """L2 DeepFool whose perturbation is a differentiable function of the model's parameters (double backprop).
 
@@ -142,8 +143,7 @@ def deepfool_unrolled(
     the chosen direction is rebuilt with ``create_graph=True``: the parameter gradient is exactly that of an
     unrolling that keeps every candidate's gradient in the graph, at a fraction of the memory.
     """
-    if iterate not in ITERATE:
-        raise DDHubError(f"iterate must be 'reference' or 'authors', not '{iterate}'")
+    value_of(Iterate, iterate, "iterate", noun="")
     check_candidate_gradients(candidate_gradients)
     inputs = inputs.detach()
     with torch.no_grad():
@@ -358,8 +358,7 @@ class _CandidateGradients:
                 return _batched_margin_gradients(margins, x, keep)
             except RuntimeError as exc:  # an op without a batching rule (or out of memory: the loop needs less)
                 self.failed = True
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                warnings.warn(f"batched candidate gradients failed ({reason}); using one backward pass per "
+                warnings.warn(f"batched candidate gradients failed ({first_line(exc)}); using one backward pass per "
                               "candidate for the rest of this DeepFool run (candidate_gradients='loop' skips "
                               "the attempt)", CandidateGradientsWarning, stacklevel=2)
         return _looped_margin_gradients(margins, x, keep)

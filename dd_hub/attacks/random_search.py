@@ -1,4 +1,4 @@
-"""A gradient-free attack: random corners of the L-infinity ball (the black-box check of :mod:`dd_hub.sanity`)."""
+"""A gradient-free attack: random corners of the L-infinity ball (the black-box check of :mod:`dd_hub.evaluation.sanity`)."""
 from __future__ import annotations
 
 import torch

@@ -9,13 +9,15 @@ box; ``None`` leaves them unconstrained. Attacks never change the model's mode: 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import DDHubError
+from ..settings import value_of
 
-NORMS = ("l2", "linf")
+Norm = Literal["l2", "linf"]
 
 
 @dataclass
@@ -52,8 +54,15 @@ def norms(perturbation: Tensor, p: str | float = "l2") -> Tensor:
 
 
 def check_norm(norm: str, attack: str) -> None:
-    if norm not in NORMS:
-        raise DDHubError(f"{attack} norm must be 'l2' or 'linf', not '{norm}'")
+    """A one-line error unless ``norm`` is a :data:`Norm`."""
+    value_of(Norm, norm, f"{attack} norm", noun="")
+
+
+def ratio(perturbation: Tensor, inputs: Tensor, center: Tensor | None = None) -> Tensor:
+    """Per-sample ``||r||_2 / ||x - center||_2`` (``center=None``: pixel space): DeepFool's rho, the paper's
+    measure of robustness."""
+    reference = inputs if center is None else inputs - center
+    return perturbation.flatten(1).norm(dim=1) / reference.flatten(1).norm(dim=1).clamp_min(1e-12)
 
 
 def predictions(model: nn.Module, inputs: Tensor) -> Tensor:

@@ -14,11 +14,11 @@ import timm
 import torch
 from torch import nn
 
-from ..errors import DDHubError
-from ..weights import load_state_dict
+from ..errors import DDHubError, first_line
+from ..storage.weights import load_state_dict
 from .normalized import NormalizedModel
 from .twice_differentiable import make_twice_differentiable
-from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_PREFIX, build_torchvision, first_line,
+from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_PREFIX, build_torchvision,
                                  split_prefix, torchvision_names)
 
 

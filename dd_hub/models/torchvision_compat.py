@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import DDHubError
+from ..errors import DDHubError, first_line
 
 TORCHVISION_PREFIX = "tv:"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,7 +108,3 @@ def timm_twin(model: nn.Module, name: str, normalization: tuple | None = None) -
                            "tag": "tv_in1k", "mean": tuple(mean), "std": tuple(std)}
     return twin.eval()
 
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -17,16 +17,16 @@ from typing import Callable, Sequence
 import torch
 from accelerate.utils import set_seed
 
-from .atomic_io import write_json_atomic, write_text_atomic
-from .errors import DDHubError
-from .evaluate import Report, evaluate, format_comparison
-from .methods import create_objective, list_methods
-from .model_dir import save_model
-from .pipeline import run_metrics, write_outputs
-from .recipes import Recipe
-from .starting_model import Start, prepare_start, train_reference
-from .train import make_accelerator, train
-from .version import __version__
+from ..storage.atomic_io import write_json_atomic, write_text_atomic
+from ..errors import DDHubError
+from ..evaluation.report import Report, evaluate, format_comparison
+from ..training.objectives import create_objective, list_methods
+from ..models.directory import save_model
+from .harden import run_metrics, write_outputs
+from ..recipes import Recipe
+from .start import Start, prepare_start, train_reference
+from ..training.loop import make_accelerator, train
+from ..version import __version__
 
 PAPER_METHODS = ("clean", "parseval", "deepfool_adv", "fgs_adv", "deep_defense")
 LABELS = {

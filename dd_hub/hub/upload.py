@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic_io import read_json_object
+from ..storage.atomic_io import read_json_object
 from .card import render_card
-from .errors import DDHubError
-from .hub_client import hub_api, hub_errors, resolve_token, validate_repo_id
-from .plots import CURVE_NAME, TRAINING_NAME
-from .model_dir import CONFIG_NAME, WEIGHTS_NAME, check_model_dir
-from .run_dir import check_complete
+from ..errors import DDHubError
+from .client import hub_api, hub_errors, resolve_token, validate_repo_id
+from .figures import CURVE_NAME, TRAINING_NAME
+from ..models.directory import CONFIG_NAME, WEIGHTS_NAME, check_model_dir
+from ..storage.run_dir import check_complete
 
 CARD_NAME = "README.md"
 METRICS_NAME = "metrics.json"

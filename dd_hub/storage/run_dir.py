@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .atomic_io import read_json_object, write_json_atomic, write_text_atomic
-from .errors import DDHubError
+from ..errors import DDHubError
 
 LOCK_NAME = ".dd-hub.lock"
 STAGING_NAME = ".staging"

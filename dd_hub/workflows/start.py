@@ -18,15 +18,15 @@ from accelerate import Accelerator
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .data import DatasetSpec, create_dataset, first_examples, get_spec, mean_image
-from .errors import DDHubError
-from .methods import cross_entropy
-from .model_dir import save_model
-from .models import NormalizedModel, create_model, unwrap
-from .models.factory import check_input_size
-from .recipes import Recipe
-from .train import train
-from .weights import load_state_dict
+from ..data.datasets import DatasetSpec, create_dataset, first_examples, get_spec, mean_image
+from ..errors import DDHubError
+from ..training.objectives import cross_entropy
+from ..models.directory import save_model
+from ..models import NormalizedModel, create_model, unwrap
+from ..models.factory import check_input_size
+from ..recipes import Recipe
+from ..training.loop import train
+from ..storage.weights import load_state_dict
 
 
 @dataclass
@@ -87,7 +87,7 @@ def train_reference(start: Start, recipe: Recipe, *, accelerator: Accelerator, e
     """Train the starting model with the recipe's ``reference`` settings when its weights are to come from there
     (data order from ``seed``, default the recipe's); returns the training's epoch records (none when nothing was
     trained). With ``save_dir`` the trained reference is saved there, and a resumed run reloads it instead of
-    training again; ``loop`` goes to :func:`dd_hub.train.train`."""
+    training again; ``loop`` goes to :func:`dd_hub.training.loop.train`."""
     if start.weights != "reference":
         return []
     saved = Path(save_dir) / "model.safetensors" if save_dir else None

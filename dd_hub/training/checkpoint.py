@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import DDHubError
-from .atomic_io import write_text_atomic
+from ..errors import DDHubError
+from ..storage.atomic_io import write_text_atomic
 
 LATEST = "latest"
 

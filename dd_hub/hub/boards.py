@@ -4,7 +4,7 @@
 
 A threat model is an AutoAttack entry of a card's ``model-index`` (``metric_type: robust_accuracy``, ``metric_args``
 with ``attack: autoattack``, ``norm``, ``eps``). Entries are read from cards, never from weights. The HTML site
-(:mod:`dd_hub.site`) renders the same boards.
+(:mod:`dd_hub.hub.site`) renders the same boards.
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import unquote, urlsplit
 
-from .atomic_io import copy_atomic, write_bytes_atomic, write_text_atomic
+from ..storage.atomic_io import copy_atomic, write_bytes_atomic, write_text_atomic
 from .card import card_metrics
-from .errors import DDHubError
-from .hub_client import hub_errors, resolve_token, validate_repo_id
+from ..errors import DDHubError, first_line
+from .client import hub_errors, resolve_token, validate_repo_id
 from .upload import card_files
 
 HUB_TAG = "dd-hub"
@@ -116,7 +116,7 @@ def load_local_cards(cards_dir: str | Path) -> tuple[list[Card], list[str]]:
         try:
             card = _load_card(card_path)
         except Exception as exc:  # a malformed front matter or model-index, from any layer of huggingface_hub/yaml
-            notices.append(f"{card_path}: not listed, the card cannot be read ({_one_line(exc)})")
+            notices.append(f"{card_path}: not listed, the card cannot be read ({type(exc).__name__}: {first_line(exc)})")
             continue
         site_card = Card(card, folder.name, _card_repo_id(card), source=str(card_path))
         root = folder.resolve()
@@ -155,7 +155,7 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
         try:
             card = _load_card(Path(card_path))
         except Exception as exc:
-            notices.append(f"{repo_id}: not listed, its card cannot be read ({_one_line(exc)})")
+            notices.append(f"{repo_id}: not listed, its card cannot be read ({type(exc).__name__}: {first_line(exc)})")
             continue
         site_card = Card(card, repo_id.split("/")[-1], repo_id, source=f"{HUB_URL}/{repo_id}")
         for ref in referenced_images(card.text):
@@ -189,11 +189,6 @@ def list_hub_models(*, limit: int = 1000, author: str | None = None, token: str 
         ids += [item.get("id") or item.get("modelId") for item in response.json()]
         url, params = response.links.get("next", {}).get("url"), None
     return [i for i in ids[:limit] if isinstance(i, str)]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 # --- boards -------------------------------------------------------------------------------------------------------
@@ -332,7 +327,7 @@ def select_boards(all_boards: list[Board], *, dataset: str | None = None,
                   threat_model: str | None = None) -> list[Board]:
     """The boards of ``dataset`` (plus the board of cards without a threat model) and of ``threat_model`` (its
     board only). The Hub's tag filter picks cards; a card evaluated at several threat models has a board for each."""
-    from .attacks.threat_models import threat_model as norm_and_eps
+    from ..attacks.threat_models import threat_model as norm_and_eps
 
     budget = None if threat_model is None else norm_and_eps(threat_model)
     return [b for b in all_boards if (dataset in (None, b.dataset) or b.norm is None)
@@ -409,7 +404,7 @@ def find_published(*, dataset: str | None = None, threat_model: str | None = Non
 
 
 def show(repo_id: str, *, token: str | None = None) -> tuple[str, dict[str, float]]:
-    """One checkpoint's figures (names of :func:`dd_hub.card.card_metrics`), from its card on the Hub or in a local
+    """One checkpoint's figures (names of :func:`dd_hub.hub.card.card_metrics`), from its card on the Hub or in a local
     model directory; returns (title, figures)."""
     from huggingface_hub import ModelCard
 

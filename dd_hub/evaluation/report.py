@@ -1,5 +1,5 @@
 """Robustness metrics: clean accuracy, DeepFool rho_2, FGS accuracy and the paper's epsilon_ref protocol, PGD
-robust accuracy and the gradient-masking sanity checks of :mod:`dd_hub.sanity`.
+robust accuracy and the gradient-masking sanity checks of :mod:`dd_hub.evaluation.sanity`.
 
 All perturbation sizes are in [0, 1] pixel space. rho_2 is ``mean ||r||_2 / ||x - center||_2`` over the whole
 test set (misclassified and un-fooled samples included, as the paper's code does); ``rho_space='centered'``
@@ -10,61 +10,55 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import Annotated, Iterator, Literal
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .attacks import deepfool, fgs_direction, pgd, threat_model
-from .attacks.autoattack import autoattack
-from .data import DataConfig
-from .defense import ratio
-from .errors import DDHubError
-from .loaders import EvalBatches, balanced_subset
+from ..attacks import THREAT_MODELS, deepfool, fgs_direction, pgd, threat_model
+from ..attacks.autoattack import ATTACKS as AUTOATTACK_ATTACKS
+from ..attacks.autoattack import autoattack
+from ..attacks.deepfool import CandidateGradients
+from ..attacks.result import Norm, ratio
+from ..data.datasets import DataConfig
+from ..data.loaders import EvalBatches, balanced_subset
+from ..errors import DDHubError
+from ..settings import (AT_LEAST_ONE, AT_LEAST_TWO, MAX_RESTARTS, MAX_STEPS, NON_NEGATIVE, POSITIVE, STEPS,
+                        UNIT_INTERVAL, OneOf, Range, Settings)
 from .sanity import SanityConfig, check_masking
 
 REPORT_VERSION = 1
 
 
 @dataclass
-class EvalConfig:
-    """Evaluation settings; the DeepFool defaults are the literature's (50 steps, 10 candidates, 0.02)."""
+class EvalConfig(Settings):
+    """Evaluation settings; the DeepFool defaults are the literature's (50 steps, 10 candidates, 0.02). Budgets have
+    ceilings (:data:`MAX_STEPS`) so that no recorded setting can make an evaluation run for ever."""
 
-    deepfool_steps: int = 50
-    candidates: int = 10
-    overshoot: float = 0.02
+    deepfool_steps: Annotated[int, STEPS] = 50
+    candidates: Annotated[int, AT_LEAST_TWO] = 10
+    overshoot: Annotated[float, NON_NEGATIVE] = 0.02
     clip: bool = False                      # clip DeepFool iterates to [0, 1] (the paper does not)
-    fgs_eps: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.2, 0.3])
-    fgs_fractions: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0])
-    eps_ref_tolerance: float = 1e-4
-    batch_size: int = 250
-    max_examples: int | None = None         # a class-balanced subset of this size (None: the whole test split)
-    subset_seed: int = 0                    # seed of that subset, of PGD's random starts and of the sanity checks
-    pgd_norm: str = "linf"                  # PGD at fgs_fractions x eps_ref (Linf, like FGS) and at pgd_eps
-    pgd_steps: int = 20                     # 0 turns PGD off; step size 2.5 * eps / steps
-    pgd_restarts: int = 1
-    pgd_eps: list[float] = field(default_factory=list)  # absolute budgets, e.g. 0.3 (attacks.BUDGETS)
-    sanity: bool = True                     # gradient-masking checks at eps_ref (dd_hub.sanity)
-    sanity_max_examples: int | None = 500
-    autoattack: list[str] | None = None     # threat models (attacks.THREAT_MODELS); None: the dataset's standard ones
-    autoattack_version: str = "auto"        # 'custom' (autoattack_attacks), 'standard', or 'auto': standard on a GPU
-    autoattack_attacks: list[str] = field(default_factory=lambda: ["apgd-ce", "apgd-t"])  # the 'custom' set
-    autoattack_max_examples: int | None = 1000          # a class-balanced subset of the evaluation set
-    candidate_gradients: str = "auto"       # DeepFool's candidate gradients: 'auto' (CUDA: batched), 'batched', 'loop'
-
-    def __post_init__(self) -> None:
-        if self.candidate_gradients not in ("auto", "batched", "loop"):
-            raise DDHubError(f"candidate_gradients must be 'auto', 'batched' or 'loop', not "
-                             f"'{self.candidate_gradients}'")
-        if self.pgd_norm not in ("linf", "l2"):
-            raise DDHubError(f"pgd_norm must be 'linf' or 'l2', not '{self.pgd_norm}'")
-        for name in self.autoattack or []:
-            threat_model(name)  # a one-line error naming the valid threat models
-        if self.autoattack_version not in ("auto", "custom", "standard"):
-            raise DDHubError(f"autoattack_version must be 'auto', 'custom' or 'standard', not "
-                             f"'{self.autoattack_version}'")
+    fgs_eps: Annotated[list[float], UNIT_INTERVAL] = field(default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.2, 0.3])
+    fgs_fractions: Annotated[list[float], POSITIVE] = field(default_factory=lambda: [0.2, 0.5, 1.0])
+    eps_ref_tolerance: Annotated[float, POSITIVE] = 1e-4
+    batch_size: Annotated[int, AT_LEAST_ONE] = 250
+    max_examples: Annotated[int, AT_LEAST_ONE] | None = None  # a class-balanced subset (None: the whole test split)
+    subset_seed: Annotated[int, NON_NEGATIVE] = 0  # seed of that subset, PGD's random starts and the sanity checks
+    pgd_norm: Norm = "linf"                 # PGD at fgs_fractions x eps_ref (Linf, like FGS) and at pgd_eps
+    pgd_steps: Annotated[int, Range(0, MAX_STEPS)] = 20  # 0 turns PGD off; step size 2.5 * eps / steps
+    pgd_restarts: Annotated[int, Range(1, MAX_RESTARTS)] = 1
+    pgd_eps: Annotated[list[float], NON_NEGATIVE] = field(default_factory=list)  # absolute budgets, e.g. 0.3
+    sanity: bool = True                     # gradient-masking checks at eps_ref (dd_hub.evaluation.sanity)
+    sanity_max_examples: Annotated[int, AT_LEAST_ONE] | None = 500
+    autoattack: Annotated[list[str], OneOf(tuple(THREAT_MODELS))] | None = None  # None: the dataset's standard ones
+    autoattack_version: Literal["auto", "custom", "standard"] = "auto"  # 'auto': standard on a GPU, else custom
+    autoattack_attacks: Annotated[list[str], OneOf(AUTOATTACK_ATTACKS)] = field(
+        default_factory=lambda: ["apgd-ce", "apgd-t"])  # the 'custom' set
+    autoattack_max_examples: Annotated[int, AT_LEAST_ONE] | None = 1000  # a class-balanced subset of the test set
+    candidate_gradients: CandidateGradients = "auto"  # DeepFool's candidate gradients: 'auto' (CUDA: batched)
 
 
 @dataclass

@@ -22,13 +22,14 @@ import pickle
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from .errors import DDHubError
+from ..errors import DDHubError, first_line
+from ..settings import NON_NEGATIVE, Settings
 
 MNIST_5K_SEED = 0
 MNIST_5K_TEST_PER_CLASS = 100
@@ -43,10 +44,10 @@ BuildFn = Callable[[str, "Path | None", "dict | None"], Dataset]
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Settings):
     """How a run reads its data (the recipe's ``data`` section)."""
 
-    workers: int | None = None          # loader worker processes; None: from the CPU count (see loader_workers)
+    workers: Annotated[int, NON_NEGATIVE] | None = None  # loader processes; None: from the CPU count (loader_workers)
     pin_memory: bool = True             # page-locked batches for fast host-to-GPU copies (only used with a GPU)
     persistent_workers: bool = True     # keep the workers between epochs
     skip_corrupt: bool = False          # leave unreadable images out (counted in the card) instead of stopping
@@ -75,7 +76,7 @@ class DatasetSpec:
 
 
 def _mnist_5k(split: str, data_dir: Path | None, data_config: dict | None) -> Dataset:
-    with resources.files("dd_hub").joinpath("data_files/mnist_5k.npz").open("rb") as fh:
+    with resources.files("dd_hub.data").joinpath("files/mnist_5k.npz").open("rb") as fh:
         archive = np.load(fh)
         images, labels = archive["images"], archive["labels"].astype(np.int64)
     rng = np.random.default_rng(MNIST_5K_SEED)
@@ -144,7 +145,7 @@ class CIFAR10Batches(Dataset):
             self.images = torch.from_numpy(np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32))
             self.labels = torch.tensor([int(label) for b in batches for label in b["labels"]], dtype=torch.long)
         except (OSError, EOFError, KeyError, ValueError, TypeError, pickle.UnpicklingError) as exc:
-            raise DDHubError(f"CIFAR-10 not found or unreadable under {root} ({_first_line(exc)}): expected "
+            raise DDHubError(f"CIFAR-10 not found or unreadable under {root} ({first_line(exc)}): expected "
                              f"{CIFAR10_LAYOUT}") from None
 
     def __len__(self) -> int:
@@ -156,10 +157,6 @@ class CIFAR10Batches(Dataset):
 
 def _cifar10(split: str, data_dir: Path | None, data_config: dict | None) -> Dataset:
     return CIFAR10Batches(_require_dir(data_dir, "cifar10", CIFAR10_LAYOUT), split)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _split_path(root: Path, split: str, name: str) -> Path:
@@ -200,7 +197,7 @@ def _timm_dataset(name: str, root: str, split: str, class_map: dict | None, **kw
     try:
         return timm_create_dataset(name, root=root, split=timm_split, class_map=class_map, **kwargs)
     except (RuntimeError, OSError, ValueError, AssertionError, ImportError) as exc:
-        raise DDHubError(f"cannot read {split} split of '{name or 'folder'}' at {root}: {_first_line(exc)}") from exc
+        raise DDHubError(f"cannot read {split} split of '{name or 'folder'}' at {root}: {first_line(exc)}") from exc
 
 
 def _folder(name: str) -> BuildFn:
@@ -251,7 +248,7 @@ class CheckedImages(Dataset):
             with source, Image.open(source) as image:
                 return image.convert("RGB"), int(target)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise UnreadableImage(f"cannot read image {self.path(i)} ({_first_line(exc)}); remove it, or set "
+            raise UnreadableImage(f"cannot read image {self.path(i)} ({first_line(exc)}); remove it, or set "
                                   "data.skip_corrupt: true to leave unreadable images out") from None
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:

@@ -9,7 +9,7 @@ import contextlib
 import os
 from typing import Iterator
 
-from .errors import DDHubError
+from ..errors import DDHubError, first_line
 
 #: seconds to wait for the Hub to answer one request (``DD_HUB_HUB_TIMEOUT`` overrides); huggingface_hub's own
 #: client waits forever on an endpoint that accepts the connection and never answers
@@ -40,7 +40,7 @@ def validate_repo_id(repo_id: str) -> str:
     try:
         hub_validate(repo_id)
     except HFValidationError as exc:
-        raise DDHubError(f"invalid repo name '{repo_id}': {str(exc).splitlines()[0]}") from None
+        raise DDHubError(f"invalid repo name '{repo_id}': {first_line(exc)}") from None
     if repo_id.count("/") != 1:
         raise DDHubError(f"invalid repo name '{repo_id}': use ORG/NAME")
     return repo_id
@@ -56,7 +56,7 @@ def hub_errors(action: str, repo_id: str | None = None) -> Iterator[None]:
     try:
         yield
     except HFValidationError as exc:
-        raise DDHubError(f"invalid repo name '{repo_id}': {str(exc).splitlines()[0]}") from None
+        raise DDHubError(f"invalid repo name '{repo_id}': {first_line(exc)}") from None
     except RepositoryNotFoundError:
         raise DDHubError(f"{action}: no repo{where} on the Hub, or your token cannot see it (log in with "
                          "`hf auth login` or set HF_TOKEN)") from None
@@ -77,7 +77,7 @@ def hub_errors(action: str, repo_id: str | None = None) -> Iterator[None]:
             target = f"for{where}" if repo_id else "for this repo"
             raise DDHubError(f"{action}: your token has no write permission {target} (403); use a write token "
                              "or a namespace you own (--repo-id YOUR_NAME/NAME)") from None
-        raise DDHubError(f"{action}: the Hub answered {status}: {str(exc).splitlines()[0]}") from None
+        raise DDHubError(f"{action}: the Hub answered {status}: {first_line(exc)}") from None
     except OSError as exc:  # connection refused, DNS, timeouts (httpx's errors are OSErrors underneath or below)
         raise DDHubError(f"{action}: cannot reach the Hub ({type(exc).__name__}); check the network or "
                          "HF_ENDPOINT") from None

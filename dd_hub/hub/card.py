@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .evaluate import Report, format_comparison
-from .models.torchvision_compat import split_prefix
-from .plots import attack_curves
-from .registration import is_own_architecture
+from ..evaluation.report import Report, format_comparison
+from ..models.torchvision_compat import split_prefix
+from .figures import attack_curves
+from ..registration import is_own_architecture
 
 _TIMM_USAGE = """```python
 import timm

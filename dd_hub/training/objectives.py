@@ -1,7 +1,7 @@
 """Training methods: a registry of name -> objective, so that every baseline trains with the same loop.
 
 Every objective has the signature ``objective(model, inputs, labels, logits=None, center=None) -> LossOutput``
-that :func:`dd_hub.train.train` calls with the unwrapped model and the clean logits of the (possibly
+that :func:`dd_hub.training.loop.train` calls with the unwrapped model and the clean logits of the (possibly
 DDP-wrapped) model; an objective that also names ``loss_scale`` gets the fp16 scaler's scale (``deep_defense``,
 which adapts the ``DeepDefenseLoss`` module with :class:`LossModuleObjective`). Methods, all fine-tuning with the
 recipe's ``harden`` schedule and data:
@@ -24,17 +24,19 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Annotated, Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .attacks import deepfool, fgs, pgd
-from .defense import DeepDefenseConfig, DeepDefenseLoss, LossOutput, stochastic_layers_off
-from .errors import DDHubError
-from .models import unwrap
+from ..attacks import deepfool, fgs, pgd
+from ..attacks.result import Norm
+from ..errors import DDHubError
+from ..models import unwrap
+from ..settings import FRACTION, NON_NEGATIVE, POSITIVE, STEPS, UNIT_INTERVAL, Settings
+from .deep_defense import DeepDefenseConfig, DeepDefenseLoss, LossOutput, stochastic_layers_off
 
 Objective = Callable[..., LossOutput]
 
@@ -50,27 +52,21 @@ class MethodSettings(Protocol):
 
 
 @dataclass
-class AdversarialConfig:
+class AdversarialConfig(Settings):
     """Hyper-parameters of the adversarial-training baselines; sizes are in [0, 1] pixel units."""
 
-    eps: float = 0.1                        # training budget of fgs_adv, pgd_adv and trades
-    norm: str = "linf"                      # pgd_adv / trades threat model: 'linf' or 'l2'
-    steps: int = 7                          # inner PGD steps of pgd_adv / trades
-    step_size: float | None = None          # None: 2.5 * eps / steps (Madry et al.'s rule)
-    fgs_weight: float = 0.5                 # Goodfellow et al.'s weight of the clean term
-    trades_beta: float = 6.0
-    deepfool_steps: int = 50                # Adv. Train I: DeepFool on the starting model
-    deepfool_overshoot: float = 0.02
-
-    def __post_init__(self) -> None:
-        if self.norm not in ("linf", "l2"):
-            raise DDHubError(f"adversarial.norm must be 'linf' or 'l2', not '{self.norm}'")
-        if self.eps < 0 or self.steps < 1 or not 0.0 <= self.fgs_weight <= 1.0:
-            raise DDHubError("adversarial: eps must be >= 0, steps >= 1 and fgs_weight in [0, 1]")
+    eps: Annotated[float, NON_NEGATIVE] = 0.1      # training budget of fgs_adv, pgd_adv and trades
+    norm: Norm = "linf"                             # pgd_adv / trades threat model
+    steps: Annotated[int, STEPS] = 7                # inner PGD steps of pgd_adv / trades
+    step_size: Annotated[float, POSITIVE] | None = None  # None: 2.5 * eps / steps (Madry et al.'s rule)
+    fgs_weight: Annotated[float, UNIT_INTERVAL] = 0.5    # Goodfellow et al.'s weight of the clean term
+    trades_beta: Annotated[float, NON_NEGATIVE] = 6.0
+    deepfool_steps: Annotated[int, STEPS] = 50      # Adv. Train I: DeepFool on the starting model
+    deepfool_overshoot: Annotated[float, NON_NEGATIVE] = 0.02
 
 
 @dataclass
-class ParsevalConfig:
+class ParsevalConfig(Settings):
     """Parseval training (Cisse et al. 2017) as the Deep Defense paper ran it on MNIST/CIFAR-10.
 
     After each optimizer step, for each Linear/Conv weight reshaped to a matrix W (out x fan_in, transposed when
@@ -78,12 +74,8 @@ class ParsevalConfig:
     ``W_S <- (1 + beta) W_S - beta W_S W_S^T W_S``. The paper: beta 1e-4 on MNIST, 3e-4 on CIFAR-10, 30% sampled.
     """
 
-    beta: float = 1e-4
-    fraction: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.beta < 0 or not 0.0 < self.fraction <= 1.0:
-            raise DDHubError("parseval: beta must be >= 0 and fraction in (0, 1]")
+    beta: Annotated[float, NON_NEGATIVE] = 1e-4
+    fraction: Annotated[float, FRACTION] = 0.3
 
 
 _METHODS: dict[str, tuple[Callable[[MethodSettings], Objective], str]] = {}

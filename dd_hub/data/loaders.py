@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
-from .data import CheckedImages, CIFAR10Batches, DataConfig
+from .datasets import CheckedImages, CIFAR10Batches, DataConfig
 
 
 class EpochOrder(Sampler):

@@ -16,15 +16,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .atomic_io import file_mode, read_json_object
-from .errors import DDHubError
-from .models.normalized import NormalizedModel, model_args_of, normalization_of, unwrap
-from .models.twice_differentiable import make_twice_differentiable
-from .models.torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TIMM_TWINS, TORCHVISION_DATA_CFG,
-                                        build_torchvision, exported_architecture, first_line, is_torchvision,
+from ..storage.atomic_io import file_mode, read_json_object
+from ..errors import DDHubError, first_line
+from .normalized import NormalizedModel, model_args_of, normalization_of, unwrap
+from .twice_differentiable import make_twice_differentiable
+from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TIMM_TWINS, TORCHVISION_DATA_CFG,
+                                        build_torchvision, exported_architecture, is_torchvision,
                                         output_size, split_prefix, timm_twin, torchvision_name, torchvision_names)
-from .run_dir import check_complete
-from .weights import PICKLE_SUFFIXES, WEIGHTS_NAME, check_finite, load_state_dict
+from ..storage.run_dir import check_complete
+from ..storage.weights import PICKLE_SUFFIXES, WEIGHTS_NAME, check_finite, load_state_dict
 
 CONFIG_NAME = "config.json"
 
@@ -154,7 +154,7 @@ def download(repo_id: str, *, revision: str | None = None) -> Path:
     """The local snapshot folder of a Hub checkpoint's config.json and weights (pickles are not fetched)."""
     from huggingface_hub import snapshot_download
 
-    from .hub_client import hub_errors, hub_api
+    from ..hub.client import hub_errors, hub_api
 
     with hub_errors(f"cannot fetch {repo_id}", repo_id):
         path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))

@@ -3,7 +3,7 @@
 Per step: one forward of the clean batch through the (possibly DDP-wrapped) model, the objective's extra passes
 through the unwrapped module, one backward on the total loss. That is the pattern under which DDP reduces the
 double-backprop gradients exactly (see docs/architecture.md). Mixed precision, gradient accumulation and logging
-are Accelerate's; checkpoints and resume are :mod:`dd_hub.checkpoint`'s.
+are Accelerate's; checkpoints and resume are :mod:`dd_hub.training.checkpoint`'s.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
 from accelerate import Accelerator
@@ -24,37 +25,32 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import FrozenBatchNorm2d
 from tqdm.auto import tqdm
 
+from ..settings import AT_LEAST_ONE, BELOW_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Settings, value_of
 from .checkpoint import Position, latest_checkpoint, load_checkpoint, load_rng, save_checkpoint
-from .data import DataConfig
-from .defense import LossOutput
-from .errors import DDHubError
-from .loaders import training_loader
-from .methods import Objective, cross_entropy
+from ..data.datasets import DataConfig
+from .deep_defense import LossOutput
+from ..errors import DDHubError
+from ..data.loaders import training_loader
+from .objectives import Objective, cross_entropy
 
 MAX_CONSECUTIVE_NONFINITE = 10
-MIXED_PRECISION = ("no", "bf16", "fp16")
+MixedPrecision = Literal["no", "bf16", "fp16"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """One training phase (reference training or hardening)."""
 
-    epochs: int = 5
-    batch_size: int = 100
-    optimizer: str = "sgd"                  # 'sgd' or 'adam'
-    lr: float = 5e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_milestones: list[int] = field(default_factory=lambda: [4])  # epochs after which lr *= lr_decay
-    lr_decay: float = 0.5
+    epochs: Annotated[int, NON_NEGATIVE] = 5
+    batch_size: Annotated[int, AT_LEAST_ONE] = 100
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: Annotated[float, POSITIVE] = 5e-4
+    momentum: Annotated[float, BELOW_ONE] = 0.9
+    weight_decay: Annotated[float, NON_NEGATIVE] = 5e-4
+    lr_milestones: Annotated[list[int], AT_LEAST_ONE] = field(default_factory=lambda: [4])  # lr *= lr_decay after
+    lr_decay: Annotated[float, FRACTION] = 0.5
     freeze_bn: bool = True                  # BatchNorm in eval mode and out of the optimizer
-    grad_accumulation: int = 1
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise DDHubError(f"optimizer must be 'sgd' or 'adam', not '{self.optimizer}'")
-        if self.epochs < 0 or self.batch_size < 1 or self.grad_accumulation < 1:
-            raise DDHubError("epochs must be >= 0, batch_size and grad_accumulation >= 1")
+    grad_accumulation: Annotated[int, AT_LEAST_ONE] = 1
 
 
 class JSONLTracker(GeneralTracker):
@@ -84,8 +80,7 @@ def make_accelerator(mixed_precision: str = "no", grad_accumulation: int = 1,
                      log_dir: str | Path | None = None) -> Accelerator:
     """The :class:`Accelerator` of every run: CPU when there is no GPU, JSONL (+ TensorBoard if installed) logging
     into ``log_dir`` when given."""
-    if mixed_precision not in MIXED_PRECISION:
-        raise DDHubError(f"mixed precision must be one of {', '.join(MIXED_PRECISION)}, not '{mixed_precision}'")
+    value_of(MixedPrecision, mixed_precision, "mixed precision", noun="")
     cpu = not torch.cuda.is_available()
     if mixed_precision == "fp16" and cpu:
         raise DDHubError("fp16 needs a CUDA GPU (Accelerate has no fp16 loss scaling on CPU); use bf16 on CPU")
@@ -159,7 +154,7 @@ def train(
     With ``checkpoint_dir``, a checkpoint is written at the end of every epoch and every ``checkpoint_every``
     batches (when that batch ends an optimizer step); ``resume=True`` continues from the latest checkpoint of this
     phase (``desc``) there. Epoch records (main process statistics) go to the accelerator's trackers. ``data``
-    sets the loader's workers (:mod:`dd_hub.loaders`); the batches are a function of (seed, epoch) only.
+    sets the loader's workers (:mod:`dd_hub.data.loaders`); the batches are a function of (seed, epoch) only.
     """
     accelerator = accelerator or make_accelerator(grad_accumulation=config.grad_accumulation)
     loader = training_loader(dataset, config.batch_size, seed, data)

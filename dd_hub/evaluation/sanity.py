@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .attacks import pgd, random_search
-from .data import DataConfig
-from .loaders import EvalBatches, balanced_subset
+from ..attacks import pgd, random_search
+from ..data.datasets import DataConfig
+from ..data.loaders import EvalBatches, balanced_subset
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .atomic_io import write_bytes_atomic
+from ..storage.atomic_io import write_bytes_atomic
 
 CURVE_NAME = "robustness_curve.png"
 TRAINING_NAME = "training_curve.png"

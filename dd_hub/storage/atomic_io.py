@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import DDHubError
+from ..errors import DDHubError
 
 
 def file_mode() -> int:

@@ -12,39 +12,33 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import Annotated, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks.deepfool import ITERATE, check_candidate_gradients, deepfool_unrolled
-from .errors import DDHubError
+from ..attacks.deepfool import CandidateGradients, Iterate, deepfool_unrolled
+from ..attacks.result import ratio
+from ..settings import AT_LEAST_ONE, AT_LEAST_TWO, NON_NEGATIVE, POSITIVE, Settings
 
 _STOCHASTIC = ("Dropout", "DropPath", "DropBlock")
 
 
 @dataclass
-class DeepDefenseConfig:
+class DeepDefenseConfig(Settings):
     """Hyper-parameters of the regularizer; defaults are the paper's MNIST/CIFAR-10 values."""
 
-    lam: float = 15.0
-    c: float = 25.0
-    d: float = 5.0
-    steps: int = 5
-    candidates: int = 10
-    overshoot: float = 0.02
+    lam: Annotated[float, NON_NEGATIVE] = 15.0
+    c: Annotated[float, POSITIVE] = 25.0
+    d: Annotated[float, POSITIVE] = 5.0
+    steps: Annotated[int, AT_LEAST_ONE] = 5
+    candidates: Annotated[int, AT_LEAST_TWO] = 10
+    overshoot: Annotated[float, NON_NEGATIVE] = 0.02
     regularize_layers: list[str] = field(default_factory=list)  # regularize only these layers (Fig. 4); [] = all
-    iterate: str = "reference"          # unrolled DeepFool: 'reference' (LTS4) or 'authors' (the paper's code)
-    authors_eps: float = 1e-5           # 'authors' only: added to every gradient element inside the norms
-    candidate_gradients: str = "auto"   # the candidates' input gradients: 'auto' (batched on CUDA), 'batched', 'loop'
-
-    def __post_init__(self) -> None:
-        if self.iterate not in ITERATE:
-            raise DDHubError(f"defense.iterate must be 'reference' or 'authors', not '{self.iterate}'")
-        if not self.authors_eps > 0:
-            raise DDHubError(f"defense.authors_eps must be > 0, not {self.authors_eps}")
-        check_candidate_gradients(self.candidate_gradients, "defense.candidate_gradients")
+    iterate: Iterate = "reference"      # unrolled DeepFool: 'reference' (LTS4) or 'authors' (the paper's code)
+    authors_eps: Annotated[float, POSITIVE] = 1e-5  # 'authors' only: added to every gradient element in the norms
+    candidate_gradients: CandidateGradients = "auto"  # the candidates' input gradients: 'auto' (batched on CUDA)
 
 
 @dataclass
@@ -53,12 +47,6 @@ class LossOutput:
 
     loss: Tensor
     stats: dict[str, float] = field(default_factory=dict)
-
-
-def ratio(perturbation: Tensor, inputs: Tensor, center: Tensor | None = None) -> Tensor:
-    """Per-sample ``||r||_2 / ||x - center||_2`` (``center=None``: pixel space)."""
-    reference = inputs if center is None else inputs - center
-    return perturbation.flatten(1).norm(dim=1) / reference.flatten(1).norm(dim=1).clamp_min(1e-12)
 
 
 @contextlib.contextmanager
@@ -104,7 +92,7 @@ class DeepDefenseLoss(nn.Module):
     ``loss_fn.stats`` (``ce``, ``reg``, ``rho`` (mean), ``acc``, ``df_iters`` (mean unrolled iterations)).
     ``model`` is used for the perturbation passes; pass the unwrapped module (not a DDP wrapper) there and the
     wrapped model's clean ``logits`` for the cross-entropy, so that exactly one forward per step goes through the
-    wrapper. The training loop's objectives return a :class:`LossOutput`; :mod:`dd_hub.methods` adapts this module.
+    wrapper. The training loop's objectives return a :class:`LossOutput`; :mod:`dd_hub.training.objectives` adapts this module.
     """
 
     def __init__(self, config: DeepDefenseConfig | None = None, **overrides: object) -> None:

@@ -25,9 +25,9 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from .errors import DDHubError
-from .registration import is_own_architecture
-from .leaderboard import (DEFAULT_METHOD, HUB_URL, NORM_LABELS, Board, Card, _local_path, _number, _percent,
+from ..errors import DDHubError
+from ..registration import is_own_architecture
+from .boards import (DEFAULT_METHOD, HUB_URL, NORM_LABELS, Board, Card, _local_path, _number, _percent,
                           _results, boards, format_eps, slugs)
 
 MARKER = ".dd-hub-site"          # marks an output directory as ours, so a rebuild may replace it
@@ -370,7 +370,7 @@ class SiteResult:
 
 
 def _asset(name: str) -> bytes:
-    return (resources.files("dd_hub") / "site_assets" / name).read_bytes()
+    return (resources.files("dd_hub.hub") / "site_assets" / name).read_bytes()
 
 
 def _image_names(card: Card) -> dict[str, str]:

@@ -13,22 +13,22 @@ import timm
 import torch
 from accelerate.utils import set_seed
 
-from . import run_dir
-from .attacks.threat_models import standard_threat_models
-from .atomic_io import write_json_atomic, write_text_atomic
-from .card import render_card
-from .data import create_dataset, first_examples, mean_image
-from .errors import DDHubError
-from .evaluate import Report, evaluate, format_comparison
-from .methods import create_objective
-from .model_dir import architecture_name, load, save_model
-from .models import unwrap
-from .models.torchvision_compat import first_line
-from .plots import CURVE_NAME, TRAINING_NAME, render_curve, render_training
-from .recipes import Recipe, eval_config_from_dict
-from .starting_model import Start, prepare_start, train_reference
-from .train import make_accelerator, train
-from .version import __version__
+from ..storage import run_dir
+from ..attacks.threat_models import standard_threat_models
+from ..storage.atomic_io import write_json_atomic, write_text_atomic
+from ..hub.card import render_card
+from ..data.datasets import create_dataset, first_examples, mean_image
+from ..errors import DDHubError
+from ..evaluation.report import Report, evaluate, format_comparison
+from ..training.objectives import create_objective
+from ..models.directory import architecture_name, load, save_model
+from ..models import unwrap
+from ..errors import first_line
+from ..hub.figures import CURVE_NAME, TRAINING_NAME, render_curve, render_training
+from ..recipes import Recipe, eval_config_from_dict
+from .start import Start, prepare_start, train_reference
+from ..training.loop import make_accelerator, train
+from ..version import __version__
 
 
 @dataclass
@@ -140,7 +140,7 @@ def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Repor
 
 def write_outputs(out_dir: str | Path, model: torch.nn.Module, metrics: dict, *,
                   label_names: list[str] | None = None, table: str | None = None) -> None:
-    """The model directory's final files, committed as a whole (:mod:`dd_hub.run_dir`): weights and config,
+    """The model directory's final files, committed as a whole (:mod:`dd_hub.storage.run_dir`): weights and config,
     metrics.json (with the files' hashes), the robustness curve and the card."""
     out_dir = Path(out_dir)
     staging = run_dir.staging_dir(out_dir)
@@ -177,7 +177,7 @@ def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data
     try:
         model.to(torch.device(target))
     except (RuntimeError, AssertionError) as exc:
-        raise DDHubError(f"cannot use device '{target}': {str(exc).splitlines()[0]}") from None
+        raise DDHubError(f"cannot use device '{target}': {first_line(exc)}") from None
     data_config = timm.data.resolve_model_data_config(unwrap(model))
     test_set = create_dataset(dataset, "test", data_dir=data_dir, data_config=data_config)
     train_images = first_examples(create_dataset(dataset, "train", data_dir=data_dir, data_config=data_config),

@@ -16,13 +16,13 @@ from typing import Callable, Sequence
 
 from accelerate.utils import set_seed
 
-from .atomic_io import write_json_atomic, write_text_atomic
-from .evaluate import evaluate
-from .methods import create_objective
-from .plots import plot_sweep
-from .recipes import Recipe
-from .starting_model import prepare_start, train_reference
-from .train import make_accelerator, train
+from ..storage.atomic_io import write_json_atomic, write_text_atomic
+from ..evaluation.report import evaluate
+from ..training.objectives import create_objective
+from ..hub.figures import plot_sweep
+from ..recipes import Recipe
+from .start import prepare_start, train_reference
+from ..training.loop import make_accelerator, train
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Training: the loop on Accelerate, the Deep Defense loss, the registry of objectives (baselines), checkpoints."""
