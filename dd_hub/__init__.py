@@ -20,7 +20,7 @@ _EXPORTS = {
     "DeepDefenseConfig": "training.deep_defense", "DeepDefenseLoss": "training.deep_defense",
     "DDHubError": "errors",
     "EvalConfig": "evaluation.report", "Report": "evaluation.report", "evaluate": "evaluation.report",
-    "load": "models.directory", "save_model": "models.directory",
+    "load": "hub.loading", "save_model": "models.directory",
     "NormalizedModel": "models", "create_model": "models", "unwrap": "models",
     "harden": "workflows.harden",
     "publish": "hub.upload",
@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names are resolved 
     from .evaluation.report import EvalConfig, Report, evaluate
     from .hub.upload import publish
     from .models import NormalizedModel, create_model, unwrap
-    from .models.directory import load, save_model
+    from .hub.loading import load
+    from .models.directory import save_model
     from .training.deep_defense import DeepDefenseConfig, DeepDefenseLoss
     from .workflows.harden import harden
 

@@ -1,8 +1,16 @@
-"""The ``dd-hub`` command line: parsing and printing only; the work is done by the Python API."""
+"""The ``dd-hub`` command line: parsing and printing only; the work is done by the Python API.
+
+Every command that runs a recipe (``harden``, ``reproduce``, ``sweep``) takes one shared option set
+(:func:`recipe_options`), and every command that writes a folder follows the same rules: locked while it writes,
+a previous run refused unless ``--overwrite``, final files committed together (:mod:`dd_hub.storage.run_dir`).
+Text that came from outside (cards, notices) is printed one safe line at a time.
+"""
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -16,7 +24,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DDHubError as exc:
-            click.echo(f"error: {exc}", err=True)
+            from .text import one_line
+
+            click.echo(f"error: {one_line(exc, 2000)}", err=True)
             sys.exit(2)
         except click.UsageError as exc:
             command = f"dd-hub {exc.ctx.info_name}" if exc.ctx is not None else "dd-hub"
@@ -24,9 +34,31 @@ class _Group(click.Group):
             sys.exit(2)
 
 
+class CommaList(click.ParamType):
+    """A comma-separated list of numbers of one type: ``--seeds 1234,1235`` (``1.5`` is no seed)."""
+
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+        self.name = f"{kind.__name__},..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        items = [item.strip() for item in str(value).split(",") if item.strip()]
+        try:
+            converted = [self.kind(item) for item in items]
+        except ValueError:
+            self.fail(f"expected comma-separated {self.kind.__name__}s, e.g. "
+                      f"{'1234,1235' if self.kind is int else '5,15,25'}, got '{value}'", param, ctx)
+        if not converted:
+            self.fail("expected at least one value", param, ctx)
+        return converted
+
+
 COUNT = click.IntRange(min=0)
 POSITIVE_INT = click.IntRange(min=1)
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+INTS, FLOATS = CommaList(int), CommaList(float)
 
 
 @click.group(cls=_Group)
@@ -35,54 +67,121 @@ def main() -> None:
     """Harden image classifiers with Deep Defense, measure their robustness, publish them to the Hub."""
 
 
-def _overrides(pairs: tuple[str, ...]) -> dict:
-    from .recipes import parse_override
+def recipe_options(command: Callable) -> Callable:
+    """The options of every command that runs a recipe; the command receives ``recipe`` (overrides and shortcuts
+    applied) and ``run`` (the options shared by the workflows) instead of them."""
+    options = [
+        click.argument("model"),
+        click.option("--dataset", required=True, help="Dataset name: mnist-5k (embedded), mnist, cifar10, imagenet, "
+                     "folder, or a timm dataset (hfds/NAME, ...)."),
+        click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False),
+                     help="Recipe YAML (default: the built-in recipe for MODEL on DATASET, see recipes/)."),
+        click.option("--checkpoint", type=click.Path(), help="Starting weights (.safetensors file or model "
+                     "directory) instead of pretrained or reference-trained ones."),
+        click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k)."),
+        click.option("--allow-random-init", is_flag=True, help="Start from random weights when there are no "
+                     "pretrained or reference weights (never asks the Hub for any)."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder "
+                     "(default: runs/<recipe name>[-reproduce|-sweep])."),
+        click.option("--overwrite", is_flag=True, help="Replace a previous run in the output folder (refused "
+                     "otherwise)."),
+        click.option("--epochs", type=COUNT, help="Shortcut for --set harden.epochs=N."),
+        click.option("--lr", type=POSITIVE_FLOAT, help="Shortcut for --set harden.lr=X."),
+        click.option("--seed", type=COUNT, help="Shortcut for --set seed=N."),
+        click.option("--max-examples", type=POSITIVE_INT, help="Shortcut for --set evaluation.max_examples=N: a "
+                     "class-balanced subset of N test images."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override a recipe key, e.g. --set defense.c=15 --set evaluation.pgd_steps=50."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
 
-    return dict(parse_override(p) for p in pairs)
+    @functools.wraps(command)
+    def wrapper(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, out_dir, overwrite, epochs, lr,
+                seed, max_examples, sets, quiet, **specific):
+        from .recipes import find_recipe, load_recipe, parse_override
+
+        overrides = dict(parse_override(text) for text in sets)
+        for key, value in (("harden.epochs", epochs), ("harden.lr", lr), ("seed", seed),
+                           ("evaluation.max_examples", max_examples)):
+            if value is not None:
+                overrides[key] = value
+        recipe = load_recipe(recipe_file, overrides) if recipe_file else find_recipe(model, dataset, overrides)
+        run = {"checkpoint": checkpoint, "data_dir": data_dir, "allow_random_init": allow_random_init,
+               "progress": not quiet, "echo": click.echo, "overwrite": overwrite}
+        return command(recipe=recipe, run=run, out_dir=out_dir, **specific)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @main.command()
-@click.argument("model")
-@click.option("--dataset", required=True, help="Dataset name, e.g. mnist-5k (embedded), mnist, cifar10, imagenet.")
-@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), help="Recipe YAML (default: built-in).")
-@click.option("--checkpoint", type=click.Path(), help="Starting weights: .safetensors file or model directory.")
-@click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--epochs", type=COUNT, help="Shortcut for --set harden.epochs=N.")
-@click.option("--lr", type=POSITIVE_FLOAT, help="Shortcut for --set harden.lr=X.")
-@click.option("--seed", type=COUNT, help="Shortcut for --set seed=N.")
+@recipe_options
 @click.option("--method", help="Training method (see `dd-hub methods`); default: the recipe's, deep_defense.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key, e.g. defense.c=15.")
-@click.option("--allow-random-init", is_flag=True, help="Harden even without pretrained or reference weights.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--resume", is_flag=True, help="Continue a killed run from OUT/checkpoints (same settings; more "
               "epochs allowed).")
-@click.option("--overwrite", is_flag=True, help="Replace a previous run in OUT (refused otherwise).")
 @click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"]), default="no", show_default=True,
               help="Autocast precision (fp16 needs a GPU).")
 @click.option("--checkpoint-every", type=COUNT, default=0, metavar="N",
               help="Also checkpoint every N batches (always at each epoch's end).")
 @click.option("--input-size", type=POSITIVE_INT, help="Resize folder datasets to this square size (default: the "
               "model's).")
-def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, lr, seed, method, sets, allow_random_init,
-           quiet, resume, overwrite, mixed_precision, checkpoint_every, input_size) -> None:
+def harden(recipe, run, out_dir, method, resume, mixed_precision, checkpoint_every, input_size) -> None:
     """Fine-tune MODEL with Deep Defense on DATASET, evaluate before/after, save a timm-format checkpoint."""
-    from .workflows.harden import harden as run
+    import dataclasses
 
-    overrides = _overrides(sets)
-    for key, value in (("harden.epochs", epochs), ("harden.lr", lr), ("seed", seed), ("method", method)):
-        if value is not None:
-            overrides[key] = value
-    recipe = _recipe(model, dataset, recipe_file, overrides)
+    from .workflows.harden import harden as run_harden
+
+    if method is not None:
+        recipe = dataclasses.replace(recipe, method=method)  # checked like a recipe key
     out_dir = Path(out_dir or f"runs/{recipe.name}")
-    result = run(recipe, out_dir, checkpoint=checkpoint, data_dir=data_dir, allow_random_init=allow_random_init,
-                 progress=not quiet, echo=click.echo, resume=resume, overwrite=overwrite,
-                 mixed_precision=mixed_precision,
-                 checkpoint_every=checkpoint_every, input_size=input_size)
+    result = run_harden(recipe, out_dir, resume=resume, mixed_precision=mixed_precision,
+                        checkpoint_every=checkpoint_every, input_size=input_size, **run)
     if result.hardened is None:  # a non-main process of `accelerate launch`
         return
     click.echo(result.table)
     click.echo(f"Saved to {out_dir}/ (model.safetensors, config.json, metrics.json, README.md)")
+
+
+@main.command()
+@recipe_options
+@click.option("--methods", type=click.STRING, default="clean,parseval,deepfool_adv,fgs_adv,deep_defense",
+              show_default=True, help="Comma-separated training methods compared with the reference.")
+@click.option("--seeds", type=INTS, help="Comma-separated seeds (default: the recipe's); >1 reports mean +- std.")
+@click.option("--eps-ref-from", default="deep_defense", show_default=True,
+              help="Model whose epsilon_ref is used for all (the paper: deep_defense; or reference, clean, ...).")
+@click.option("--fractions", type=FLOATS, help="Fractions of epsilon_ref, e.g. 0.2,0.5,1,2 (default: recipe's).")
+def reproduce(recipe, run, out_dir, methods, seeds, eps_ref_from, fractions) -> None:
+    """The paper's Table 1 for MODEL on DATASET: reference, baselines and Deep Defense, with the paper's rows."""
+    import dataclasses
+
+    from .workflows.reproduce import reproduce as run_reproduce
+
+    if fractions is not None:
+        recipe = dataclasses.replace(recipe, evaluation=dataclasses.replace(recipe.evaluation,
+                                                                            fgs_fractions=fractions))
+    out_dir = Path(out_dir or f"runs/{recipe.name}-reproduce")
+    result = run_reproduce(recipe, out_dir, methods=[m.strip() for m in methods.split(",") if m.strip()],
+                           seeds=seeds, eps_ref_from=eps_ref_from, **run)
+    click.echo(result.table)
+    click.echo(f"Saved to {out_dir}/ (table.md, results.json, seed*/<method>/ models)")
+
+
+@main.command()
+@recipe_options
+@click.option("--c", "c_values", type=FLOATS, default="5,15,25,35,45", show_default=True, help="Values of c.")
+@click.option("--lam", "lam_values", type=FLOATS, help="Values of lambda (default: the recipe's).")
+@click.option("--regularize-layers", "layer_sets", multiple=True, metavar="L1[,L2]",
+              help="Regularize only these layers (repeat for several sweeps, e.g. conv1 / fc1); default all.")
+def sweep(recipe, run, out_dir, c_values, lam_values, layer_sets) -> None:
+    """Sweep Deep Defense's c, lambda and regularized layers; plot accuracy vs rho_2 (the paper's Figs. 3-4)."""
+    from .workflows.sweep import sweep as run_sweep
+
+    out_dir = Path(out_dir or f"runs/{recipe.name}-sweep")
+    result = run_sweep(recipe, out_dir, c_values=c_values, lam_values=lam_values,
+                       layer_sets=[[x.strip() for x in s.split(",") if x.strip()] for s in layer_sets] or None, **run)
+    click.echo(result.table)
+    click.echo(f"Saved to {out_dir}/ (sweep.md, sweep.json, sweep.png)")
 
 
 @main.command("eval")
@@ -97,7 +196,7 @@ def harden(model, dataset, recipe_file, checkpoint, data_dir, out_dir, epochs, l
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override an evaluation setting (recipe 'evaluation' keys), e.g. pgd_steps=50, sanity=false.")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_examples, device, as_json, sets,
              quiet) -> None:
     """Evaluate a saved model (directory or Hub id); a dd-hub directory is evaluated with the settings its
@@ -105,15 +204,45 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
     import json
 
     from .evaluation.report import format_comparison
-    from .workflows.harden import evaluate_saved
+    from .recipes import parse_override
+    from .workflows.evaluate import evaluate_saved
 
-    overrides = _overrides(sets)
+    overrides = dict(parse_override(text) for text in sets)
     for key, value in (("deepfool_steps", steps), ("max_examples", max_examples)):
         if value is not None:
             overrides[key] = value
     report = evaluate_saved(model_dir, dataset=dataset, data_dir=data_dir, overrides=overrides, eps_ref=eps_ref,
                             rho_space=rho_space, device=device, progress=not quiet)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_comparison({model_dir: report}))
+
+
+@main.command()
+@click.argument("model")
+@click.option("--max-examples", type=POSITIVE_INT, help="Re-measure on a class-balanced subset of N test images "
+              "(default: all the images the card was measured on).")
+@click.option("--tolerance", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+              help="Absolute tolerance on accuracies (widened by two standard errors on a smaller subset).")
+@click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
+@click.option("--device", help="cpu, cuda, ... (default: the GPU when there is one).")
+@click.option("--publish", is_flag=True, help="Open a pull request with the record on the model's Hub repo.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the record to this file.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def verify(model, max_examples, tolerance, data_dir, device, publish, out, quiet) -> None:
+    """Re-measure the figures of MODEL's card (ORG/NAME on the Hub, or a model directory) from its weights with
+    the protocol its metrics.json records, and report agreement figure by figure."""
+    from .workflows.verify import verify as run_verify
+
+    result = run_verify(model, max_examples=max_examples, tolerance=tolerance, data_dir=data_dir, device=device,
+                        progress=not quiet, publish=publish, out=out)
+    click.echo(result.table)
+    if result.unmeasured:
+        click.echo(f"Not re-measured by the recorded protocol: {', '.join(result.unmeasured)}")
+    verdict = "every figure agrees" if result.agrees else "some figures DISAGREE"
+    click.echo(f"Verified by {result.record.verified_by}: {verdict}.")
+    if result.written:
+        click.echo(f"Record written to {result.written}")
+    if result.pull_request:
+        click.echo(f"Pull request: {result.pull_request}")
 
 
 @main.command()
@@ -125,10 +254,11 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
 @click.option("--cards-dir", type=click.Path(file_okay=False), help="Also add the card to this model_cards/ folder.")
 def publish(model_dir, repo_id, private, revision, dry_run, cards_dir) -> None:
     """Upload MODEL_DIR (written by `dd-hub harden`) to the Hugging Face Hub in one commit."""
-    from .hub.boards import add_card, write_index
-    from .hub.upload import publish as run
+    from .hub.boards import write_index
+    from .hub.catalogue import add_card
+    from .hub.upload import publish as run_publish
 
-    result = run(model_dir, repo_id, private=private, revision=revision, dry_run=dry_run)
+    result = run_publish(model_dir, repo_id, private=private, revision=revision, dry_run=dry_run)
     if result.dry_run:
         click.echo(f"Dry run: would upload {', '.join(result.files)} to {result.repo_id}@{result.revision}")
         return
@@ -136,6 +266,13 @@ def publish(model_dir, repo_id, private, revision, dry_run, cards_dir) -> None:
     if cards_dir:
         add_card(model_dir, cards_dir, result.repo_id)
         click.echo(f"Updated {write_index(cards_dir)}")
+
+
+def _notices(notices: list[str]) -> None:
+    from .text import one_line
+
+    for notice in notices:
+        click.echo(f"warning: {one_line(notice, 500)}", err=True)
 
 
 @main.command("list")
@@ -147,11 +284,13 @@ def publish(model_dir, repo_id, private, revision, dry_run, cards_dir) -> None:
               help="Rank local card folders DIR/*/README.md (e.g. model_cards) instead of the Hub's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the boards as JSON.")
 def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
-    """Leaderboards of dd-hub checkpoints: one per dataset and threat model, ranked by AutoAttack robust accuracy
-    (filtered on the Hub side by dd-hub's dataset and threat-model tags)."""
+    """Leaderboards of dd-hub checkpoints: one per dataset and threat model, ranked by AutoAttack robust accuracy,
+    each figure marked verified or self-reported (filtered on the Hub side by dd-hub's dataset and threat-model
+    tags)."""
     import json
 
-    from .hub.boards import board_json, board_markdown, boards, find_published, load_local_cards, select_boards
+    from .hub.boards import board_json, board_markdown, boards, select_boards
+    from .hub.cards import find_published, load_local_cards
 
     if threat_model:
         from .attacks.threat_models import threat_model as check_threat_model
@@ -162,8 +301,7 @@ def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
     else:
         cards, notices = find_published(dataset=dataset, threat_model=threat_model, author=author, limit=limit)
     ranked = select_boards(boards(cards), dataset=dataset, threat_model=threat_model)
-    for notice in notices:
-        click.echo(f"warning: {notice}", err=True)
+    _notices(notices)
     if as_json:
         click.echo(json.dumps([board_json(b) for b in ranked], indent=2))
     elif not ranked:
@@ -174,20 +312,26 @@ def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
 
 @main.command()
 @click.argument("repo_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def show(repo_id, as_json) -> None:
     """Robustness figures of one published checkpoint (ORG/NAME) or local model directory, from its card."""
     import json
 
-    from .hub.boards import show as run
+    from .hub.cards import show as read_card
+    from .text import one_line
 
-    title, figures = run(repo_id)
+    card = read_card(repo_id)
+    title = one_line(f"{repo_id}: {card.info.get('architecture', '?')} on {card.info.get('dataset', '?')}", 300)
+    figures = card.values()
     if as_json:
-        click.echo(json.dumps({"model": title, "figures": figures}, indent=2))
+        click.echo(json.dumps({"model": title, "figures": figures, "flags": card.problems}, indent=2))
         return
     click.echo(title)
     for name, value in figures.items():
-        click.echo(f"  {name:<24} {value:.4g}" if name == "rho2" else f"  {name:<24} {value:.2%}")
+        click.echo(f"  {one_line(name, 60):<24} {value:.4g}" if name == "rho2" else
+                   f"  {one_line(name, 60):<24} {value:.2%}")
+    for problem in card.problems:
+        click.echo(f"  flag: {one_line(problem, 300)}")
 
 
 @main.command()
@@ -198,28 +342,14 @@ def show(repo_id, as_json) -> None:
               "its weights are not published yet.")
 def cards(cards_dir, model_dirs, repo_id) -> None:
     """Regenerate CARDS_DIR/index.md, the leaderboards of the cards this project keeps."""
-    from .hub.boards import add_card, write_index
+    from .hub.boards import write_index
+    from .hub.catalogue import add_card
 
     if repo_id and len(model_dirs) != 1:
         raise DDHubError("--repo-id goes with exactly one --add DIR")
     for model_dir in model_dirs:
         click.echo(f"Added {add_card(model_dir, cards_dir, repo_id)}")
     click.echo(f"Wrote {write_index(cards_dir)}")
-
-
-def _recipe(model: str, dataset: str, recipe_file: str | None, overrides: dict):
-    from .recipes import find_recipe, load_recipe
-
-    return load_recipe(recipe_file, overrides) if recipe_file else find_recipe(model, dataset, overrides)
-
-
-def _floats(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise DDHubError(f"expected comma-separated numbers, e.g. 5,15,25, got '{text}'") from None
 
 
 @main.command("methods")
@@ -231,91 +361,17 @@ def methods_cmd() -> None:
         click.echo(f"{name:<14} {description}")
 
 
-@main.command()
-@click.argument("model")
-@click.option("--dataset", required=True, help="Dataset name, e.g. mnist-5k.")
-@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), help="Recipe YAML (default: built-in).")
-@click.option("--checkpoint", type=click.Path(), help="Reference weights instead of training the reference.")
-@click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
-@click.option("--allow-random-init", is_flag=True, help="Start from random weights when the recipe has no reference.")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--methods", default="clean,parseval,deepfool_adv,fgs_adv,deep_defense", show_default=True,
-              help="Comma-separated training methods compared with the reference.")
-@click.option("--seeds", default=None, help="Comma-separated seeds (default: the recipe's); >1 reports mean +- std.")
-@click.option("--eps-ref-from", default="deep_defense", show_default=True,
-              help="Model whose epsilon_ref is used for all (the paper: deep_defense; or reference, clean, ...).")
-@click.option("--fractions", default=None, help="Fractions of epsilon_ref, e.g. 0.2,0.5,1,2 (default: recipe's).")
-@click.option("--epochs", type=COUNT, help="Shortcut for --set harden.epochs=N.")
-@click.option("--max-examples", type=POSITIVE_INT, help="Evaluate on N test images only.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def reproduce(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, out_dir, methods, seeds,
-              eps_ref_from, fractions, epochs, max_examples, sets, quiet) -> None:
-    """The paper's Table 1 for MODEL on DATASET: reference, baselines and Deep Defense, with the paper's rows."""
-    from .workflows.reproduce import reproduce as run
-
-    overrides = _overrides(sets)
-    for key, value in (("harden.epochs", epochs), ("evaluation.max_examples", max_examples),
-                       ("evaluation.fgs_fractions", _floats(fractions))):
-        if value is not None:
-            overrides[key] = value
-    recipe = _recipe(model, dataset, recipe_file, overrides)
-    out_dir = Path(out_dir or f"runs/{recipe.name}-reproduce")
-    seed_list = [int(s) for s in _floats(seeds)] if seeds else None
-    result = run(recipe, out_dir, methods=[m.strip() for m in methods.split(",") if m.strip()], seeds=seed_list,
-                 eps_ref_from=eps_ref_from, checkpoint=checkpoint, data_dir=data_dir,
-                 allow_random_init=allow_random_init, progress=not quiet,
-                 echo=click.echo)
-    click.echo(result.table)
-    click.echo(f"Saved to {out_dir}/ (table.md, results.json, seed*/<method>/ models)")
-
-
-@main.command()
-@click.argument("model")
-@click.option("--dataset", required=True)
-@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), help="Recipe YAML (default: built-in).")
-@click.option("--checkpoint", type=click.Path(), help="Reference weights instead of training the reference.")
-@click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
-@click.option("--allow-random-init", is_flag=True, help="Start from random weights when the recipe has no reference.")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False))
-@click.option("--c", "c_values", default="5,15,25,35,45", show_default=True, help="Comma-separated values of c.")
-@click.option("--lam", "lam_values", default=None, help="Comma-separated values of lambda (default: recipe's).")
-@click.option("--regularize-layers", "layer_sets", multiple=True, metavar="L1[,L2]",
-              help="Regularize only these layers (repeat for several sweeps, e.g. conv1 / fc1); default all.")
-@click.option("--epochs", type=COUNT, help="Shortcut for --set harden.epochs=N.")
-@click.option("--max-examples", type=POSITIVE_INT, help="Evaluate on N test images only.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--quiet", is_flag=True)
-def sweep(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, out_dir, c_values, lam_values,
-          layer_sets, epochs, max_examples, sets, quiet) -> None:
-    """Sweep Deep Defense's c, lambda and regularized layers; plot accuracy vs rho_2 (the paper's Figs. 3-4)."""
-    from .workflows.sweep import sweep as run
-
-    overrides = _overrides(sets)
-    for key, value in (("harden.epochs", epochs), ("evaluation.max_examples", max_examples)):
-        if value is not None:
-            overrides[key] = value
-    recipe = _recipe(model, dataset, recipe_file, overrides)
-    out_dir = Path(out_dir or f"runs/{recipe.name}-sweep")
-    result = run(recipe, out_dir, c_values=_floats(c_values), lam_values=_floats(lam_values),
-                 layer_sets=[[x.strip() for x in s.split(",") if x.strip()] for s in layer_sets] or None,
-                 checkpoint=checkpoint, data_dir=data_dir, allow_random_init=allow_random_init, progress=not quiet,
-                 echo=click.echo)
-    click.echo(result.table)
-    click.echo(f"Saved to {out_dir}/ (sweep.md, sweep.json, sweep.png)")
-
-
 @main.command("site")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--from", "cards_dir", type=click.Path(file_okay=False),
               help="Build from local card folders DIR/*/README.md (e.g. model_cards) instead of the Hub.")
 @click.option("--author", help="From the Hub: only this user or organization.")
-@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+@click.option("--limit", type=POSITIVE_INT, default=1000, show_default=True,
               help="From the Hub: at most this many models.")
 def site_cmd(out_dir, cards_dir, author, limit) -> None:
     """Build a static leaderboard site (boards per dataset and AutoAttack threat model, one page per model) in
     OUT_DIR, from the Hub's dd-hub models or from local model cards; open OUT_DIR/index.html in a browser."""
-    from .hub.boards import load_hub_cards, load_local_cards
+    from .hub.cards import load_hub_cards, load_local_cards
     from .hub.site import build_site
 
     if cards_dir:
@@ -323,8 +379,7 @@ def site_cmd(out_dir, cards_dir, author, limit) -> None:
     else:
         cards, notices = load_hub_cards(limit=limit, author=author)
     result = build_site(cards, out_dir, notices=notices)
-    for notice in notices:
-        click.echo(f"warning: {notice}", err=True)
+    _notices(notices)
     click.echo(f"Wrote {result.index} ({len(cards)} model(s), {len(result.boards)} board(s))")
 
 

@@ -26,10 +26,13 @@ from dd_hub.cli import main
 from dd_hub.data.datasets import get_spec
 from dd_hub.errors import DDHubError
 from dd_hub.evaluation.report import Report
-from dd_hub.hub.boards import add_card, write_index
-from dd_hub.models.directory import load, save_model
+from dd_hub.hub.boards import write_index
+from dd_hub.hub.catalogue import add_card
+from dd_hub.hub.loading import load
+from dd_hub.models.directory import save_model
 from dd_hub.workflows.harden import write_outputs
-from dd_hub.hub.figures import CURVE_NAME, render_curve
+from dd_hub.hub.figures import render_curve
+from dd_hub.names import CURVE_NAME
 from dd_hub.hub.upload import publish
 from dd_hub.recipes import find_recipe
 
@@ -400,7 +403,7 @@ def test_list_is_a_board_per_threat_model_ranked_by_autoattack(hub, hub_env, tmp
     assert [r["robust_accuracy"] for r in boards[0]["rows"]] == [0.40, 0.25, 0.10]
     assert boards[0]["rows"][0]["evaluation"] == "custom (apgd-ce, apgd-t)"
     table = run_cli("list", "--threat-model", "mnist-linf").output.splitlines()
-    assert table[2].startswith("| # | model | clean | AutoAttack robust | architecture | method | eps | n_examples |")
+    assert table[2].startswith("| # | model | clean | AutoAttack robust | status | architecture | method | eps | n_examples |")
     assert [row.split("|")[2].strip() for row in table[4:]] == ["alice/a-robust", "dd-org/c-middle",
                                                                 "alice/b-accurate"]
     assert [b["dataset"] for b in json.loads(run_cli("list", "--json").output)] == ["cifar10", "mnist-5k"]

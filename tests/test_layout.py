@@ -1,4 +1,5 @@
-"""The package's shape: no import cycle between dd_hub's modules, and a command line that starts without torch
+"""The package's shape: the rooms of dd_hub (its sub-packages and top-level modules) import one way, from the
+command line down to the base modules; no import cycle between modules; a command line that starts without torch
 (which is what makes ``dd-hub --help`` answer in well under a second; docs/architecture.md has the measurement).
 
 Imports are read from the source (``ast``), at any depth (a function-level import is still a dependency), except
@@ -88,17 +89,65 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_no_import_cycle_in_dd_hub():
+#: the floors of the house, top first: a room imports rooms of the floors below only (rooms on one floor do not
+#: import each other), never a floor above
+FLOORS = [
+    {"__main__"},
+    {"cli"},
+    {"workflows"},
+    {"hub"},
+    {"recipes"},
+    {"training", "evaluation"},
+    {"models", "data"},
+    {"attacks", "storage"},
+    {"settings", "text", "registration"},
+    {"names", "errors", "version"},
+]
+
+
+def room(module: str) -> str:
+    """``dd_hub.hub.cards`` -> ``hub``; the package itself is ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def floor(name: str) -> int:
+    return next(i for i, rooms in enumerate(FLOORS) if name in rooms)
+
+
+def upward_or_sideways(graph: dict[str, set[str]]) -> list[str]:
+    """Every import from one room to another that does not go down a floor."""
+    bad = []
+    for module, targets in graph.items():
+        if room(module) == "__init__":
+            continue  # the lazy public API re-exports from every room
+        for target in targets:
+            if room(target) not in (room(module), "__init__") and floor(room(target)) <= floor(room(module)):
+                bad.append(f"{module} -> {target}")
+    return sorted(bad)
+
+
+def test_every_room_is_on_a_floor():
+    rooms = {room(module) for module in import_graph()} - {"__init__"}
+    assert rooms == set().union(*FLOORS)
+
+
+def test_rooms_import_only_downwards():
     graph = import_graph()
-    assert len(graph) > 20 and "dd_hub.training.loop" in graph["dd_hub.workflows.harden"]  # the walker sees real edges
-    cycle = find_cycle(graph)
+    assert len(graph) > 40 and "dd_hub.training.loop" in graph["dd_hub.workflows.harden"]  # real edges are seen
+    assert upward_or_sideways(graph) == []
+
+
+def test_no_import_cycle_in_dd_hub():
+    cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle)
 
 
-def test_cycle_finder_finds_a_planted_cycle():
+def test_the_checks_find_planted_faults():
     graph = import_graph()
     graph["dd_hub.errors"] = graph["dd_hub.errors"] | {"dd_hub.workflows.harden"}
     assert find_cycle(graph) is not None
+    assert upward_or_sideways(graph) == ["dd_hub.errors -> dd_hub.workflows.harden"]
 
 
 def test_the_command_line_starts_without_torch():
@@ -107,4 +156,4 @@ def test_the_command_line_starts_without_torch():
     assert out.strip() == "[]"
     help_text = subprocess.run([sys.executable, "-m", "dd_hub", "--help"], capture_output=True, text=True,
                                check=True).stdout
-    assert "harden" in help_text and "publish" in help_text
+    assert "harden" in help_text and "publish" in help_text and "verify" in help_text and "verify" in help_text

@@ -210,7 +210,7 @@ def test_bad_values_get_one_line_errors(tmp_path, args, message):
 
 @pytest.mark.parametrize("config, message", [
     ([1, 2], "must hold a JSON object"),
-    ({"architecture": "dd_mlp_mnist", "num_classes": "abc"}, "num_classes must be a positive integer"),
+    ({"architecture": "dd_mlp_mnist", "num_classes": "abc"}, "num_classes must be an integer from 1"),
 ])
 def test_malformed_config_json_is_one_line(tmp_path, finished, config, message):
     folder = tmp_path / "bad"
@@ -239,7 +239,7 @@ def test_publish_dry_run_refuses_what_the_real_publish_would_crash_on(tmp_path, 
     (out / "metrics.json").write_text("")
     one_line_error(run("publish", str(out), "--dry-run", "--repo-id", "me/x"), "not valid JSON")
     (out / "metrics.json").write_text("{}")
-    one_line_error(run("publish", str(out), "--dry-run"), "records no file hashes")
+    one_line_error(run("publish", str(out), "--dry-run"), "is not a dd-hub metrics file")
 
 
 def test_a_hub_that_never_answers_times_out(tmp_path, monkeypatch, finished):
@@ -274,7 +274,7 @@ def test_a_hub_that_never_answers_times_out(tmp_path, monkeypatch, finished):
         stop.set()
         thread.join()
         server.close()
-    one_line_error(result, "cannot reach the Hub")
+    one_line_error(result, "no complete answer from the Hub within 1 s")
     assert "hf_test_token_not_real" not in result.output
 
 

@@ -40,7 +40,7 @@ def test_table_has_our_rows_with_spread_and_the_papers_rows():
 @pytest.mark.parametrize("args,message", [
     (["--methods", "clean,parsevall"], "unknown method 'parsevall'"),
     (["--eps-ref-from", "trades"], "--eps-ref-from must be"),
-    (["--seeds", "1,x"], "comma-separated numbers"),
+    (["--seeds", "1,x"], "expected comma-separated ints"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
     result = CliRunner().invoke(main, ["reproduce", "mlp", *TINY, "--out", str(tmp_path), *args])

@@ -151,19 +151,19 @@ class EvalBatches:
         """``(batch index, (images, labels))`` of this process's batches."""
         return zip(self.indices, self.loader)
 
-    def total(self, value: float) -> float:
-        """The sum over processes of ``value``."""
+    def gather(self, items: list) -> list:
+        """Every process's ``items``, concatenated (this process's alone when it is the only one)."""
         if self.state.num_processes == 1:
-            return value
+            return items
         from accelerate.utils import gather_object
 
-        return sum(gather_object([value]))
+        return gather_object(items)
+
+    def total(self, value: float) -> float:
+        """The sum over processes of ``value``."""
+        return sum(self.gather([value]))
 
     def concat(self, per_batch: Sequence[tuple[int, torch.Tensor]]) -> torch.Tensor:
         """The (batch index, tensor) pairs of every process, concatenated in batch order (tensors on the CPU)."""
-        pairs = [(i, t.cpu()) for i, t in per_batch]
-        if self.state.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            pairs = gather_object(pairs)
+        pairs = self.gather([(i, t.cpu()) for i, t in per_batch])
         return torch.cat([t for _, t in sorted(pairs, key=lambda pair: pair[0])])

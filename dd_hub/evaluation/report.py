@@ -25,6 +25,7 @@ from ..attacks.result import Norm, ratio
 from ..data.datasets import DataConfig
 from ..data.loaders import EvalBatches, balanced_subset
 from ..errors import DDHubError
+from ..text import markdown_cell, markdown_table
 from ..settings import (AT_LEAST_ONE, AT_LEAST_TWO, MAX_RESTARTS, MAX_STEPS, NON_NEGATIVE, POSITIVE, STEPS,
                         UNIT_INTERVAL, OneOf, Range, Settings)
 from .sanity import SanityConfig, check_masking
@@ -292,17 +293,9 @@ def _autoattack(run: _Evaluation) -> dict[str, dict]:
                          "version": version, "attacks": list(metadata.get("attacks", attacks or [])),
                          "implementation": f"{metadata.get('package', 'pyautoattack')} "
                                            f"{metadata.get('package_version', '')}".strip(),
-                         "seed": config.subset_seed, "flags": sorted(set(_gathered(batches, flags))),
+                         "seed": config.subset_seed, "flags": sorted(set(batches.gather(flags))),
                          **({"skipped": skipped} if skipped else {})}
     return results
-
-
-def _gathered(batches: EvalBatches, items: list) -> list:
-    if batches.state.num_processes == 1:
-        return items
-    from accelerate.utils import gather_object
-
-    return gather_object(items)
 
 
 def _key(value: float) -> str:
@@ -333,8 +326,8 @@ def format_comparison(reports: dict[str, Report]) -> str:
                       for r in reports.values()]))
     if first.sanity:
         rows.append(("gradient-masking checks", [_sanity_summary(r) for r in reports.values()]))
-    header = "| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
-    return header + "\n".join(f"| {label} | " + " | ".join(values) + " |" for label, values in rows) + "\n"
+    return markdown_table(["metric", *(markdown_cell(name) for name in names)],
+                          [[label, *values] for label, values in rows])
 
 
 def _sanity_summary(report: Report) -> str:

@@ -6,6 +6,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..evaluation.report import Report, format_comparison
 from ..models.torchvision_compat import split_prefix
+from ..text import markdown_table
 from .figures import attack_curves
 from ..registration import is_own_architecture
 
@@ -114,26 +115,31 @@ def comparison_table(metrics: dict) -> str:
                               "hardened": Report.from_dict(metrics["hardened"])})
 
 
-def card_metrics(card_data: ModelCardData) -> dict[str, float]:
-    """Metric name -> value from a card's ``model-index`` (the inverse of :func:`eval_results`).
+def figure_key(metric_type: str, args: dict) -> str:
+    """A figure's name across dd-hub: ``clean_accuracy``, ``rho2``, ``autoattack@<threat model>``,
+    ``<attack>@<fraction>eps_ref`` or ``<attack>@<eps>`` (attack fgs, pgd)."""
+    def number(value) -> str:
+        return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)[:40]
 
-    Names: ``clean_accuracy``, ``rho2``, ``autoattack@<threat model>``, ``<attack>@<fraction>eps_ref`` and
-    ``<attack>@<eps>`` (attack fgs, pgd).
-    """
-    figures = {}
-    for result in card_data.eval_results or []:
-        args = result.metric_args or {}
-        if result.metric_type == "accuracy":
-            figures["clean_accuracy"] = result.metric_value
-        elif result.metric_type == "rho2":
-            figures["rho2"] = result.metric_value
-        elif result.metric_type == "robust_accuracy" and "threat_model" in args:
-            figures[f"{args['attack']}@{args['threat_model']}"] = result.metric_value
-        elif result.metric_type == "robust_accuracy" and "fraction" in args:
-            figures[f"{args['attack']}@{args['fraction']:g}eps_ref"] = result.metric_value
-        elif result.metric_type == "robust_accuracy" and "eps" in args:
-            figures[f"{args['attack']}@{args['eps']:g}"] = result.metric_value
-    return figures
+    if metric_type == "accuracy":
+        return "clean_accuracy"
+    if metric_type == "rho2":
+        return "rho2"
+    attack = str(args.get("attack", metric_type))[:40]
+    if "threat_model" in args:
+        return f"{attack}@{str(args['threat_model'])[:40]}"
+    if "fraction" in args:
+        return f"{attack}@{number(args['fraction'])}eps_ref"
+    if "eps" in args:
+        return f"{attack}@{number(args['eps'])}"
+    return attack
+
+
+def card_metrics(card_data: ModelCardData) -> dict[str, float]:
+    """Figure name (:func:`figure_key`) -> value from a card's ``model-index`` (the inverse of
+    :func:`eval_results`)."""
+    return {figure_key(r.metric_type, r.metric_args or {}): r.metric_value for r in card_data.eval_results or []
+            if r.metric_type in ("accuracy", "rho2", "robust_accuracy")}
 
 
 def report_metrics(report: dict) -> dict[str, float]:
@@ -222,13 +228,12 @@ METHOD_TITLES = {"deep_defense": "Deep Defense", "clean": "clean fine-tuning (no
 def _standard_section(metrics: dict) -> str:
     """Clean and AutoAttack robust accuracy at the dataset's standard threat models, reference and this model."""
     hardened, reference = metrics["hardened"], metrics.get("reference", {})
-    rows = [f"| clean accuracy | {reference.get('clean_accuracy', float('nan')):.2%} | "
-            f"{hardened['clean_accuracy']:.2%} | {hardened['n_examples']} |"]
+    rows = [["clean accuracy", f"{reference.get('clean_accuracy', float('nan')):.2%}",
+             f"{hardened['clean_accuracy']:.2%}", hardened["n_examples"]]]
     for name, figure in sorted(hardened.get("autoattack", {}).items()):
         before = reference.get("autoattack", {}).get(name, {}).get("accuracy")
-        rows.append(f"| AutoAttack, {name} ({figure['norm']}, eps={figure['eps']:.4g}) | "
-                    f"{'–' if before is None else f'{before:.2%}'} | {figure['accuracy']:.2%} | "
-                    f"{figure['n_examples']} |")
+        rows.append([f"AutoAttack, {name} ({figure['norm']}, eps={figure['eps']:.4g})",
+                     "–" if before is None else f"{before:.2%}", f"{figure['accuracy']:.2%}", figure["n_examples"]])
     settings = next(iter(hardened.get("autoattack", {}).values()), None)
     if settings is None:
         note = "No standard threat model was evaluated for this dataset (no AutoAttack figure)."
@@ -242,10 +247,7 @@ def _standard_section(metrics: dict) -> str:
                 f"AutoAttack's own checks: {'; '.join(flags) if flags else 'no warning'}.")
     return f"""## Robustness at standard threat models
 
-| metric | reference | this model | images |
-|---|---|---|---|
-{chr(10).join(rows)}
-
+{markdown_table(["metric", "reference", "this model", "images"], rows)}
 {note} Perturbation sizes are in [0, 1] pixel space.
 """
 
@@ -259,26 +261,26 @@ def _training_section(metrics: dict, training_file: str | None) -> str:
         objective = (f"cross-entropy plus the Deep Defense regularizer `lambda * exp(-c * rho)` (correctly "
                      f"classified) and `lambda * exp(d * rho)` (misclassified), `rho = ||r||_2 / ||x||_2` of an "
                      f"unrolled DeepFool perturbation r, {_space(recipe['rho_space'])}")
-        rows = (f"| lambda, c, d | {defense['lam']}, {defense['c']}, {defense['d']} |\n"
-                f"| unrolled DeepFool | {defense['steps']} steps, {defense['candidates']} candidates, overshoot "
-                f"{defense['overshoot']}, iterate: {defense.get('iterate', 'reference')} |\n")
+        rows = [["lambda, c, d", f"{defense['lam']}, {defense['c']}, {defense['d']}"],
+                ["unrolled DeepFool", f"{defense['steps']} steps, {defense['candidates']} candidates, overshoot "
+                                      f"{defense['overshoot']}, iterate: {defense.get('iterate', 'reference')}"]]
     else:
         objective = f"the {METHOD_TITLES.get(method, method)} objective (dd-hub method `{method}`)"
-        rows = ""
+        rows = []
     figure = (f"\n![Training accuracy and rho_2 per epoch (training batches)]({training_file})\n"
               if training_file else "")
     return f"""## How it was trained
 
 Fine-tuned from {start} with {objective}.
 
-| setting | value |
-|---|---|
-| recipe | `{recipe['name']}` |
-{rows}| optimizer | {harden['optimizer']}, lr {harden['lr']}, momentum {harden['momentum']}, weight decay {harden['weight_decay']} |
-| schedule | {harden['epochs']} epochs, batch {harden['batch_size']}, lr x{harden['lr_decay']} after epochs {harden['lr_milestones']} |
-| BatchNorm | {'frozen (eval mode, out of the optimizer)' if harden['freeze_bn'] else 'trained'} |
-| seed | {metrics.get('seed')} |
-{figure}"""
+{markdown_table(["setting", "value"], [
+        ["recipe", f"`{recipe['name']}`"], *rows,
+        ["optimizer", f"{harden['optimizer']}, lr {harden['lr']}, momentum {harden['momentum']}, weight decay "
+                      f"{harden['weight_decay']}"],
+        ["schedule", f"{harden['epochs']} epochs, batch {harden['batch_size']}, lr x{harden['lr_decay']} after "
+                     f"epochs {harden['lr_milestones']}"],
+        ["BatchNorm", "frozen (eval mode, out of the optimizer)" if harden["freeze_bn"] else "trained"],
+        ["seed", metrics.get("seed")]])}{figure}"""
 
 
 def _space(space: str) -> str:

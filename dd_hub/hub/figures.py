@@ -10,8 +10,6 @@ from pathlib import Path
 
 from ..storage.atomic_io import write_bytes_atomic
 
-CURVE_NAME = "robustness_curve.png"
-TRAINING_NAME = "training_curve.png"
 
 
 def save_figure(figure, path: str | Path) -> Path:

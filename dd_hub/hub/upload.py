@@ -1,24 +1,24 @@
 """Publish a hardened model directory to the Hugging Face Hub in one commit.
 
 ``create_repo`` (which answers with the full repo id, user namespace included) and one ``create_commit`` whose
-operations add the directory's files straight from disk and the card rendered for the repo from memory.
+operations add the directory's files straight from disk and the card rendered for the repo from memory. A model
+directory is a closed unit: only files that its metrics.json lists and hashes are read, none of them may be a link,
+and nothing outside the folder is ever uploaded.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..storage.atomic_io import read_json_object
-from .card import render_card
 from ..errors import DDHubError
-from .client import hub_api, hub_errors, resolve_token, validate_repo_id
-from .figures import CURVE_NAME, TRAINING_NAME
-from ..models.directory import CONFIG_NAME, WEIGHTS_NAME, check_model_dir
-from ..storage.run_dir import check_complete
+from ..models.directory import check_model_dir
+from ..names import CARD_NAME, CONFIG_NAME, CURVE_NAME, METRICS_NAME, TRAINING_NAME, WEIGHTS_NAME
+from ..storage.metrics import read_metrics
+from .card import render_card
+from .client import Budget, hub_api, hub_call, resolve_token, validate_repo_id
 
-CARD_NAME = "README.md"
-METRICS_NAME = "metrics.json"
 UPLOADED = (CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, CURVE_NAME, TRAINING_NAME)
+FIGURES = (CURVE_NAME, TRAINING_NAME)
 USER_PLACEHOLDER = "<user>"
 
 
@@ -33,29 +33,27 @@ class PublishResult:
     dry_run: bool = False
 
 
-def read_metrics(model_dir: str | Path) -> dict:
-    """The directory's metrics.json, or a one-line error saying what is wrong with it."""
-    path = Path(model_dir) / METRICS_NAME
-    if not path.is_file():
-        raise DDHubError(f"{model_dir} has no {METRICS_NAME}; pass the --out directory of `dd-hub harden`")
-    metrics = read_json_object(path, what="dd-hub metrics", fix="rerun `dd-hub harden`")
-    missing = [key for key in ("model", "recipe", "hardened", "reference") if not isinstance(metrics.get(key), dict)]
-    if missing:
-        raise DDHubError(f"{path} is not a dd-hub metrics file (no '{missing[0]}' section); rerun `dd-hub harden`")
-    return metrics
-
-
-def card_files(model_dir: Path, repo_id: str) -> dict[str, str | bytes]:
-    """Path in the repo -> local file path or content: the uploaded files and the card rendered for ``repo_id``."""
+def card_files(model_dir: str | Path, repo_id: str | None, *, published: bool = True) -> dict[str, str | bytes]:
+    """Path in the repo -> local file path or content: the folder's files that are published (each listed and
+    hashed in its metrics.json, none a link) and the card rendered for ``repo_id`` (``published=False``: a card
+    that says the weights are not on the Hub yet)."""
+    model_dir = Path(model_dir)
     metrics = read_metrics(model_dir)
-    files: dict[str, str | bytes] = {name: str(model_dir / name) for name in UPLOADED if (model_dir / name).is_file()}
+    sealed = metrics["files"]
+    for required in (CONFIG_NAME, WEIGHTS_NAME):
+        if required not in sealed:
+            raise DDHubError(f"{model_dir / METRICS_NAME} does not list {required}, so nothing ties its figures to "
+                             "the weights; rerun `dd-hub harden`")
+    files: dict[str, str | bytes] = {name: str(model_dir / name) for name in UPLOADED if name in sealed}
+    files[METRICS_NAME] = str(model_dir / METRICS_NAME)
     figures = {"curve_file": CURVE_NAME if CURVE_NAME in files else None,
                "training_file": TRAINING_NAME if TRAINING_NAME in files else None}
     try:
-        files[CARD_NAME] = render_card(metrics, **figures, repo_id=repo_id).encode("utf-8")
+        card = render_card(metrics, **figures, repo_id=repo_id if published else None)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise DDHubError(f"{model_dir / METRICS_NAME} lacks what the card needs ({type(exc).__name__}: {exc}); "
-                         "rerun `dd-hub harden`") from None
+        raise DDHubError(f"{model_dir / METRICS_NAME} lacks what the card needs ({type(exc).__name__}); rerun "
+                         "`dd-hub harden`") from None
+    files[CARD_NAME] = card.encode("utf-8")
     return files
 
 
@@ -71,7 +69,7 @@ def publish(
 ) -> PublishResult:
     """Upload a model directory written by ``harden`` to the Hub in one commit.
 
-    Uploads config.json, model.safetensors, metrics.json, the robustness curve and a README.md card rendered for
+    Uploads config.json, model.safetensors, metrics.json, the figures and a README.md card rendered for
     ``repo_id`` (its usage snippet names the repo). ``repo_id`` defaults to ``<user>/<arch>-<dataset>-deepdefense``;
     a name without ``/`` goes under the token's user. Publishing again adds a new commit. ``dry_run`` runs every
     local check the real publish runs and returns what would be uploaded, without contacting the Hub.
@@ -80,9 +78,9 @@ def publish(
     if not model_dir.is_dir():
         raise DDHubError(f"{model_dir} is not a directory; pass the --out directory of `dd-hub harden`")
     check_model_dir(model_dir)
-    check_complete(model_dir)
     name = repo_id or read_metrics(model_dir)["model"]["repo_name"]
-    validate_repo_id(name if "/" in name else f"{USER_PLACEHOLDER.strip('<>')}/{name}")
+    full = name if "/" in name else f"{USER_PLACEHOLDER.strip('<>')}/{name}"
+    validate_repo_id(full)
     files = card_files(model_dir, name if "/" in name else f"{USER_PLACEHOLDER}/{name}")
     token = resolve_token(token)
     revision = revision or "main"
@@ -91,21 +89,21 @@ def publish(
                              dry_run=True)
     if token is None:
         raise DDHubError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
-    api = hub_api(token)
-    with hub_errors(f"cannot publish to {name}", name):
-        repo_id = api.create_repo(name, private=private, exist_ok=True, repo_type="model").repo_id
-        if repo_id != name:  # the card's usage snippet names the full id
-            files = card_files(model_dir, repo_id)
-        if revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = api.create_commit(
-            repo_id, operations=_operations(files), revision=revision,
-            commit_message=commit_message or f"Upload {repo_id.split('/')[1]} (dd-hub)",
-        )
+    api, budget, action = hub_api(token), Budget(), f"cannot publish to {name}"
+    repo_id = hub_call(action, lambda: api.create_repo(name, private=private, exist_ok=True, repo_type="model"),
+                       name, budget).repo_id
+    if repo_id != name:  # the card's usage snippet names the full id
+        files = card_files(model_dir, repo_id)
+    if revision != "main":
+        hub_call(action, lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), repo_id, budget)
+    commit = hub_call(action, lambda: api.create_commit(
+        repo_id, operations=operations(files), revision=revision,
+        commit_message=commit_message or f"Upload {repo_id.split('/')[1]} (dd-hub)"), repo_id, budget, transfer=True)
     return PublishResult(repo_id, revision, sorted(files), commit_url=commit.commit_url)
 
 
-def _operations(files: dict[str, str | bytes]) -> list:
+def operations(files: dict[str, str | bytes]) -> list:
+    """``CommitOperationAdd`` of each (path in the repo -> local path or content)."""
     from huggingface_hub import CommitOperationAdd
 
     return [CommitOperationAdd(path_in_repo=name, path_or_fileobj=source) for name, source in sorted(files.items())]

@@ -1,12 +1,16 @@
-"""The model directory, in timm's Hub format: save, check, load (local, ``local-dir:``, ``hf-hub:``), download.
+"""The model directory, in timm's Hub format: save, check and load a local folder.
 
-A model directory holds ``config.json`` (timm's layout: architecture, num_classes, label_names, pretrained_cfg)
-and ``model.safetensors``; ``dd-hub harden`` adds ``metrics.json``, the ``README.md`` card and figures. Only
-safetensors is ever read: pickles are refused.
+A model directory holds ``config.json`` (timm's layout: architecture, num_classes, label_names, model_args,
+pretrained_cfg) and ``model.safetensors``; ``dd-hub harden`` adds ``metrics.json``, the ``README.md`` card and
+figures. Loading is strict: only safetensors is read (pickles are refused), config.json is checked before timm sees
+it (types, sizes, no key that changes how weights are loaded), and the weights must fit the network it describes
+exactly, tensor for tensor and shape for shape (nothing is resized, filtered or left at random). Checkpoints on the
+Hub are fetched by :mod:`dd_hub.hub.loading` and then loaded from their folder here.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -16,17 +20,24 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..storage.atomic_io import file_mode, read_json_object
 from ..errors import DDHubError, first_line
+from ..names import CONFIG_NAME, WEIGHTS_NAME
+from ..storage.atomic_io import file_mode, read_json_object, regular_file
+from ..storage.metrics import read_metrics
+from ..storage.weights import check_finite, load_state_dict
 from .normalized import NormalizedModel, model_args_of, normalization_of, unwrap
+from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TIMM_TWINS, TORCHVISION_DATA_CFG, build_torchvision,
+                                 exported_architecture, is_torchvision, output_size, split_prefix, timm_twin,
+                                 torchvision_name, torchvision_names)
 from .twice_differentiable import make_twice_differentiable
-from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TIMM_TWINS, TORCHVISION_DATA_CFG,
-                                        build_torchvision, exported_architecture, is_torchvision,
-                                        output_size, split_prefix, timm_twin, torchvision_name, torchvision_names)
-from ..storage.run_dir import check_complete
-from ..storage.weights import PICKLE_SUFFIXES, WEIGHTS_NAME, check_finite, load_state_dict
 
-CONFIG_NAME = "config.json"
+#: config.json keys of timm's factory that change how (or whether) weights are loaded, never constructor arguments
+LOADER_KEYS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict",
+                         "checkpoint_path", "cache_dir", "features_only", "feature_cfg", "out_indices", "scriptable",
+                         "exportable", "no_jit"})
+MAX_CLASSES = 100_000
+MAX_IMAGE_SIDE = 4096
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def architecture_name(model: nn.Module) -> str:
@@ -103,92 +114,106 @@ def _load_torchvision(config: dict, path: Path) -> NormalizedModel:
     return NormalizedModel(model, cfg["mean"], cfg["std"], model_args=config.get("model_args")).eval()
 
 
-def load(name_or_path: str | Path, *, revision: str | None = None) -> NormalizedModel:
-    """A saved dd-hub/timm checkpoint as a model taking [0, 1] images, in eval mode.
+def load_directory(path: str | Path, *, links_within: Path | None = None) -> NormalizedModel:
+    """The checkpoint in folder ``path`` as a model taking [0, 1] images (normalization inside), in eval mode.
 
-    Accepts a directory (or ``local-dir:DIR``) and ``hf-hub:ORG/NAME[@rev]`` / ``ORG/NAME``. Always loads the
-    weights: unlike ``timm.create_model('hf-hub:...')`` without ``pretrained=True``, it never returns random ones.
-    Hub checkpoints are fetched (or read from the cache, also with ``HF_HUB_OFFLINE=1``) and then loaded like a
-    directory, so they get the same checks: safetensors only, known architecture, intact weights.
+    Refuses a folder whose metrics.json does not match its files (an interrupted or mixed-up run), a config.json
+    that is not a timm config or would change how weights load, and weights that do not fit the network exactly.
+    Files may not be links, except into ``links_within`` (a Hub snapshot in huggingface_hub's cache).
     """
-    text = str(name_or_path).removeprefix("local-dir:")
-    path = Path(text)
-    if not path.is_dir():
-        if text.startswith(("hf-hub:", "hf_hub:")):
-            text = text.split(":", 1)[1]
-        else:
-            _check_hub_id(text)
-        repo_id, _, at_revision = text.partition("@")
-        path = download(repo_id, revision=revision or at_revision or None)
-    else:
-        check_complete(path)
-    config = check_model_dir(path)
+    path = Path(path)
+    read_metrics(path, required=False, links_within=links_within,
+                 only=(CONFIG_NAME, WEIGHTS_NAME) if links_within is not None else None)
+    config = check_model_dir(path, links_within=links_within)
     if split_prefix(config["architecture"]) is not None:
         return _load_torchvision(config, path)
+    model_args = dict(config.get("model_args") or {})
+    pretrained_cfg = {**config["pretrained_cfg"], "architecture": config["architecture"]}
+    for key in ("num_classes", "label_names", "label_descriptions"):
+        if key in config:
+            pretrained_cfg[key] = config[key]
+    if config.get("global_pool") is not None:
+        model_args.setdefault("global_pool", config["global_pool"])
+    if "num_classes" in config:
+        model_args["num_classes"] = config["num_classes"]
     try:
-        model = timm.create_model(f"local-dir:{path.resolve()}", pretrained=True)
-    except (RuntimeError, AttributeError, KeyError) as exc:  # timm's strict load or its first-conv adaptation
-        raise DDHubError(f"weights in {text} do not fit its config.json: {first_line(exc)}") from None
-    except (OSError, ValueError, TypeError) as exc:
-        raise DDHubError(f"cannot load {text}: {first_line(exc)}") from None
-    check_finite(model.state_dict(), str(path / WEIGHTS_NAME))
+        model = timm.create_model(config["architecture"], pretrained=False, pretrained_cfg=pretrained_cfg,
+                                  **model_args)
+    except (RuntimeError, ValueError, TypeError, KeyError, AssertionError) as exc:
+        raise DDHubError(f"{path / CONFIG_NAME} does not describe a network timm can build ({first_line(exc)})") from None
+    try:
+        model.load_state_dict(load_state_dict(path), strict=True)
+    except RuntimeError as exc:
+        raise DDHubError(f"the weights in {path} do not fit the network its config.json describes "
+                         f"({first_line(exc)}); re-export the model with dd-hub or timm") from None
     make_twice_differentiable(model)
     data_config = timm.data.resolve_model_data_config(model)
     return NormalizedModel(model, data_config["mean"], data_config["std"],
                            model_args=config.get("model_args")).eval()
 
 
-def _check_hub_id(text: str) -> None:
-    """Refuse what looks like a local path before it is looked up on the Hub as ``ORG/NAME``."""
-    path = Path(text)
-    if path.exists():
-        raise DDHubError(f"{text} is not a model directory")
-    if text.count("/") != 1 or text.startswith((".", "/", "~")):
-        raise DDHubError(f"no model directory {text} (and it is no Hub id ORG/NAME)")
-    if path.parent.is_dir():
-        raise DDHubError(f"no model directory {text} (there is a local folder {path.parent}/; for the Hub model of "
-                         f"that name write hf-hub:{text})")
-
-
-def download(repo_id: str, *, revision: str | None = None) -> Path:
-    """The local snapshot folder of a Hub checkpoint's config.json and weights (pickles are not fetched)."""
-    from huggingface_hub import snapshot_download
-
-    from ..hub.client import hub_errors, hub_api
-
-    with hub_errors(f"cannot fetch {repo_id}", repo_id):
-        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
-        if not (path / WEIGHTS_NAME).is_file():
-            files = hub_api().list_repo_files(repo_id, revision=revision)
-            pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
-            hint = f"; it holds pickle weights ({pickles[0]}), which dd-hub does not load" if pickles else ""
-            raise DDHubError(f"{repo_id} has no {WEIGHTS_NAME}{hint}")
-    return path
-
-
-def check_model_dir(path: Path) -> dict:
-    """The directory's config.json, after clear errors for what timm would report from deep inside: missing files,
-    pickles, a config that is not a timm config, unknown architectures, unreadable weights."""
+def check_model_dir(path: Path, *, links_within: Path | None = None) -> dict:
+    """The directory's config.json, after clear errors for what timm would report from deep inside (missing files,
+    pickles, a config that is not a timm config, unknown architectures, unreadable weights) and for what it would
+    silently accept (keys that change how weights load, sizes and statistics out of range)."""
     config_path = path / CONFIG_NAME
-    if not config_path.is_file():
-        raise DDHubError(f"{path} has no {CONFIG_NAME}; is it a dd-hub/timm model directory?")
-    config = read_json_object(config_path, what="timm's config", fix="re-export the model with dd-hub or timm")
+    if not regular_file(config_path, links_within=links_within):
+        what = "is a link out of its folder" if config_path.is_symlink() else f"has no {CONFIG_NAME}"
+        raise DDHubError(f"{path} {what}; is it a dd-hub/timm model directory?")
+    config = read_json_object(config_path, what="timm's config", fix="re-export the model with dd-hub or timm",
+                              max_bytes=MAX_CONFIG_BYTES)
     architecture = config.get("architecture")
     known = isinstance(architecture, str) and (split_prefix(architecture) is not None or timm.is_model(architecture))
     if not known:
-        raise DDHubError(f"{config_path} names unknown architecture '{architecture}'; "
-                         "is the package that registers it (e.g. dd_hub) imported and up to date?")
-    num_classes = config.get("num_classes")
-    if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool)
-                                    or num_classes < 1):
-        raise DDHubError(f"{config_path}: num_classes must be a positive integer, not {num_classes!r}")
-    _check_weights(path)
+        hint = " (one of dd-hub's own: import dd_hub first)" if str(architecture).startswith("dd_") else ""
+        raise DDHubError(f"{config_path} names unknown architecture {str(architecture)[:100]!r}{hint}; is the "
+                         "package that registers it imported and up to date?")
+    _check_config(config, config_path)
+    _check_weights(path, links_within)
     return config
 
 
-def _check_weights(path: Path) -> None:
-    """Cheap integrity check of ``path/model.safetensors`` (header and sizes), refusing pickles."""
+def _check_config(config: dict, where: Path) -> None:
+    def bad(what: str) -> DDHubError:
+        return DDHubError(f"{where}: {what}; re-export the model with dd-hub or timm")
+
+    num_classes = config.get("num_classes")
+    if num_classes is not None and not _is_int(num_classes, 1, MAX_CLASSES):
+        raise bad(f"num_classes must be an integer from 1 to {MAX_CLASSES}, not {str(num_classes)[:50]!r}")
+    model_args = config.get("model_args", {})
+    if not isinstance(model_args, dict):
+        raise bad("model_args must be a mapping")
+    refused = sorted(LOADER_KEYS & set(model_args))
+    if refused:
+        raise bad(f"model_args may not set '{refused[0]}', which changes how weights are loaded")
+    cfg = config.get("pretrained_cfg")
+    if split_prefix(str(config["architecture"])) is None and not isinstance(cfg, dict):
+        raise bad("pretrained_cfg must be a mapping (timm's layout)")
+    cfg = cfg or {}
+    size = cfg.get("input_size", [3, 224, 224])
+    if not (isinstance(size, (list, tuple)) and len(size) == 3 and _is_int(size[0], 1, 64)
+            and all(_is_int(side, 1, MAX_IMAGE_SIDE) for side in size[1:])):
+        raise bad(f"pretrained_cfg.input_size must be [channels, height, width] of at most {MAX_IMAGE_SIDE}")
+    for key in ("mean", "std"):
+        values = cfg.get(key)
+        if values is None:
+            continue
+        if not (isinstance(values, (list, tuple)) and len(values) in (1, size[0]) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
+            raise bad(f"pretrained_cfg.{key} must be {size[0]} finite numbers")
+        if key == "std" and any(v <= 0 for v in values):
+            raise bad("pretrained_cfg.std must be positive")
+
+
+def _is_int(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_weights(path: Path, links_within: Path | None = None) -> None:
+    """Cheap integrity check of ``path/model.safetensors`` (header and sizes), refusing pickles and links."""
     weights = path / WEIGHTS_NAME
+    if weights.is_symlink() and not regular_file(weights, links_within=links_within):
+        raise DDHubError(f"{weights} is a link out of its folder; dd-hub reads a model folder as a closed unit")
     if not weights.is_file():
         load_state_dict(path)  # raises the right error (missing file or pickle found)
     try:

@@ -1,7 +1,9 @@
 """File I/O with guarantees: every file dd-hub writes goes to a temporary name beside its target and is renamed over
-it, so a crash or a full disk never leaves a half-written file under a final name; JSON is read with one-line errors."""
+it, so a crash or a full disk never leaves a half-written file under a final name; JSON is read under a size limit
+with one-line errors; files are hashed in blocks."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -66,13 +68,45 @@ def copy_atomic(source: str | Path, target: str | Path) -> None:
         raise DDHubError(f"cannot copy {source} to {target}: {exc.strerror or exc}") from None
 
 
-def read_json_object(path: str | Path, *, what: str, fix: str) -> dict:
-    """The JSON object in ``path`` (``what`` it should be, e.g. "timm's config"), or a one-line error ending in
-    ``fix``, the way to repair it."""
+def regular_file(path: Path, *, links_within: Path | None = None) -> bool:
+    """Whether ``path`` is a file that is not a link, or (``links_within``) a link that resolves inside that folder:
+    the way huggingface_hub's cache stores snapshots. A folder dd-hub reads as a unit never reaches outside."""
+    if not path.is_file():
+        return False
+    if not path.is_symlink():
+        return True
+    if links_within is None:
+        return False
+    root = links_within.resolve()
+    return root in path.resolve().parents
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_text_limited(path: str | Path, max_bytes: int) -> str:
+    """The UTF-8 text of ``path``, refused (``ValueError``) when it is larger than ``max_bytes``: nothing from
+    outside is parsed without a size limit."""
+    with Path(path).open("rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"larger than {max_bytes:,} bytes")
+    return data.decode("utf-8")
+
+
+def read_json_object(path: str | Path, *, what: str, fix: str, max_bytes: int = 16 << 20) -> dict:
+    """The JSON object in ``path`` (``what`` it should be, e.g. "timm's config"), at most ``max_bytes`` long, or a
+    one-line error ending in ``fix``, the way to repair it."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(), parse_constant=_reject_non_finite)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        data = json.loads(read_text_limited(path, max_bytes), parse_constant=_reject_non_finite)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DDHubError(f"{path} is not valid JSON ({exc}); {fix}") from None
     except OSError as exc:
         raise DDHubError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None

@@ -8,8 +8,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import DDHubError
-
-WEIGHTS_NAME = "model.safetensors"
+from ..names import WEIGHTS_NAME
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar")
 
 

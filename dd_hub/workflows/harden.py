@@ -9,26 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import timm
 import torch
 from accelerate.utils import set_seed
 
-from ..storage import run_dir
-from ..attacks.threat_models import standard_threat_models
-from ..storage.atomic_io import write_json_atomic, write_text_atomic
-from ..hub.card import render_card
-from ..data.datasets import create_dataset, first_examples, mean_image
-from ..errors import DDHubError
+from ..errors import DDHubError, first_line
 from ..evaluation.report import Report, evaluate, format_comparison
-from ..training.objectives import create_objective
-from ..models.directory import architecture_name, load, save_model
+from ..hub.card import render_card
+from ..hub.figures import render_curve, render_training
 from ..models import unwrap
-from ..errors import first_line
-from ..hub.figures import CURVE_NAME, TRAINING_NAME, render_curve, render_training
-from ..recipes import Recipe, eval_config_from_dict
-from .start import Start, prepare_start, train_reference
+from ..models.directory import architecture_name, save_model
+from ..names import CARD_NAME, CHECKPOINTS_DIR, CURVE_NAME, METRICS_NAME, REFERENCE_DIR, TRAINING_NAME
+from ..recipes import Recipe
+from ..storage import run_dir
+from ..storage.atomic_io import write_json_atomic, write_text_atomic
 from ..training.loop import make_accelerator, train
+from ..training.objectives import create_objective
 from ..version import __version__
+from .start import Start, prepare_start, train_reference
 
 
 @dataclass
@@ -85,9 +82,9 @@ def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, p
         run_dir.prepare(out_dir, resume=resume, overwrite=overwrite)
         changed = run_dir.check_settings(out_dir, settings, resume=resume)
     accelerator.wait_for_everyone()
-    loop = dict(accelerator=accelerator, progress=progress, checkpoint_dir=out_dir / "checkpoints",
+    loop = dict(accelerator=accelerator, progress=progress, checkpoint_dir=out_dir / CHECKPOINTS_DIR,
                 checkpoint_every=checkpoint_every, resume=resume, data=recipe.data)
-    reference_history = train_reference(start, recipe, echo=echo, save_dir=out_dir / "reference", **loop)
+    reference_history = train_reference(start, recipe, echo=echo, save_dir=out_dir / REFERENCE_DIR, **loop)
     reference = copy.deepcopy(start.model)
 
     echo(f"Hardening with {recipe.method} ({recipe.harden.epochs} epochs)")
@@ -103,7 +100,7 @@ def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, p
                                     **evaluation)
     except Exception as exc:  # the trained weights are in the last checkpoint: say how to evaluate them again
         raise DDHubError(f"training finished but the evaluation failed ({type(exc).__name__}: {first_line(exc)}); "
-                         f"the trained weights are kept in {out_dir / 'checkpoints'}: rerun the same command with "
+                         f"the trained weights are kept in {out_dir / CHECKPOINTS_DIR}: rerun the same command with "
                          "--resume to evaluate them again") from exc
     if not accelerator.is_main_process:  # export runs once, on the main process
         return HardenResult(start.model, None, None, out_dir, "")
@@ -145,45 +142,9 @@ def write_outputs(out_dir: str | Path, model: torch.nn.Module, metrics: dict, *,
     out_dir = Path(out_dir)
     staging = run_dir.staging_dir(out_dir)
     save_model(model, staging, label_names=label_names)
-    write_json_atomic(staging / run_dir.METRICS_NAME, metrics)
+    write_json_atomic(staging / METRICS_NAME, metrics)
     render_curve(metrics, staging / CURVE_NAME)
     training = TRAINING_NAME if render_training(metrics, staging / TRAINING_NAME) else None
-    write_text_atomic(staging / "README.md", render_card(metrics, table, curve_file=CURVE_NAME,
-                                                         training_file=training))
+    write_text_atomic(staging / CARD_NAME, render_card(metrics, table, curve_file=CURVE_NAME,
+                                                       training_file=training))
     run_dir.commit(out_dir)
-
-
-def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None,
-                   overrides: dict | None = None, eps_ref: float | None = None, rho_space: str | None = None,
-                   device: str | None = None, progress: bool = True) -> Report:
-    """Evaluate a saved model (directory or Hub id) on a test split, on ``device`` (default: the GPU if any).
-
-    A dd-hub directory is evaluated on its dataset with the evaluation settings its metrics.json records (rho
-    space, DeepFool budget, epsilons, subset, and epsilon_ref when the run gave it from another model), so the
-    figures of its card come out again; ``overrides`` (recipe ``evaluation`` keys) and ``rho_space`` change them.
-    """
-    model = load(name_or_path)
-    path = Path(str(name_or_path).removeprefix("local-dir:"))
-    metrics = run_dir.check_complete(path) if path.is_dir() else None
-    measured = metrics["recipe"] if metrics else {}
-    dataset = dataset or measured.get("dataset")
-    if dataset is None:
-        raise DDHubError(f"{name_or_path} records no dataset (no dd-hub metrics.json); pass --dataset NAME")
-    config = eval_config_from_dict({**measured.get("evaluation", {}), **(overrides or {})})
-    rho_space = rho_space or measured.get("rho_space", "pixel")
-    if config.autoattack is None:
-        config.autoattack = standard_threat_models(dataset)
-    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        model.to(torch.device(target))
-    except (RuntimeError, AssertionError) as exc:
-        raise DDHubError(f"cannot use device '{target}': {first_line(exc)}") from None
-    data_config = timm.data.resolve_model_data_config(unwrap(model))
-    test_set = create_dataset(dataset, "test", data_dir=data_dir, data_config=data_config)
-    train_images = first_examples(create_dataset(dataset, "train", data_dir=data_dir, data_config=data_config),
-                                  measured.get("max_train_examples"))  # the images the run's center came from
-    center = mean_image(train_images) if rho_space == "centered" else None
-    recorded = metrics["hardened"] if metrics else {}
-    if eps_ref is None and recorded.get("eps_ref_source") == "given":
-        eps_ref = recorded.get("eps_ref")    # another model's epsilon_ref (dd-hub reproduce): the card's budgets
-    return evaluate(model, test_set, config, center=center, eps_ref=eps_ref, progress=progress)

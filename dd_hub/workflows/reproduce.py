@@ -17,16 +17,19 @@ from typing import Callable, Sequence
 import torch
 from accelerate.utils import set_seed
 
-from ..storage.atomic_io import write_json_atomic, write_text_atomic
 from ..errors import DDHubError
 from ..evaluation.report import Report, evaluate, format_comparison
-from ..training.objectives import create_objective, list_methods
 from ..models.directory import save_model
-from .harden import run_metrics, write_outputs
+from ..names import REFERENCE_DIR, RESULTS_NAME, TABLE_NAME
 from ..recipes import Recipe
-from .start import Start, prepare_start, train_reference
+from ..storage import run_dir
+from ..storage.atomic_io import write_json_atomic, write_text_atomic
+from ..text import markdown_table
 from ..training.loop import make_accelerator, train
+from ..training.objectives import create_objective, list_methods
 from ..version import __version__
+from .harden import run_metrics, write_outputs
+from .start import Start, prepare_start, train_reference
 
 PAPER_METHODS = ("clean", "parseval", "deepfool_adv", "fgs_adv", "deep_defense")
 LABELS = {
@@ -80,8 +83,11 @@ def reproduce(
     allow_random_init: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> ReproduceResult:
-    """Run the paper's comparison for ``recipe``'s model and dataset; see the module docstring."""
+    """Run the paper's comparison for ``recipe``'s model and dataset; see the module docstring. ``out_dir`` is a
+    unit like harden's (:mod:`dd_hub.storage.run_dir`): locked while the run writes it, a previous run's results
+    refused unless ``overwrite``, results.json and table.md committed together at the end."""
     unknown = [m for m in methods if m not in list_methods()]
     if unknown:
         raise DDHubError(f"unknown method '{unknown[0]}'; available: {', '.join(list_methods())}")
@@ -89,7 +95,16 @@ def reproduce(
         raise DDHubError(f"--eps-ref-from must be 'reference' or one of the methods run ({', '.join(methods)})")
     seeds = list(seeds or [recipe.seed])
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_dir.locked(out_dir):
+        run_dir.prepare(out_dir, overwrite=overwrite,
+                        outputs=(RESULTS_NAME, TABLE_NAME, *(f"seed{seed}" for seed in seeds)))
+        return _reproduce_in(out_dir, recipe, methods, seeds, eps_ref_from, checkpoint=checkpoint,
+                             data_dir=data_dir, allow_random_init=allow_random_init, progress=progress, echo=echo)
+
+
+def _reproduce_in(out_dir: Path, recipe: Recipe, methods: Sequence[str], seeds: list[int], eps_ref_from: str, *,
+                  checkpoint: str | Path | None, data_dir: str | Path | None, allow_random_init: bool,
+                  progress: bool, echo: Callable[[str], None]) -> ReproduceResult:
     accelerator = make_accelerator(grad_accumulation=recipe.harden.grad_accumulation)
     names = ["reference", *methods]
     runs = []
@@ -111,8 +126,10 @@ def reproduce(
         "summary": _summary(runs, names), "paper": PAPER_TABLE1.get(recipe.model),
     }
     table = format_table(results)
-    write_json_atomic(out_dir / "results.json", results)
-    write_text_atomic(out_dir / "table.md", table)
+    staging = run_dir.staging_dir(out_dir)
+    write_json_atomic(staging / RESULTS_NAME, results)
+    write_text_atomic(staging / TABLE_NAME, table)
+    run_dir.commit(out_dir, manifest=RESULTS_NAME)
     return ReproduceResult(table, results, out_dir)
 
 
@@ -148,7 +165,7 @@ def _write_models(seed_dir: Path, models: dict, reports: dict[str, Report], hist
                   start: Start, eps_ref_from: str) -> None:
     """The reference's weights, and for every method a complete model directory (weights, metrics.json with the
     reference's figures beside its own, card, figures), like `dd-hub harden` writes."""
-    save_model(models["reference"], seed_dir / "reference", label_names=start.spec.label_names)
+    save_model(models["reference"], seed_dir / REFERENCE_DIR, label_names=start.spec.label_names)
     for method in history:
         method_recipe = dataclasses.replace(recipe, method=method)
         metrics = run_metrics(method_recipe, start, reports[method], reports["reference"], history[method])
@@ -160,6 +177,7 @@ def _write_models(seed_dir: Path, models: dict, reports: dict[str, Report], hist
 
 def _metrics(report: dict) -> dict[str, float]:
     row = {"accuracy": report["clean_accuracy"], "rho2": report["rho2"]}
+    row.update({f"autoattack@{name}": figure["accuracy"] for name, figure in report.get("autoattack", {}).items()})
     row.update({f"fgs@{f}": acc for f, acc in report["fgs_at_ref"].items()})
     row.update({f"pgd@{f}": acc for f, acc in report["pgd_at_ref"].items()})
     row["sanity_failed"] = float(any(not check["passed"] for check in report["sanity"]))
@@ -182,40 +200,46 @@ def format_table(results: dict) -> str:
     first = results["runs"][0]["reports"][results["methods"][0]]
     fractions = list(first["fgs_at_ref"])
     pgd_fractions = list(first["pgd_at_ref"])
+    threat_models = list(first.get("autoattack", {}))
     several = len(results["seeds"]) > 1
 
-    def cell(stat: dict[str, float], percent: bool = True) -> str:
+    def cell(stat: dict[str, float] | None, percent: bool = True) -> str:
+        if stat is None:
+            return "–"
         mean, std = stat["mean"], stat["std"]
         text = f"{100 * mean:.2f}%" if percent else f"{mean:.3g}"
         return text + (f" ± {100 * std:.2f}" if percent else f" ± {std:.2g}") if several else text
 
-    header = (["Method", "Acc.", "rho_2"] + [f"FGS @{f} eps_ref" for f in fractions]
-              + [f"PGD @{f} eps_ref" for f in pgd_fractions] + ["masking checks"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    header = (["Method", "Acc.", "rho_2"] + [f"AutoAttack @{name}" for name in threat_models]
+              + [f"FGS @{f} eps_ref" for f in fractions] + [f"PGD @{f} eps_ref" for f in pgd_fractions]
+              + ["masking checks"])
+    rows = []
     for name in results["methods"]:
         stats = results["summary"][name]
         failed = sorted({c["name"] for run in results["runs"] for c in run["reports"][name]["sanity"]
                          if not c["passed"]})
         seeds_failed = round(stats["sanity_failed"]["mean"] * len(results["runs"]))
-        lines.append("| " + " | ".join(
-            [LABELS.get(name, name), cell(stats["accuracy"]), cell(stats["rho2"], percent=False)]
-            + [cell(stats[f"fgs@{f}"]) for f in fractions] + [cell(stats[f"pgd@{f}"]) for f in pgd_fractions]
-            + ["passed" if not failed else f"FAILED in {seeds_failed}/{len(results['runs'])} seeds: "
-               + ", ".join(failed)]) + " |")
+        rows.append([LABELS.get(name, name), cell(stats["accuracy"]), cell(stats["rho2"], percent=False)]
+                    + [cell(stats.get(f"autoattack@{t}")) for t in threat_models]
+                    + [cell(stats[f"fgs@{f}"]) for f in fractions] + [cell(stats[f"pgd@{f}"]) for f in pgd_fractions]
+                    + ["passed" if not failed else f"FAILED in {seeds_failed}/{len(results['runs'])} seeds: "
+                       + ", ".join(failed)])
     for label, row in (results.get("paper") or {}).items():
         by_fraction = dict(zip(PAPER_FRACTIONS, row[2:]))
-        lines.append("| " + " | ".join(
-            [f"paper: {label}", f"{100 * row[0]:.2f}%", f"{row[1]:.3g}"]
-            + [f"{100 * by_fraction[f]:.2f}%" if f in by_fraction else "–" for f in fractions]
-            + ["–"] * len(pgd_fractions) + ["–"]) + " |")
+        rows.append([f"paper: {label}", f"{100 * row[0]:.2f}%", f"{row[1]:.3g}"] + ["–"] * len(threat_models)
+                    + [f"{100 * by_fraction[f]:.2f}%" if f in by_fraction else "–" for f in fractions]
+                    + ["–"] * len(pgd_fractions) + ["–"])
     eps_refs = [run["eps_ref"] for run in results["runs"]]
     seeds = ", ".join(str(s) for s in results["seeds"])
     pgd_settings = first["pgd_settings"]
     pgd_note = (f"FGS/PGD accuracies at fractions of epsilon_ref; PGD: {pgd_settings['steps']} steps, "
                 f"{pgd_settings['restarts']} restart(s), {pgd_settings['norm']}" if pgd_settings
                 else "FGS accuracies at fractions of epsilon_ref; PGD off")
+    autoattack = next(iter(first.get("autoattack", {}).values()), None)
+    aa_note = (f" AutoAttack ({autoattack.get('version')}: {', '.join(autoattack.get('attacks', []))}) on "
+               f"{autoattack['n_examples']} class-balanced test images." if autoattack else "")
     notes = (f"\nepsilon_ref (L-infinity, [0, 1] pixels) from the {LABELS.get(results['eps_ref_from'])} model: "
              + ", ".join(f"{e:.4g}" for e in eps_refs) + f" (seeds {seeds}). rho_2 in "
              f"{first['rho_space']} space; {pgd_note}. {first['n_examples']} test images"
-             + (", mean ± sample std over seeds." if several else ".") + "\n")
-    return "\n".join(lines) + "\n" + notes
+             + (", mean ± sample std over seeds." if several else ".") + aa_note + "\n")
+    return markdown_table(header, rows) + notes

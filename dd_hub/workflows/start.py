@@ -7,7 +7,6 @@ data.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,13 +19,15 @@ from torch.utils.data import Dataset
 
 from ..data.datasets import DatasetSpec, create_dataset, first_examples, get_spec, mean_image
 from ..errors import DDHubError
-from ..training.objectives import cross_entropy
-from ..models.directory import save_model
 from ..models import NormalizedModel, create_model, unwrap
+from ..models.directory import save_model
 from ..models.factory import check_input_size
+from ..names import WEIGHTS_NAME
 from ..recipes import Recipe
-from ..training.loop import train
+from ..storage.atomic_io import sha256_file
 from ..storage.weights import load_state_dict
+from ..training.loop import train
+from ..training.objectives import cross_entropy
 
 
 @dataclass
@@ -90,7 +91,7 @@ def train_reference(start: Start, recipe: Recipe, *, accelerator: Accelerator, e
     training again; ``loop`` goes to :func:`dd_hub.training.loop.train`."""
     if start.weights != "reference":
         return []
-    saved = Path(save_dir) / "model.safetensors" if save_dir else None
+    saved = Path(save_dir) / WEIGHTS_NAME if save_dir else None
     if resume and saved is not None and saved.is_file():
         echo(f"Resuming with the reference model trained before ({saved})")
         unwrap(start.model).load_state_dict(load_state_dict(saved))
@@ -118,7 +119,9 @@ def use_channels_last(model: torch.nn.Module, setting: bool | None) -> bool:
 
 def _provenance(weights: str, checkpoint: str | Path | None, name: str) -> str:
     if weights == "checkpoint":
-        return f"the weights of `{Path(str(checkpoint)).name}` (sha256 {_sha256(checkpoint)[:16]}...)"
+        path = Path(str(checkpoint))
+        digest = sha256_file(path / WEIGHTS_NAME if path.is_dir() else path)
+        return f"the weights of `{path.name}` (sha256 {digest[:16]}...)"
     if weights == "pretrained":
         return f"the pretrained weights `{name}`"
     if weights == "reference":
@@ -129,13 +132,3 @@ def _provenance(weights: str, checkpoint: str | Path | None, name: str) -> str:
 def _hub_id(model) -> str | None:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     return cfg.get("hf_hub_id") or None
-
-
-def _sha256(path: str | Path) -> str:
-    path = Path(path)
-    path = path / "model.safetensors" if path.is_dir() else path
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -4,7 +4,8 @@
 clean accuracy against rho_2: the paper's Fig. 3 (how to pick c; larger c trades robustness for accuracy) and,
 with ``layer_sets``, Fig. 4 (regularizing one layer at a time). FGS accuracies are measured at fractions of the
 *reference* model's epsilon_ref so that all points share one budget. PGD and the masking checks are skipped to
-keep sweeps affordable; run ``dd-hub eval`` on the chosen point.
+keep sweeps affordable, and so is AutoAttack (the choice of c rests on clean accuracy); run ``dd-hub eval`` on the
+chosen point.
 """
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from typing import Callable, Sequence
 
 from accelerate.utils import set_seed
 
-from ..storage.atomic_io import write_json_atomic, write_text_atomic
 from ..evaluation.report import evaluate
-from ..training.objectives import create_objective
 from ..hub.figures import plot_sweep
+from ..names import REFERENCE_DIR, SWEEP_NAME, SWEEP_PLOT_NAME, SWEEP_TABLE_NAME
 from ..recipes import Recipe
-from .start import prepare_start, train_reference
+from ..storage import run_dir
+from ..storage.atomic_io import write_json_atomic, write_text_atomic
+from ..text import markdown_table
 from ..training.loop import make_accelerator, train
+from ..training.objectives import create_objective
+from .start import prepare_start, train_reference
 
 
 @dataclass
@@ -47,22 +51,35 @@ def sweep(
     allow_random_init: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> SweepResult:
     """Deep Defense at every (layers, lambda, c); writes ``sweep.json``, ``sweep.md``, ``sweep.png`` and, when the
     recipe trained it, the reference model (``reference/``, for ``--checkpoint`` of later runs).
 
-    ``lam_values`` defaults to the recipe's lambda; ``layer_sets`` to ``[[]]`` (all layers regularized).
+    ``lam_values`` defaults to the recipe's lambda; ``layer_sets`` to ``[[]]`` (all layers regularized). ``out_dir``
+    is a unit like harden's (:mod:`dd_hub.storage.run_dir`): locked, a previous sweep refused unless ``overwrite``,
+    the results committed together.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_dir.locked(out_dir):
+        run_dir.prepare(out_dir, overwrite=overwrite,
+                        outputs=(SWEEP_NAME, SWEEP_TABLE_NAME, SWEEP_PLOT_NAME, REFERENCE_DIR))
+        return _sweep_in(out_dir, recipe, c_values, lam_values, layer_sets, checkpoint=checkpoint, data_dir=data_dir,
+                         allow_random_init=allow_random_init, progress=progress, echo=echo)
+
+
+def _sweep_in(out_dir: Path, recipe: Recipe, c_values: Sequence[float], lam_values: Sequence[float] | None,
+              layer_sets: Sequence[Sequence[str]] | None, *, checkpoint: str | Path | None,
+              data_dir: str | Path | None, allow_random_init: bool, progress: bool,
+              echo: Callable[[str], None]) -> SweepResult:
     lam_values = list(lam_values or [recipe.defense.lam])
     layer_sets = [list(layers) for layers in (layer_sets or [[]])]
-    eval_config = dataclasses.replace(recipe.evaluation, pgd_steps=0, sanity=False)
+    eval_config = dataclasses.replace(recipe.evaluation, pgd_steps=0, sanity=False, autoattack=[])
     set_seed(recipe.seed)
     start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init)
     accelerator = make_accelerator()
     train_reference(start, recipe, accelerator=accelerator, echo=echo, progress=progress, data=recipe.data,
-                    save_dir=out_dir / "reference")
+                    save_dir=out_dir / REFERENCE_DIR)
     train_set, test_set, center, reference = start.train_set, start.test_set, start.center, start.model
     ref_report = evaluate(reference, test_set, eval_config, center=center, progress=progress, data=recipe.data)
     points = []
@@ -84,11 +101,13 @@ def sweep(
     reference_point = {"accuracy": ref_report.clean_accuracy, "rho2": ref_report.rho2, "eps_ref": ref_report.eps_ref,
                        "fgs_at_ref": ref_report.fgs_at_ref}
     table = format_sweep(points, reference_point)
-    write_json_atomic(out_dir / "sweep.json", {
+    staging = run_dir.staging_dir(out_dir)
+    write_json_atomic(staging / SWEEP_NAME, {
         "model": recipe.model, "dataset": recipe.dataset, "seed": recipe.seed, "recipe": recipe.to_dict(),
         "reference": reference_point, "points": points, "rho_space": ref_report.rho_space})
-    write_text_atomic(out_dir / "sweep.md", table)
-    plot_sweep(points, reference_point, out_dir / "sweep.png")
+    write_text_atomic(staging / SWEEP_TABLE_NAME, table)
+    plot_sweep(points, reference_point, staging / SWEEP_PLOT_NAME)
+    run_dir.commit(out_dir, manifest=SWEEP_NAME)
     return SweepResult(points, reference_point, table, out_dir)
 
 
@@ -96,10 +115,8 @@ def format_sweep(points: list[dict], reference: dict) -> str:
     """Markdown table of the sweep, the reference first."""
     fractions = list(reference["fgs_at_ref"])
     header = ["layers", "lambda", "c", "Acc.", "rho_2"] + [f"FGS @{f} ref eps_ref" for f in fractions]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-             "| reference | – | – | " + f"{reference['accuracy']:.2%} | {reference['rho2']:.3g} | "
-             + " | ".join(f"{reference['fgs_at_ref'][f]:.2%}" for f in fractions) + " |"]
-    for p in points:
-        lines.append(f"| {','.join(p['layers']) or 'all'} | {p['lam']:g} | {p['c']:g} | {p['accuracy']:.2%} | "
-                     f"{p['rho2']:.3g} | " + " | ".join(f"{p['fgs_at_ref'][f]:.2%}" for f in fractions) + " |")
-    return "\n".join(lines) + f"\n\nreference epsilon_ref = {reference['eps_ref']:.4g}\n"
+    rows = [["reference", "–", "–", f"{reference['accuracy']:.2%}", f"{reference['rho2']:.3g}"]
+            + [f"{reference['fgs_at_ref'][f]:.2%}" for f in fractions]]
+    rows += [[",".join(p["layers"]) or "all", f"{p['lam']:g}", f"{p['c']:g}", f"{p['accuracy']:.2%}",
+              f"{p['rho2']:.3g}"] + [f"{p['fgs_at_ref'][f]:.2%}" for f in fractions] for p in points]
+    return markdown_table(header, rows) + f"\nreference epsilon_ref = {reference['eps_ref']:.4g}\n"
