@@ -1,14 +1,19 @@
 """Shared fixtures. Models are trained once per session on the embedded MNIST-5k data and kept small."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
-import torch
 from accelerate.utils import set_seed
 
 from dd_hub import create_model
 from dd_hub.data.datasets import create_dataset
 from dd_hub.training.loop import TrainConfig
 from dd_hub.training.loop import train
+
+# benchmarks/naive_unroll.py is the naive unrolling the gradient tests compare dd-hub's against
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ pointing at ``http://127.0.0.1:<port>``:
   cardData) and model info, with the card data parsed from README.md like the Hub does
 - ``GET  /api/models/{repo}/tree/{rev}``                   the file list snapshot_download asks for
 - ``HEAD|GET /{repo}/resolve/{rev}/{path}``                file download with X-Repo-Commit / ETag headers
+- ``POST /api/models/{repo}/commit/main?create_pr=1``      a pull request (``refs/pr/N``), open to any signed-in user
+- ``GET  /api/models/{repo}/discussions``                  the pull requests, with their authors
 
 Only the standard library serves HTTP (http.server + threading); README front matter is parsed with PyYAML, which the
 real Hub also does server side. State lives in memory; ``requests`` records (method, path) for assertions.
@@ -38,6 +40,7 @@ class Repo:
     branches: dict[str, str] = field(default_factory=dict)       # branch -> commit sha
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> full file snapshot
     history: list[str] = field(default_factory=list)              # commit shas, oldest first
+    pulls: list[dict] = field(default_factory=list)               # num, title, author, status
 
 
 def card_data(readme: bytes | None) -> dict | None:
@@ -238,10 +241,13 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 if parts[:2] == ["api", "models"] and len(parts) >= 4:
                     repo_id = "/".join(parts[2:4])
                     rest = parts[4:]
+                    pull = (query.get("create_pr") or ["0"])[0] in ("1", "true", "True")
                     if method == "POST" and rest[:1] == ["preupload"]:
-                        return self._preupload(repo_id, json.loads(body or b"{}"))
+                        return self._preupload(repo_id, json.loads(body or b"{}"), pull)
                     if method == "POST" and rest[:1] == ["commit"]:
-                        return self._commit(repo_id, "/".join(rest[1:]), body)
+                        return self._commit(repo_id, "/".join(rest[1:]), body, pull)
+                    if method == "GET" and rest[:1] == ["discussions"]:
+                        return self._discussions(repo_id)
                     if method == "POST" and rest[:1] == ["branch"]:
                         return self._branch(repo_id, "/".join(rest[1:]))
                     if method == "GET" and rest[:1] == ["tree"] and len(rest) >= 2:
@@ -291,14 +297,31 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                                   headers={"X-Error-Message": "metadata must be a mapping"})
             self._send(200, {"errors": [], "warnings": []})
 
-        def _preupload(self, repo_id: str, payload: dict) -> None:
-            if self._writable_repo(repo_id) is None:
+        def _preupload(self, repo_id: str, payload: dict, pull: bool = False) -> None:
+            if (self._readable_by_user(repo_id) if pull else self._writable_repo(repo_id)) is None:
                 return
             files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in payload["files"]]
             self._send(200, {"files": files, "commitOid": hub.repos[repo_id].branches["main"]})
 
-        def _commit(self, repo_id: str, revision: str, body: bytes) -> None:
-            repo = self._writable_repo(repo_id)
+        def _readable_by_user(self, repo_id: str) -> Repo | None:
+            """Anyone signed in may open a pull request on a repo they can see."""
+            if self._user() is None:
+                self._error(401, "Invalid credentials in Authorization header")
+                return None
+            return self._repo_or_error(repo_id)
+
+        def _discussions(self, repo_id: str) -> None:
+            repo = self._repo_or_error(repo_id)
+            if repo is None:
+                return
+            items = [{"num": p["num"], "title": p["title"], "status": p["status"], "isPullRequest": True,
+                      "author": {"name": p["author"]}, "repo": {"name": repo_id, "type": "model"},
+                      "createdAt": "2026-01-01T00:00:00.000Z", "pinned": False, "numComments": 1, "topReactions": []}
+                     for p in reversed(repo.pulls)]
+            self._send(200, {"discussions": items, "count": len(items), "start": 0, "numClosedDiscussions": 0})
+
+        def _commit(self, repo_id: str, revision: str, body: bytes, pull: bool = False) -> None:
+            repo = self._readable_by_user(repo_id) if pull else self._writable_repo(repo_id)
             if repo is None:
                 return
             if revision not in repo.branches:
@@ -318,9 +341,16 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                     changes[value["path"]] = None
                 else:
                     return self._error(400, f"the Hub test double does not support '{key}' commit entries")
+            pull_url = None
+            if pull:
+                num = len(repo.pulls) + 1
+                branch = f"refs/pr/{num}"
+                repo.branches[branch] = repo.branches[revision]
+                repo.pulls.append({"num": num, "title": message, "author": self._user(), "status": "open"})
+                revision, pull_url = branch, f"{hub.url}/{repo_id}/discussions/{num}"
             sha = hub.commit(repo_id, revision, changes, message)
             self._send(200, {"commitOid": sha, "commitUrl": f"{hub.url}/{repo_id}/commit/{sha}",
-                             "pullRequestUrl": None, "success": True})
+                             "pullRequestUrl": pull_url, "success": True})
 
         def _branch(self, repo_id: str, branch: str) -> None:
             repo = self._writable_repo(repo_id)

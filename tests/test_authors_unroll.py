@@ -8,20 +8,17 @@ float64 so that 1e-5 is a real tolerance.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dd_hub import DDHubError, create_model
+from dd_hub import DDHubError
 from dd_hub.attacks import deepfool_unrolled
 from dd_hub.training.deep_defense import DeepDefenseConfig, DeepDefenseLoss
 
-sys.path.insert(0, str(Path(__file__).parent))
-from nets import small_cnn  # noqa: E402
+from helpers import lenet, small_cnn
 
 OVERSHOOT = 0.02
 
@@ -112,9 +109,6 @@ def oracle_loss(model, inputs, labels, *, lam=15.0, c=25.0, d=5.0, steps=5, cand
     return F.cross_entropy(logits, labels) + lam * regularizer / len(inputs)
 
 
-def _lenet() -> nn.Module:
-    torch.manual_seed(0)
-    return create_model("dd_lenet_mnist").double().eval()
 
 
 def _batch(model, shape, classes):
@@ -133,7 +127,7 @@ def _gradients(model, loss) -> torch.Tensor:
     return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
-CASES = [(_lenet, (18, 1, 28, 28), 10, 5e-6), (small_cnn, (18, 3, 8, 8), 12, 1e-5)]
+CASES = [(lenet, (18, 1, 28, 28), 10, 5e-6), (small_cnn, (18, 3, 8, 8), 12, 1e-5)]
 
 
 @pytest.mark.parametrize("build, shape, classes, eps", CASES)

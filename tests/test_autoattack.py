@@ -15,10 +15,10 @@ from torch import nn
 
 pytest.importorskip("pyautoattack")
 
-from dd_hub import create_model  # noqa: E402
-from dd_hub.attacks.autoattack import autoattack  # noqa: E402
-from dd_hub.data.datasets import create_dataset  # noqa: E402
-from dd_hub.errors import DDHubError  # noqa: E402
+from dd_hub import create_model
+from dd_hub.attacks.autoattack import autoattack
+from dd_hub.data.datasets import create_dataset
+from dd_hub.errors import DDHubError
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -14,8 +14,6 @@ The summation order depends on the thread count, so these tests run with at most
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import importlib
 import warnings
@@ -26,14 +24,12 @@ import pytest
 import torch
 from torch import nn
 
-from dd_hub import create_model
 from dd_hub.attacks import deepfool, deepfool_unrolled
 from dd_hub.attacks.deepfool import CandidateGradientsWarning, _CandidateGradients
 from dd_hub.training.deep_defense import DeepDefenseConfig, DeepDefenseLoss
 from dd_hub.errors import DDHubError
 
-sys.path.insert(0, str(Path(__file__).parent))
-from nets import small_cnn  # noqa: E402
+from helpers import lenet, small_cnn
 
 deepfool_module = importlib.import_module("dd_hub.attacks.deepfool")  # the attribute of dd_hub.attacks is the function
 
@@ -46,9 +42,6 @@ def _measured_thread_counts():
     torch.set_num_threads(threads)
 
 
-def _lenet(dtype=torch.float64) -> nn.Module:
-    torch.manual_seed(0)
-    return create_model("dd_lenet_mnist").to(dtype).eval()
 
 
 class _ItemInBackward(torch.autograd.Function):
@@ -84,7 +77,7 @@ def _data(model: nn.Module, shape, dtype=torch.float64):
     return inputs, labels
 
 
-MODELS = [(_lenet, (12, 1, 28, 28)), (small_cnn, (12, 3, 8, 8))]
+MODELS = [(lenet, (12, 1, 28, 28)), (small_cnn, (12, 3, 8, 8))]
 
 
 def _attack(model, inputs, strategy, **kwargs):
@@ -162,7 +155,7 @@ def test_batched_falls_back_to_loop_once_with_a_warning():
 
 
 def test_auto_is_the_loop_on_cpu_and_batched_on_cuda():
-    model = _lenet()
+    model = lenet()
     inputs, labels = _data(model, (6, 1, 28, 28))
     with mock.patch.object(deepfool_module, "_batched_margin_gradients", side_effect=AssertionError("batched")):
         deepfool(model, inputs, steps=3)
@@ -174,7 +167,7 @@ def test_auto_is_the_loop_on_cpu_and_batched_on_cuda():
 
 
 def test_invalid_strategy_is_refused():
-    model = _lenet()
+    model = lenet()
     inputs = torch.rand(2, 1, 28, 28, dtype=torch.float64)
     with pytest.raises(DDHubError, match="candidate_gradients"):
         deepfool(model, inputs, candidate_gradients="vmap")
@@ -205,7 +198,7 @@ def test_evaluation_selects_the_strategy():
     assert load_recipe(path, {"evaluation.candidate_gradients": "loop"}).evaluation.candidate_gradients == "loop"
     with pytest.raises(DDHubError, match="candidate_gradients"):
         EvalConfig(candidate_gradients="vmap")
-    model = _lenet(torch.float32)
+    model = lenet(torch.float32)
     dataset = TensorDataset(torch.rand(4, 1, 28, 28), torch.arange(4))
     config = EvalConfig(deepfool_steps=2, fgs_eps=[0.01], fgs_fractions=[1.0], pgd_steps=0, sanity=False,
                         autoattack=[], candidate_gradients="batched")

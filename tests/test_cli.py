@@ -8,11 +8,10 @@ import sys
 import pytest
 import timm
 import torch
-from click.testing import CliRunner
 from safetensors.torch import save_file
 
 import dd_hub
-from dd_hub.cli import main
+from helpers import assert_one_line_error, run_cli
 
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=300",
         "--set", "evaluation.max_examples=60", "--set", "evaluation.deepfool_steps=10",
@@ -20,14 +19,12 @@ TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_exam
         "--set", "evaluation.autoattack=[mnist-linf,mnist-l2]", "--set", "evaluation.autoattack_max_examples=10", "--quiet"]
 
 
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
 def hardened_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "lenet"
-    result = run("harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), *TINY)
+    result = run_cli("harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), *TINY)
     assert result.exit_code == 0, result.output
     assert "| clean accuracy |" in result.output
     return out
@@ -52,18 +49,18 @@ def test_harden_writes_a_complete_loadable_directory(hardened_dir):
 
 @pytest.mark.slow
 def test_eval_of_a_saved_directory(hardened_dir):
-    result = run("eval", str(hardened_dir), "--dataset", "mnist-5k", "--max-examples", "40", "--steps", "5",
+    result = run_cli("eval", str(hardened_dir), "--dataset", "mnist-5k", "--max-examples", "40", "--steps", "5",
                  "--eps-ref", "0.1", "--set", "pgd_steps=3", "--set", "sanity=false", "--json", "--quiet")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["n_examples"] == 40 and report["eps_ref_source"] == "given"
-    bad = run("eval", str(hardened_dir), "--dataset", "mnist-5k", "--set", "pgd_stepz=3")
-    _assert_clean_error(bad, "unknown recipe key 'evaluation.pgd_stepz'")
+    bad = run_cli("eval", str(hardened_dir), "--dataset", "mnist-5k", "--set", "pgd_stepz=3")
+    assert_one_line_error(bad, "unknown recipe key 'evaluation.pgd_stepz'")
 
 
 @pytest.mark.slow
 def test_eval_of_a_dd_hub_directory_gives_the_cards_figures_back(hardened_dir):
-    result = run("eval", str(hardened_dir), "--json", "--quiet")  # dataset and settings from its metrics.json
+    result = run_cli("eval", str(hardened_dir), "--json", "--quiet")  # dataset and settings from its metrics.json
     assert result.exit_code == 0, result.output
     measured = json.loads((hardened_dir / "metrics.json").read_text())["hardened"]
     again = json.loads(result.output)
@@ -73,69 +70,61 @@ def test_eval_of_a_dd_hub_directory_gives_the_cards_figures_back(hardened_dir):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "dd_hub", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run_cli([sys.executable, "-m", "dd_hub", "--help"], capture_output=True, text=True, check=True)
     assert "harden" in out.stdout
 
 
-def _assert_clean_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.output  # progress lines may precede it
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 def test_unknown_model(tmp_path):
-    _assert_clean_error(run("harden", "resnet_19", "--dataset", "mnist-5k", "--recipe", "recipes/mnist_lenet.yaml",
+    assert_one_line_error(run_cli("harden", "resnet_19", "--dataset", "mnist-5k", "--recipe", "recipes/mnist_lenet.yaml",
                             "--set", "model=resnet_19", "--out", str(tmp_path)), "unknown model", "did you mean")
 
 
 def test_unknown_dataset(tmp_path):
-    _assert_clean_error(run("harden", "lenet", "--dataset", "mnist-6k", "--recipe", "recipes/mnist_lenet.yaml",
+    assert_one_line_error(run_cli("harden", "lenet", "--dataset", "mnist-6k", "--recipe", "recipes/mnist_lenet.yaml",
                             "--set", "dataset=mnist-6k", "--out", str(tmp_path)), "unknown dataset")
 
 
 def test_missing_data_dir(tmp_path):
-    _assert_clean_error(run("harden", "lenet", "--dataset", "mnist", "--recipe", "recipes/mnist_lenet.yaml",
+    assert_one_line_error(run_cli("harden", "lenet", "--dataset", "mnist", "--recipe", "recipes/mnist_lenet.yaml",
                             "--set", "dataset=mnist", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path)),
                         "does not exist")
 
 
 def test_invalid_recipe_override(tmp_path):
-    _assert_clean_error(run("harden", "lenet", "--dataset", "mnist-5k", "--set", "harden.lrr=1",
+    assert_one_line_error(run_cli("harden", "lenet", "--dataset", "mnist-5k", "--set", "harden.lrr=1",
                             "--out", str(tmp_path)), "unknown recipe key 'harden.lrr'")
-    _assert_clean_error(run("harden", "lenet", "--dataset", "mnist-5k", "--set", "harden.epochs=many",
+    assert_one_line_error(run_cli("harden", "lenet", "--dataset", "mnist-5k", "--set", "harden.epochs=many",
                             "--out", str(tmp_path)), "must be int")
 
 
 def test_truncated_checkpoint(tmp_path):
     bad = tmp_path / "model.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
-    _assert_clean_error(run("harden", "lenet", "--dataset", "mnist-5k", "--checkpoint", str(bad),
+    assert_one_line_error(run_cli("harden", "lenet", "--dataset", "mnist-5k", "--checkpoint", str(bad),
                             "--out", str(tmp_path / "o")), "not a readable safetensors file")
 
 
 def test_pickle_checkpoint_is_refused(tmp_path):
     pickle = tmp_path / "model.pth"
     torch.save({"w": torch.zeros(1)}, pickle)
-    _assert_clean_error(run("harden", "lenet", "--dataset", "mnist-5k", "--checkpoint", str(pickle),
+    assert_one_line_error(run_cli("harden", "lenet", "--dataset", "mnist-5k", "--checkpoint", str(pickle),
                             "--out", str(tmp_path / "o")), "pickle")
 
 
 def test_checkpoint_of_another_architecture(tmp_path):
     other = tmp_path / "mlp.safetensors"
     save_file(dd_hub.create_model("dd_mlp_mnist").model.state_dict(), str(other))
-    _assert_clean_error(run("harden", "lenet", "--dataset", "mnist-5k", "--checkpoint", str(other),
+    assert_one_line_error(run_cli("harden", "lenet", "--dataset", "mnist-5k", "--checkpoint", str(other),
                             "--out", str(tmp_path / "o")), "does not fit")
 
 
 def test_non_finite_loss_aborts_without_writing_a_model(tmp_path):
     out = tmp_path / "o"
     # An untrained LeNet misclassifies most images, and exp(d * rho) overflows for them at this d.
-    result = run("harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), "--set", "reference.epochs=0",
+    result = run_cli("harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), "--set", "reference.epochs=0",
                  "--allow-random-init", "--set", "defense.d=1e6", "--set", "harden.batch_size=10",
                  "--set", "max_train_examples=200", "--quiet")
-    _assert_clean_error(result, "non-finite")
+    assert_one_line_error(result, "non-finite")
     assert not (out / "model.safetensors").exists()

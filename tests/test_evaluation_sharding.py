@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +20,8 @@ import torch
 from dd_hub.data.datasets import create_dataset
 from dd_hub.data.loaders import balanced_subset, dataset_labels
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_data import make_imagenet_folder  # noqa: E402
+from test_data import make_imagenet_folder
+from helpers import free_port
 
 
 def _config():
@@ -58,17 +57,13 @@ def test_the_subset_is_class_balanced_seeded_and_independent_of_the_model(tmp_pa
     assert sorted(dataset_labels(balanced_subset(folder, 8))) == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_two_process_evaluation_equals_one_process(tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), __file__, str(tmp_path)]
+               "--master_port", str(free_port()), __file__, str(tmp_path)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     shared = [json.loads((tmp_path / f"report-{rank}.json").read_text()) for rank in range(2)]

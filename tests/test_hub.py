@@ -36,8 +36,8 @@ from dd_hub.names import CURVE_NAME
 from dd_hub.hub.upload import publish
 from dd_hub.recipes import find_recipe
 
-sys.path.insert(0, str(Path(__file__).parent))
-from hub_server import FakeHub, Repo  # noqa: E402
+from helpers import run_cli, run_python
+from hub_server import FakeHub, Repo
 
 ALICE, BOB = "hf_test_alice_secret", "hf_test_bob_secret"
 REPO = "alice/dd_lenet_mnist-mnist-5k-deepdefense"
@@ -110,15 +110,6 @@ def write_model_dir(directory: Path, metrics: dict, seed: int = 0) -> torch.nn.M
 def model_dir(tmp_path) -> tuple[Path, torch.nn.Module]:
     directory = tmp_path / "lenet"
     return directory, write_model_dir(directory, fake_metrics())
-
-
-def run_cli(*args: str) -> "click.testing.Result":  # noqa: F821
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def run_python(code: str, env: dict, *args: str) -> subprocess.CompletedProcess:
-    """``code`` in a fresh interpreter (a new user's process) with ``env``."""
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 LOAD_WITH_TIMM = """

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_data import make_imagenet_folder  # noqa: E402
+from test_data import make_imagenet_folder
 
 pytestmark = pytest.mark.slow
 CLASSES = ("n01440764", "n01443537", "n01484850", "n01491361")

@@ -17,16 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 import dd_hub
 from dd_hub.storage import run_dir
-from dd_hub.cli import main
 from dd_hub.errors import DDHubError
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_data import make_cifar10_dir, make_imagenet_folder  # noqa: E402
+from test_data import make_cifar10_dir, make_imagenet_folder
+from helpers import assert_one_line_error, run_cli
 
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=40",
         "--set", "evaluation.max_examples=20", "--set", "evaluation.deepfool_steps=3", "--set",
@@ -35,21 +33,12 @@ TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_exam
         "--quiet"]
 
 
-def run(*args: str):
-    return CliRunner().invoke(main, list(args))
 
 
 def harden(out: Path, *extra: str):
-    return run("harden", "mlp", "--dataset", "mnist-5k", "--out", str(out), *TINY, *extra)
+    return run_cli("harden", "mlp", "--dataset", "mnist-5k", "--out", str(out), *TINY, *extra)
 
 
-def one_line_error(result, contains: str) -> None:
-    """Exit status 2 and the output ends in one ``error: ...`` line (after any progress lines), no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.output.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert errors == [lines[-1]] and "Traceback" not in result.output, result.output
-    assert contains in lines[-1], lines[-1]
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +62,18 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 # 1. nothing is deleted before the inputs are checked; 4. no silent reuse of a folder -------------------------------
 def test_a_failing_run_deletes_nothing_and_a_finished_folder_is_not_overwritten(finished):
     before = _snapshot(finished)
-    one_line_error(run("harden", "resnet18", "--dataset", "imagenet", "--out", str(finished), "--data-dir",
+    assert_one_line_error(run_cli("harden", "resnet18", "--dataset", "imagenet", "--out", str(finished), "--data-dir",
                        str(finished / "nowhere"), "--allow-random-init"), "does not exist")
-    one_line_error(harden(finished), "holds a previous run")
+    assert_one_line_error(harden(finished), "holds a previous run")
     assert _snapshot(finished) == before
 
 
 def test_overwrite_replaces_and_resume_with_other_settings_is_refused(tmp_path, finished):
     out = _copy(finished, tmp_path / "copy")
-    one_line_error(harden(out, "--resume", "--lr", "0.5"), "harden.lr changed")
-    one_line_error(harden(out, "--resume", "--set", "harden.optimizer=adam"), "harden.optimizer")
-    one_line_error(harden(out, "--resume", "--seed", "7"), "seed")
-    one_line_error(harden(out, "--resume", "--epochs", "0"), "at least that many epochs")
+    assert_one_line_error(harden(out, "--resume", "--lr", "0.5"), "harden.lr changed")
+    assert_one_line_error(harden(out, "--resume", "--set", "harden.optimizer=adam"), "harden.optimizer")
+    assert_one_line_error(harden(out, "--resume", "--seed", "7"), "seed")
+    assert_one_line_error(harden(out, "--resume", "--epochs", "0"), "at least that many epochs")
     assert harden(out, "--resume", "--epochs", "2").exit_code == 0  # more epochs: allowed, and recorded
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed_with_changes"] == ["harden.epochs"] and len(metrics["training"]) == 2
@@ -99,7 +88,7 @@ def test_a_second_run_on_a_locked_folder_stops_at_once_and_a_stale_lock_is_taken
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (out / run_dir.LOCK_NAME).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
-        one_line_error(harden(out), f"in use by another dd-hub run (pid {sleeper.pid}")
+        assert_one_line_error(harden(out), f"in use by another dd-hub run (pid {sleeper.pid}")
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -137,7 +126,7 @@ def test_an_interrupted_commit_leaves_a_whole_folder(tmp_path, finished, monkeyp
     else:
         with pytest.raises(DDHubError, match="interrupted while its files were being replaced"):
             dd_hub.load(out)
-        one_line_error(run("publish", str(out), "--dry-run"), "interrupted")
+        assert_one_line_error(run_cli("publish", str(out), "--dry-run"), "interrupted")
         run_dir.recover(out)  # what the next run does first
         assert json.loads((out / "metrics.json").read_text())["seed"] == 99
         dd_hub.load(out)
@@ -147,12 +136,12 @@ def test_weights_beside_metrics_of_another_run_and_edited_metrics_are_refused(tm
     out = _copy(finished, tmp_path / "mixed")
     state = load_file(str(out / "model.safetensors"))
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, str(out / "model.safetensors"))
-    one_line_error(run("publish", str(out), "--dry-run", "--repo-id", "me/x"), "not the file metrics.json was")
+    assert_one_line_error(run_cli("publish", str(out), "--dry-run", "--repo-id", "me/x"), "not the file metrics.json was")
     save_file(state, str(out / "model.safetensors"))
     metrics = json.loads((out / "metrics.json").read_text())
     metrics["hardened"]["rho2"] = 0.9
     (out / "metrics.json").write_text(json.dumps(metrics))
-    one_line_error(run("publish", str(out), "--dry-run", "--repo-id", "me/x"), "changed after the run")
+    assert_one_line_error(run_cli("publish", str(out), "--dry-run", "--repo-id", "me/x"), "changed after the run")
 
 
 # 5. non-finite weights are refused everywhere ------------------------------------------------------------------
@@ -160,13 +149,13 @@ def test_nan_weights_are_refused_at_load_eval_and_harden(tmp_path, finished):
     nan_file = tmp_path / "nan.safetensors"
     state = load_file(str(finished / "model.safetensors"))
     save_file({k: torch.full_like(v, float("nan")) for k, v in state.items()}, str(nan_file))
-    one_line_error(run("harden", "mlp", "--dataset", "mnist-5k", "--checkpoint", str(nan_file), "--epochs", "0",
+    assert_one_line_error(run_cli("harden", "mlp", "--dataset", "mnist-5k", "--checkpoint", str(nan_file), "--epochs", "0",
                        "--out", str(tmp_path / "o"), *TINY[4:]), "non-finite weights")
     plain = tmp_path / "plain"  # a plain timm folder (no metrics.json) with NaN weights
     plain.mkdir()
     (plain / "config.json").write_bytes((finished / "config.json").read_bytes())
     save_file({k: torch.full_like(v, float("nan")) for k, v in state.items()}, str(plain / "model.safetensors"))
-    one_line_error(run("eval", str(plain), "--dataset", "mnist-5k"), "non-finite weights")
+    assert_one_line_error(run_cli("eval", str(plain), "--dataset", "mnist-5k"), "non-finite weights")
     from dd_hub.storage.atomic_io import write_json_atomic
 
     with pytest.raises(DDHubError, match="non-finite"):  # metrics.json is strict JSON: no bare NaN
@@ -204,7 +193,7 @@ def test_checkpoint_wins_over_pretrained_weights_offline(tmp_path, monkeypatch):
 ])
 def test_bad_values_get_one_line_errors(tmp_path, args, message):
     out = tmp_path / "never"
-    one_line_error(run("harden", "mlp", "--dataset", "mnist-5k", "--out", str(out), *args), message)
+    assert_one_line_error(run_cli("harden", "mlp", "--dataset", "mnist-5k", "--out", str(out), *args), message)
     assert not out.exists()
 
 
@@ -217,11 +206,11 @@ def test_malformed_config_json_is_one_line(tmp_path, finished, config, message):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "model.safetensors").write_bytes((finished / "model.safetensors").read_bytes())
-    one_line_error(run("eval", str(folder), "--dataset", "mnist-5k"), message)
+    assert_one_line_error(run_cli("eval", str(folder), "--dataset", "mnist-5k"), message)
 
 
 def test_torchvision_prefix_and_mistyped_paths(tmp_path, monkeypatch):
-    one_line_error(run("harden", "tv:resnet1", "--dataset", "mnist-5k", "--out", str(tmp_path / "o")),
+    assert_one_line_error(run_cli("harden", "tv:resnet1", "--dataset", "mnist-5k", "--out", str(tmp_path / "o")),
                    "unknown torchvision model 'resnet1'")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
@@ -235,11 +224,11 @@ def test_publish_dry_run_refuses_what_the_real_publish_would_crash_on(tmp_path, 
     out.mkdir()
     for name in ("config.json", "model.safetensors"):
         (out / name).write_bytes((finished / name).read_bytes())
-    one_line_error(run("publish", str(out), "--dry-run", "--repo-id", "me/x"), "has no metrics.json")
+    assert_one_line_error(run_cli("publish", str(out), "--dry-run", "--repo-id", "me/x"), "has no metrics.json")
     (out / "metrics.json").write_text("")
-    one_line_error(run("publish", str(out), "--dry-run", "--repo-id", "me/x"), "not valid JSON")
+    assert_one_line_error(run_cli("publish", str(out), "--dry-run", "--repo-id", "me/x"), "not valid JSON")
     (out / "metrics.json").write_text("{}")
-    one_line_error(run("publish", str(out), "--dry-run"), "is not a dd-hub metrics file")
+    assert_one_line_error(run_cli("publish", str(out), "--dry-run"), "is not a dd-hub metrics file")
 
 
 def test_a_hub_that_never_answers_times_out(tmp_path, monkeypatch, finished):
@@ -269,12 +258,12 @@ def test_a_hub_that_never_answers_times_out(tmp_path, monkeypatch, finished):
     monkeypatch.setattr(hub_client, "HUB_TIMEOUT_S", 1.0)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
-        result = run("publish", str(finished), "--repo-id", "me/x")
+        result = run_cli("publish", str(finished), "--repo-id", "me/x")
     finally:
         stop.set()
         thread.join()
         server.close()
-    one_line_error(result, "no complete answer from the Hub within 1 s")
+    assert_one_line_error(result, "no complete answer from the Hub within 1 s")
     assert "hf_test_token_not_real" not in result.output
 
 
@@ -327,7 +316,7 @@ def test_a_hostile_cifar_pickle_is_refused_not_run(tmp_path):
 # 10. provenance tells the truth -----------------------------------------------------------------------------------
 def test_the_card_names_the_checkpoint_a_run_started_from(tmp_path, finished):
     out = tmp_path / "from-file"
-    result = run("harden", "mlp", "--dataset", "mnist-5k", "--checkpoint", str(finished / "model.safetensors"),
+    result = run_cli("harden", "mlp", "--dataset", "mnist-5k", "--checkpoint", str(finished / "model.safetensors"),
                  "--out", str(out), *TINY)
     assert result.exit_code == 0, result.output
     card = (out / "README.md").read_text()

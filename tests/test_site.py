@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import socket
 import struct
-import sys
 import tempfile
 import time
 import zlib
@@ -25,7 +24,6 @@ from dd_hub.hub.boards import NO_THREAT_MODEL, boards
 from dd_hub.hub.cards import load_hub_cards, load_local_cards
 from dd_hub.hub.site import build_site, render_markdown
 
-sys.path.insert(0, str(Path(__file__).parent))
 
 ORG = "dd-test"
 

@@ -6,8 +6,6 @@ only the chosen direction with a graph. Everything here runs in float64 so that 
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -16,20 +14,14 @@ from torch import nn
 from torch.func import functional_call
 
 import dd_hub.training.deep_defense
-from dd_hub import create_model
 from dd_hub.attacks import deepfool_unrolled
 from dd_hub.training.deep_defense import DeepDefenseLoss
 
-sys.path.insert(0, str(Path(__file__).parent))
-from nets import small_cnn  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from naive_unroll import naive_deepfool_unrolled  # noqa: E402
+from naive_unroll import naive_deepfool_unrolled
+from helpers import lenet, small_cnn
 
 
-def _lenet() -> nn.Module:
-    torch.manual_seed(0)
-    return create_model("dd_lenet_mnist").double().eval()
 
 
 def _loss_grads(model: nn.Module, inputs, labels, unroll=None) -> dict[str, torch.Tensor]:
@@ -44,7 +36,7 @@ def _loss_grads(model: nn.Module, inputs, labels, unroll=None) -> dict[str, torc
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("build, shape, candidates", [(_lenet, (12, 1, 28, 28), 10), (small_cnn, (12, 3, 8, 8), 10)])
+@pytest.mark.parametrize("build, shape, candidates", [(lenet, (12, 1, 28, 28), 10), (small_cnn, (12, 3, 8, 8), 10)])
 def test_fast_gradient_equals_naive_unrolling(build, shape, candidates):
     model = build()
     torch.manual_seed(2)

@@ -139,8 +139,8 @@ class HubReader:
             seconds = self.budget.for_request(what)
             try:
                 response = within(seconds, what, lambda: self._fetch(url, params, max_bytes, seconds))
-            except HubTooLarge:
-                raise
+            except HubTooLarge as exc:
+                raise HubTooLarge(f"{what}: {exc}") from None
             except (HubUnavailable, OSError) as exc:
                 if attempt == RETRIES:
                     raise HubUnavailable(f"{what}: {first_line(exc)}") from None
@@ -230,7 +230,7 @@ class HubReader:
                         continue
                     length = response.headers.get("content-length")
                     if length and length.isdigit() and int(length) > max_bytes:
-                        raise HubTooLarge(f"{url} is {int(length):,} bytes, over the {max_bytes:,} allowed")
+                        raise HubTooLarge(f"{url} is {int(length):,} bytes, over the {max_bytes:,} bytes allowed")
                     chunks, total = [], 0
                     for chunk in response.iter_bytes(CHUNK_BYTES):
                         total += len(chunk)

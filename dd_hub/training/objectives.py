@@ -290,37 +290,21 @@ class ParsevalLoss:
             matrix[rows] = (1 + beta) * sub - beta * (sub @ sub.t()) @ sub
 
 
-@register_method("deep_defense", "Deep Defense (the paper): CE + exp regularizer on the unrolled DeepFool distance")
 def _deep_defense(recipe: MethodSettings) -> Objective:
     loss = LayerwiseDeepDefenseLoss if recipe.defense.regularize_layers else DeepDefenseLoss
     return LossModuleObjective(loss(recipe.defense))
 
 
-@register_method("clean", "clean fine-tuning: cross-entropy only, same schedule")
-def _clean(recipe: MethodSettings) -> Objective:
-    return cross_entropy
-
-
-@register_method("deepfool_adv", "Adv. Train I: fine-tuning on DeepFool examples of the starting model")
-def _deepfool_adv(recipe: MethodSettings) -> Objective:
-    return DeepFoolAdversarialLoss(recipe.adversarial)
-
-
-@register_method("fgs_adv", "Adv. Train II: Goodfellow et al.'s FGS adversarial objective")
-def _fgs_adv(recipe: MethodSettings) -> Objective:
-    return FGSAdversarialLoss(recipe.adversarial)
-
-
-@register_method("pgd_adv", "PGD adversarial training (Madry et al.)")
-def _pgd_adv(recipe: MethodSettings) -> Objective:
-    return PGDAdversarialLoss(recipe.adversarial)
-
-
-@register_method("trades", "TRADES (Zhang et al.)")
-def _trades(recipe: MethodSettings) -> Objective:
-    return TradesLoss(recipe.adversarial)
-
-
-@register_method("parseval", "Par. Train: Parseval networks (Cisse et al.), orthonormality retraction after each step")
-def _parseval(recipe: MethodSettings) -> Objective:
-    return ParsevalLoss(recipe.parseval, seed=recipe.seed)
+for _name, _description, _factory in (
+    ("deep_defense", "Deep Defense (the paper): CE + exp regularizer on the unrolled DeepFool distance", _deep_defense),
+    ("clean", "clean fine-tuning: cross-entropy only, same schedule", lambda recipe: cross_entropy),
+    ("deepfool_adv", "Adv. Train I: fine-tuning on DeepFool examples of the starting model",
+     lambda recipe: DeepFoolAdversarialLoss(recipe.adversarial)),
+    ("fgs_adv", "Adv. Train II: Goodfellow et al.'s FGS adversarial objective",
+     lambda recipe: FGSAdversarialLoss(recipe.adversarial)),
+    ("pgd_adv", "PGD adversarial training (Madry et al.)", lambda recipe: PGDAdversarialLoss(recipe.adversarial)),
+    ("trades", "TRADES (Zhang et al.)", lambda recipe: TradesLoss(recipe.adversarial)),
+    ("parseval", "Par. Train: Parseval networks (Cisse et al.), orthonormality retraction after each step",
+     lambda recipe: ParsevalLoss(recipe.parseval, seed=recipe.seed)),
+):
+    register_method(_name, _description)(_factory)

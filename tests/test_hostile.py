@@ -1,0 +1,319 @@
+"""Hostile input: cards anyone can publish, model folders anyone can hand over, a Hub endpoint that misbehaves.
+
+Every case ends in a one-line message (an error, or a notice that leaves the bad item out while the others are
+still listed), in bounded time and memory, with nothing written outside its folder and no token sent anywhere but
+the Hub's host.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import constants
+
+from dd_hub.errors import DDHubError
+from dd_hub.hub import client
+from dd_hub.hub.boards import boards, leaderboard_markdown, write_index
+from dd_hub.hub.cards import load_hub_cards, load_local_cards, parse_card
+from dd_hub.hub.site import build_site, render_markdown
+from dd_hub.storage.metrics import seal
+
+from helpers import assert_one_line_error, run_cli
+from hostile_hub import Elsewhere, HostileHub
+
+TOKEN = "hf_hostile_test_token_not_real"
+
+
+def card_text(*, clean=0.97, robust=0.5, eps=0.3, norm="linf", n=1000, architecture="resnet18", name="model",
+              body="# a card\n", extra: dict | None = None) -> str:
+    metrics = [{"type": "accuracy", "value": clean, "name": "clean accuracy", "args": {"n_examples": n}},
+               {"type": "robust_accuracy", "value": robust, "name": "AutoAttack robust accuracy",
+                "args": {"attack": "autoattack", "norm": norm, "eps": eps, "n_examples": n, "version": "custom",
+                         "attacks": ["apgd-ce", "apgd-t"]}}]
+    data = {"library_name": "timm", "tags": ["dd-hub"],
+            "model-index": [{"name": name, "results": [{"task": {"type": "image-classification"},
+                                                        "dataset": {"type": "mnist", "name": "mnist-5k"},
+                                                        "metrics": metrics}]}],
+            "dd_hub": {"architecture": architecture, "dataset": "mnist-5k", "method": "deep_defense"},
+            **(extra or {})}
+    return f"---\n{yaml.safe_dump(data)}---\n{body}"
+
+
+def write_cards(root: Path, cards: dict[str, str]) -> Path:
+    for name, text in cards.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "README.md").write_text(text)
+    return root
+
+
+# --- cards ----------------------------------------------------------------------------------------------------------
+ALIAS_BOMB = "---\na: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n" \
+             "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e]\n---\n"
+BAD_CARDS = {
+    "alias-bomb": (ALIAS_BOMB, "aliases"),
+    "deep-yaml": ("---\n" + "a: " + "[" * 200 + "]" * 200 + "\n---\n", "deeper than"),
+    "too-large": (card_text(body="x" * (600 << 10)), "larger than"),
+    "above-one": (card_text(robust=1.5), "must be a number in [0, 1]"),
+    "negative": (card_text(clean=-0.1), "must be a number in [0, 1]"),
+    "boolean": (card_text(robust=True), "must be a number in [0, 1]"),
+    "huge-eps": (card_text(eps=1e308), "eps must be a number"),
+    "infinite-eps": (card_text().replace("eps: 0.3", "eps: .inf"), "eps must be a number"),
+    "nan": (card_text().replace("value: 0.5", "value: .nan"), "must be a number in [0, 1]"),
+    "unknown-norm": (card_text(norm="l7"), "norm must be one of"),
+    "no-front-matter": ("# just text\n", "no YAML front matter"),
+    "not-a-mapping": ("---\n- a\n- b\n---\n", "not a mapping"),
+    "bad-model-index": (card_text(extra={"model-index": "lots"}), "model-index is not a list"),
+}
+
+
+def test_each_bad_card_is_one_notice_and_the_good_ones_are_still_listed(tmp_path):
+    cards = {name: text for name, (text, _) in BAD_CARDS.items()}
+    cards["good"] = card_text(name="good")
+    tracemalloc.start()
+    start = time.monotonic()
+    loaded, notices = load_local_cards(write_cards(tmp_path / "cards", cards))
+    elapsed, (_, peak) = time.monotonic() - start, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [card.name for card in loaded] == ["good"]
+    assert elapsed < 10 and peak < 64 << 20, (elapsed, peak)
+    for name, (_, reason) in BAD_CARDS.items():
+        (notice,) = [n for n in notices if f"/{name}/README.md" in n]
+        assert reason in notice and "\n" not in notice, notice
+
+
+def test_impossible_claims_are_flagged_and_ranked_last(tmp_path):
+    cards = {"honest": card_text(robust=0.5), "robust-above-clean": card_text(clean=0.6, robust=0.9),
+             "ten-images": card_text(clean=0.995, robust=0.99, n=10)}
+    loaded, notices = load_local_cards(write_cards(tmp_path / "cards", cards))
+    assert notices == []
+    (board,) = boards(loaded)
+    assert [row.card.name for row in board.rows] == ["honest", "ten-images", "robust-above-clean"]
+    flags = {row.card.name: row.flags for row in board.rows}
+    assert flags["honest"] == [] and "fewer than the 100" in flags["ten-images"][0]
+    assert "above the clean accuracy" in flags["robust-above-clean"][0]
+
+
+def test_card_text_cannot_inject_rows_html_or_terminal_escapes(tmp_path):
+    evil = "x |evil|\n| 1 | injected | row |\n<script>alert(1)</script>\x1b[31mred\x1b]0;title\x07\u202e"
+    cards_dir = write_cards(tmp_path / "cards", {"evil": card_text(architecture=evil), "good": card_text()})
+    index = write_index(cards_dir).read_text()
+    table = [line for line in index.splitlines() if line.startswith("| ")]
+    assert len(table) == 3                                # header + two models: no injected row
+    assert "<script>" not in index and "\x1b" not in index and "\u202e" not in index
+    result = run_cli("list", "--from", str(cards_dir))
+    assert result.exit_code == 0 and "\x1b" not in result.output and "<script>" not in result.output
+
+
+def test_page_names_never_collide_and_a_long_body_renders_in_bounded_time(tmp_path):
+    cards = {"Model": card_text(name="Model"), "model": card_text(name="model"),
+             "long": card_text(body="*a* " * 100_000)}
+    loaded, _ = load_local_cards(write_cards(tmp_path / "cards", cards))
+    start = time.monotonic()
+    site = build_site(loaded, tmp_path / "site")
+    assert time.monotonic() - start < 20
+    assert len({page.name.lower() for page in site.pages}) == 3
+    assert "longer than" in render_markdown("*a* " * 150_000)
+
+
+def test_images_outside_the_card_folder_are_never_read(tmp_path):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG\r\n\x1a\n private")
+    folder = tmp_path / "cards" / "sneaky"
+    folder.mkdir(parents=True)
+    (folder / "link.png").symlink_to(secret)
+    (folder / "README.md").write_text(card_text(body="![a](link.png) ![b](../../secret.png) ![c](/etc/passwd.png)"))
+    (card,), _ = load_local_cards(tmp_path / "cards")
+    assert card.images == {} and card.missing_images == ["link.png"]
+
+
+def test_show_of_a_malformed_card_is_one_line(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "README.md").write_text(ALIAS_BOMB)
+    assert_one_line_error(run_cli("show", str(folder)), "aliases")
+
+
+# --- model folders ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def finished(tmp_path_factory) -> Path:
+    """A small finished model folder (the reliability tests' tiny MLP run)."""
+    from test_reliability import TINY  # noqa: F401  (same budget)
+
+    out = tmp_path_factory.mktemp("hostile") / "mlp"
+    result = run_cli("harden", "mlp", "--dataset", "mnist-5k", "--out", str(out), *TINY)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def reseal(folder: Path, change) -> None:
+    """Edit metrics.json and seal it again, as a hostile publisher can (the digest is no signature)."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    change(metrics)
+    metrics.pop("files"), metrics.pop("digest")
+    (folder / "metrics.json").write_text(json.dumps(seal(metrics, folder)))
+
+
+@pytest.mark.slow
+def test_hostile_model_folders(finished, tmp_path):
+    import shutil
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(finished, target)
+        return target
+
+    outside = tmp_path / "catalogue"
+    escape = copy("escape")
+    reseal(escape, lambda m: m["model"].update(repo_name="../../pwned"))
+    assert_one_line_error(run_cli("cards", str(outside), "--add", str(escape)), "cannot name a card folder")
+    assert_one_line_error(run_cli("cards", str(outside), "--add", str(finished), "--repo-id", "alice/.."),
+                          "invalid repo name")
+    assert not (tmp_path / "pwned").exists() and not any(p.name == "pwned" for p in tmp_path.rglob("*"))
+
+    linked = copy("linked")
+    private = tmp_path / "private.png"
+    private.write_bytes(b"\x89PNG\r\n\x1a\nsecret")
+    (linked / "robustness_curve.png").unlink()
+    (linked / "robustness_curve.png").symlink_to(private)
+    for command in (["publish", str(linked), "--dry-run", "--repo-id", "me/x"], ["cards", str(outside), "--add",
+                                                                                     str(linked)]):
+        assert_one_line_error(run_cli(*command), "a link")
+
+    unlisted = copy("unlisted")
+    reseal(unlisted, lambda m: None)
+    metrics = json.loads((unlisted / "metrics.json").read_text())
+    metrics["files"].pop("model.safetensors")
+    metrics.pop("digest")
+    from dd_hub.storage.metrics import digest
+    (unlisted / "metrics.json").write_text(json.dumps({**metrics, "digest": digest(metrics)}))
+    assert_one_line_error(run_cli("publish", str(unlisted), "--dry-run", "--repo-id", "me/x"),
+                          "does not list model.safetensors")
+
+    strict = copy("strict")
+    config = json.loads((strict / "config.json").read_text())
+    config["model_args"] = {**config.get("model_args", {}), "pretrained_strict": False}
+    (strict / "config.json").write_text(json.dumps(config))
+    reseal(strict, lambda m: None)
+    assert_one_line_error(run_cli("eval", str(strict), "--quiet"), "may not set 'pretrained_strict'")
+
+    budget = copy("budget")
+    reseal(budget, lambda m: m["recipe"]["evaluation"].update(pgd_steps=10**9))
+    assert_one_line_error(run_cli("eval", str(budget), "--quiet"), "'evaluation.pgd_steps' must be")
+
+
+def test_a_resized_vit_is_refused_not_resampled(tmp_path):
+    import dd_hub
+    from dd_hub.models.directory import load_directory, save_model
+
+    model = dd_hub.create_model("vit_tiny_patch16_224", num_classes=3, input_size=(3, 32, 32), depth=1)
+    save_model(model, tmp_path / "vit")
+    config = json.loads((tmp_path / "vit" / "config.json").read_text())
+    config["model_args"]["img_size"] = [64, 64]          # timm would resample the position embedding
+    (tmp_path / "vit" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DDHubError, match="do not fit the network its config.json describes"):
+        load_directory(tmp_path / "vit")
+
+
+# --- the Hub endpoint -----------------------------------------------------------------------------------------------
+@pytest.fixture
+def endpoint(monkeypatch):
+    servers = []
+
+    def start(**kwargs) -> HostileHub:
+        elsewhere = Elsewhere()
+        hub = HostileHub(elsewhere=elsewhere, **kwargs)
+        servers.extend([hub, elsewhere])
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.setattr(client, "HUB_TIMEOUT_S", 2.0)
+        monkeypatch.setattr(client, "RETRIES", 0)
+        return hub
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize("listing, reason", [("trickle", "no complete answer from the Hub within 2 s"),
+                                             ("huge", "bytes allowed")])
+def test_a_slow_or_huge_listing_ends_in_one_line(endpoint, listing, reason):
+    endpoint(listing=listing, cards={"a/b": card_text()})
+    start = time.monotonic()
+    with pytest.raises(DDHubError, match=reason) as info:
+        load_hub_cards()
+    assert time.monotonic() - start < 15 and "\n" not in str(info.value)
+
+
+def test_pagination_stays_on_the_hub_and_ends_on_a_loop(endpoint):
+    hub = endpoint(listing="loop", cards={"a/b": card_text()})
+    cards, _ = load_hub_cards()
+    assert [c.repo_id for c in cards] == ["a/b"]
+    assert hub.requests.count("/api/models") == 2     # the page, then its link to itself once: then it stops
+    hub = endpoint(listing="elsewhere", cards={"a/b": card_text()})
+    load_hub_cards()
+    assert hub.elsewhere.seen == []                    # a next page on another host is not followed at all
+
+
+def test_one_bad_repo_is_a_notice_and_no_token_leaves_the_hub(endpoint):
+    hub = endpoint(cards={"a/forbidden": "forbidden", "a/redirect": "redirect", "a/huge": "huge",
+                          "a/good": card_text()})
+    cards, notices = load_hub_cards(images=False)
+    assert [c.repo_id for c in cards] == ["a/good"]
+    assert len(notices) == 3 and all("\n" not in n for n in notices)   # the redirect's target is no card
+    assert any("a/forbidden" in n and "403" in n for n in notices)
+    assert any("a/huge" in n and "bytes allowed" in n for n in notices)
+    assert all("authorization" not in {k.lower() for k in headers} for headers in hub.elsewhere.seen)
+    assert TOKEN not in json.dumps(hub.elsewhere.seen)
+
+
+# --- the user's files ------------------------------------------------------------------------------------------------
+def test_a_site_rebuild_keeps_the_files_it_did_not_write(tmp_path):
+    loaded, _ = load_local_cards(write_cards(tmp_path / "cards", {"m": card_text()}))
+    site = tmp_path / "site"
+    build_site(loaded, site)
+    (site / "CNAME").write_text("robust.example.org\n")
+    (site / ".git").mkdir()
+    (site / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    build_site(loaded, site)
+    assert (site / "CNAME").read_text() == "robust.example.org\n" and (site / ".git" / "HEAD").is_file()
+    (site / "index.html").unlink()
+    (site / "models" / "m.html").unlink()
+    (site / "models" / "m.html").write_text("mine")           # a user file where the site wants to write
+    marker = (site / ".dd-hub-site").read_text().replace("models/m.html\n", "")
+    (site / ".dd-hub-site").write_text(marker)
+    with pytest.raises(DDHubError, match="was not written by dd-hub site"):
+        build_site(loaded, site)
+    assert (site / "models" / "m.html").read_text() == "mine"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(DDHubError, match="is not a dd-hub site"):
+        build_site(loaded, other)
+
+
+def test_an_empty_or_foreign_lock_is_left_alone(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".dd-hub.lock").write_text("")
+    result = run_cli("harden", "mlp", "--dataset", "mnist-5k", "--out", str(out))
+    assert_one_line_error(result, "names no run")
+    assert (out / ".dd-hub.lock").exists()
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--set", "harden.lr=1e309"], "'harden.lr' must be a finite number"),
+    (["--out", "PARENT_FILE/run"], "cannot create"),
+    (["--out", "x" * 300], "cannot create"),
+])
+def test_bad_values_and_paths_are_one_line(tmp_path, args, reason):
+    (tmp_path / "PARENT_FILE").write_text("a file")
+    args = [str(tmp_path / a) if a.startswith(("PARENT_FILE", "xxx")) else a for a in args]
+    os.chdir(tmp_path)
+    assert_one_line_error(run_cli("harden", "mlp", "--dataset", "mnist-5k", *args), reason)
