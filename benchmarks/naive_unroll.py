@@ -27,11 +27,12 @@ def naive_deepfool_unrolled(
     eps: float | None = None,
     bounds: tuple[float, float] | None = None,
     candidate_gradients: str = "auto",
+    logits: Tensor | None = None,
 ) -> UnrolledResult:
     """Unrolled L2 DeepFool, every candidate gradient in the graph; drop-in for ``deepfool_unrolled``.
 
-    ``candidate_gradients`` is accepted for the drop-in and ignored: every candidate gets its own create-graph
-    backward here."""
+    ``candidate_gradients`` and ``logits`` are accepted for the drop-in and ignored: every candidate gets its own
+    create-graph backward here, and every iterate its own forward."""
     if bounds is not None or iterate != "reference":
         raise NotImplementedError("the naive reference covers the Deep Defense setting (bounds=None) with the "
                                   "reference iteration only (tests/test_authors_unroll.py has the authors' rule)")

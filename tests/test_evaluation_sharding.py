@@ -40,9 +40,11 @@ def _model():
 
 
 def _report() -> dict:
+    """The report's figures (its stage timings aside: they are the one thing that differs run to run)."""
     from dd_hub.evaluation.report import evaluate
 
-    return evaluate(_model(), create_dataset("mnist-5k", "test"), _config(), progress=False).to_dict()
+    report = evaluate(_model(), create_dataset("mnist-5k", "test"), _config(), progress=False).to_dict()
+    return {key: value for key, value in report.items() if key != "seconds"}
 
 
 def test_the_subset_is_class_balanced_seeded_and_independent_of_the_model(tmp_path):
@@ -55,8 +57,6 @@ def test_the_subset_is_class_balanced_seeded_and_independent_of_the_model(tmp_pa
     root = make_imagenet_folder(tmp_path / "data", classes=("a", "b", "c", "d"), per_class=3, size=16)
     folder = create_dataset("imagenet", "test", data_dir=root)
     assert sorted(dataset_labels(balanced_subset(folder, 8))) == [0, 0, 1, 1, 2, 2, 3, 3]
-
-
 
 
 @pytest.mark.slow

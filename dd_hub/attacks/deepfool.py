@@ -88,6 +88,7 @@ def deepfool(
     norm: Norm = "l2",
     bounds: tuple[float, float] | None = (0.0, 1.0),
     candidate_gradients: CandidateGradients = "auto",
+    logits: Tensor | None = None,
 ) -> AttackResult:
     """Minimal perturbation that moves each input out of class ``labels`` (untargeted DeepFool).
 
@@ -95,24 +96,24 @@ def deepfool(
     with no perturbation). ``norm``: ``'l2'`` or ``'linf'``. Up to ``steps`` iterations over the top
     ``candidates`` classes; the result includes the ``overshoot``. ``bounds`` clips every iterate to the box;
     ``None`` (the paper's and LTS4's semantics, used for rho_2) leaves it unconstrained.
-    ``candidate_gradients``: ``'auto'``, ``'batched'`` or ``'loop'`` (module docstring).
-    ``iterations``: steps taken per sample.
+    ``candidate_gradients``: ``'auto'``, ``'batched'`` or ``'loop'`` (module docstring). ``logits``: the model's
+    output at ``inputs`` computed with ``inputs`` requiring grad (its graph kept), to serve as the first iteration's
+    forward instead of a new one (an evaluation shares its clean pass so). ``iterations``: steps taken per sample.
     """
     check_norm(norm, "DeepFool")
     check_candidate_gradients(candidate_gradients)
-    inputs = inputs.detach()
-    with torch.no_grad():
-        logits = model(inputs)
+    first = _first_forward(model, inputs, logits, bounds, graph=steps > 0)
+    x0, clean = inputs.detach(), first[1].detach()
     if labels is None:
-        labels = logits.argmax(1)
-        targets = _candidate_classes(logits, candidates)
+        labels = clean.argmax(1)
+        targets = _candidate_classes(clean, candidates)
     else:
-        targets = _candidate_classes(logits, candidates, exclude=labels)
+        targets = _candidate_classes(clean, candidates, exclude=labels)
     towards = torch.zeros_like(labels, dtype=torch.bool)
     adversarial, iterations, success = _deepfool_loop(
-        model, inputs, labels, targets, towards, steps=steps, overshoot=overshoot, rule=_Rule.reference(norm),
-        bounds=bounds, differentiable=False, gradients=_CandidateGradients(candidate_gradients))
-    return AttackResult(inputs, adversarial.detach(), success, iterations)
+        model, x0, labels, targets, towards, steps=steps, overshoot=overshoot, rule=_Rule.reference(norm),
+        bounds=bounds, differentiable=False, gradients=_CandidateGradients(candidate_gradients), first=first)
+    return AttackResult(x0, adversarial.detach(), success, iterations)
 
 
 def deepfool_unrolled(
@@ -127,6 +128,7 @@ def deepfool_unrolled(
     eps: float | None = None,
     bounds: tuple[float, float] | None = None,
     candidate_gradients: CandidateGradients = "auto",
+    logits: Tensor | None = None,
 ) -> UnrolledResult:
     """L2 DeepFool whose perturbation is a differentiable function of the model's parameters (double backprop).
 
@@ -136,7 +138,9 @@ def deepfool_unrolled(
     guard (default 1e-8 for ``'reference'``, added to ``||w||``; 1e-5 for ``'authors'``, added to every element of
     ``w``). ``bounds=None`` (Deep Defense's setting) leaves the iterates unconstrained. ``candidate_gradients``:
     how the candidates' gradients (used only to pick the class) are computed, ``'auto'``, ``'batched'`` or
-    ``'loop'`` (module docstring); it does not change the result.
+    ``'loop'`` (module docstring); it does not change the result. ``logits``: the model's output at ``inputs``
+    computed with ``inputs`` requiring grad (the training step's clean forward), reused as the first iterate's
+    forward; without it that forward is made here. Either way ``x0`` is forwarded once.
 
     Gradient flows through every iterate, logit difference and chosen direction; only the class choices and the
     stopping masks are constants. The target class is picked from gradients computed without a graph, then only
@@ -145,18 +149,34 @@ def deepfool_unrolled(
     """
     value_of(Iterate, iterate, "iterate", noun="")
     check_candidate_gradients(candidate_gradients)
-    inputs = inputs.detach()
-    with torch.no_grad():
-        logits = model(inputs)
+    first = _first_forward(model, inputs, logits, bounds, graph=steps > 0)
+    x0, clean = inputs.detach(), first[1].detach()
     if labels is None:
-        labels = logits.argmax(1)
-    correct = logits.argmax(1) == labels
-    targets = torch.where(correct[:, None], _candidate_classes(logits, candidates, exclude=labels), labels[:, None])
+        labels = clean.argmax(1)
+    correct = clean.argmax(1) == labels
+    targets = torch.where(correct[:, None], _candidate_classes(clean, candidates, exclude=labels), labels[:, None])
     rule = _Rule.reference("l2", eps) if iterate == "reference" else _Rule.authors(eps)
     adversarial, iterations, success = _deepfool_loop(
-        model, inputs, labels, targets, ~correct, steps=steps, overshoot=overshoot, rule=rule, bounds=bounds,
-        differentiable=True, gradients=_CandidateGradients(candidate_gradients))
-    return UnrolledResult(adversarial - inputs, iterations, success, correct)
+        model, x0, labels, targets, ~correct, steps=steps, overshoot=overshoot, rule=rule, bounds=bounds,
+        differentiable=True, gradients=_CandidateGradients(candidate_gradients), first=first)
+    return UnrolledResult(adversarial - x0, iterations, success, correct)
+
+
+def _first_forward(model: nn.Module, inputs: Tensor, logits: Tensor | None, bounds: tuple[float, float] | None, *,
+                   graph: bool) -> tuple[Tensor, Tensor]:
+    """``(x, logits)`` of the first iterate, ``x0`` (clipped to ``bounds``): the given ``logits`` when they were
+    computed at that very point with a graph to it, else one forward here (with a graph when ``graph``)."""
+    x = clip(inputs.detach(), bounds)
+    reusable = (logits is not None and inputs.requires_grad and logits.requires_grad
+                and (bounds is None or torch.equal(x, inputs.detach())))
+    if reusable:
+        return inputs, logits
+    if not graph:
+        with torch.no_grad():
+            return x, model(x)
+    x = x.requires_grad_(True)
+    with torch.enable_grad():
+        return x, model(x)
 
 
 @dataclass(frozen=True)
@@ -220,6 +240,7 @@ def _deepfool_loop(
     bounds: tuple[float, float] | None,
     differentiable: bool,
     gradients: "_CandidateGradients",
+    first: tuple[Tensor, Tensor],
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The shared DeepFool iteration; returns the final point ``x0 + (1 + overshoot) * r_tot``, iterations, success.
 
@@ -237,8 +258,8 @@ def _deepfool_loop(
     active = torch.arange(batch, device=x0.device)
     scale = 1.0 + overshoot
     linearise = scale if rule.at_overshoot else 1.0
-    x, logits = _forward(model, x0, r_tot, active, linearise, bounds, graph=steps > 0)
-    tested = logits  # at r_tot = 0 the test and linearisation points are both x0
+    x, logits = first  # the forward at x0 (r_tot = 0), where the test and linearisation points coincide
+    tested = logits
     previous = torch.where(towards, logits.argmax(1), labels) if rule.lagged else None
     for step in range(steps + 1):
         pred = tested.argmax(1)

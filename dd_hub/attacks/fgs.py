@@ -8,16 +8,20 @@ from torch import Tensor, nn
 from .result import AttackResult, check_norm, clip, predictions
 
 
-def fgs_direction(model: nn.Module, inputs: Tensor, labels: Tensor | None = None, *, norm: str = "linf") -> Tensor:
+def fgs_direction(model: nn.Module, inputs: Tensor, labels: Tensor | None = None, *, norm: str = "linf",
+                  logits: Tensor | None = None) -> Tensor:
     """The unit step of :func:`fgs`, which does not depend on ``eps``: ``sign(g)`` (``'linf'``) or ``g / ||g||_2``
-    (``'l2'``), ``g`` the input gradient of the summed cross-entropy at ``labels`` (``None``: the predictions)."""
+    (``'l2'``), ``g`` the input gradient of the summed cross-entropy at ``labels`` (``None``: the predictions).
+    ``logits``: the model's output at ``inputs`` with ``inputs`` requiring grad, reused (its graph kept) instead
+    of a new forward."""
     check_norm(norm, "FGS")
+    shared = logits is not None and inputs.requires_grad and logits.requires_grad
     if labels is None:
-        labels = predictions(model, inputs)
-    x = inputs.detach().requires_grad_(True)
+        labels = logits.detach().argmax(1) if shared else predictions(model, inputs)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x), labels, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x)
+        x = inputs if shared else inputs.detach().requires_grad_(True)
+        loss = F.cross_entropy(logits if shared else model(x), labels, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x, retain_graph=shared)
     if norm == "linf":
         return grad.sign()
     return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))

@@ -117,19 +117,22 @@ class _Evaluation:
             yield index, images.to(self.device), labels.to(self.device)
 
     def deepfool_pass(self, center: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Per example, in dataset order: clean correctness, DeepFool's rho, success and iterations."""
+        """Per example, in dataset order: clean correctness, DeepFool's rho, success and iterations; the FGS
+        directions are cached on the way. One forward of each batch serves all three."""
         cfg = self.config
         columns: dict[str, list] = {"correct": [], "rho": [], "success": [], "iterations": []}
         for index, images, labels in self.each("DeepFool"):
-            with torch.no_grad():
-                columns["correct"].append((index, self.model(images).argmax(1) == labels))
-            result = deepfool(self.model, images, steps=cfg.deepfool_steps, candidates=cfg.candidates,
+            x = images.detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = self.model(x)
+            columns["correct"].append((index, logits.detach().argmax(1) == labels))
+            self.directions[index] = fgs_direction(self.model, x, labels, logits=logits).to(torch.int8).cpu()
+            result = deepfool(self.model, x, steps=cfg.deepfool_steps, candidates=cfg.candidates,
                               overshoot=cfg.overshoot, bounds=(0.0, 1.0) if cfg.clip else None,
-                              candidate_gradients=cfg.candidate_gradients)
+                              candidate_gradients=cfg.candidate_gradients, logits=logits)
             columns["rho"].append((index, ratio(result.perturbation, images, center)))
             columns["success"].append((index, result.success))
             columns["iterations"].append((index, result.iterations))
-            self.directions[index] = fgs_direction(self.model, images, labels).to(torch.int8).cpu()
         return {name: self.batches.concat(pairs) for name, pairs in columns.items()}
 
     @torch.no_grad()

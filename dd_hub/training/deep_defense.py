@@ -56,7 +56,7 @@ def stochastic_layers_off(model: nn.Module) -> Iterator[None]:
     The DeepFool iterations must see one deterministic function; a fresh dropout mask per pass would make each
     iterate attack a different network. BatchNorm is left as the caller set it (frozen during hardening).
     """
-    switched = [m for m in model.modules() if m.training and any(s in type(m).__name__ for s in _STOCHASTIC)]
+    switched = stochastic_layers(model)
     for module in switched:
         module.train(False)
     try:
@@ -85,6 +85,11 @@ class ScaledLogits(nn.Module):
         return self.model(x) * self.scale
 
 
+def stochastic_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's Dropout/DropPath/DropBlock layers that are active (in training mode)."""
+    return [m for m in model.modules() if m.training and any(s in type(m).__name__ for s in _STOCHASTIC)]
+
+
 class DeepDefenseLoss(nn.Module):
     """Cross-entropy plus the Deep Defense regularizer, as a loss module.
 
@@ -100,6 +105,10 @@ class DeepDefenseLoss(nn.Module):
         self.config = DeepDefenseConfig(**{**asdict(config or DeepDefenseConfig()), **overrides})
         self.stats: dict[str, float] = {}
 
+    def shares_clean_forward(self, model: nn.Module) -> bool:
+        """Whether the clean forward can be the first DeepFool iterate's: the same function (no active dropout)."""
+        return not stochastic_layers(model)
+
     def forward(
         self,
         model: nn.Module,
@@ -109,19 +118,29 @@ class DeepDefenseLoss(nn.Module):
         center: Tensor | None = None,
         loss_scale: float | None = None,
     ) -> Tensor:
-        """``loss_scale``: the fp16 GradScaler's current scale (the training loop passes it), see ScaledLogits."""
+        """``loss_scale``: the fp16 GradScaler's current scale (the training loop passes it), see ScaledLogits.
+
+        One forward at the clean inputs serves both the cross-entropy and the first unrolled DeepFool iterate when
+        it can: when ``logits`` are given with ``inputs`` requiring grad (the training loop's step), or when they
+        are computed here, and the model has no active dropout (whose masks would make the two passes differ).
+        """
         cfg = self.config
+        shared = self.shares_clean_forward(model)
         if logits is None:
+            if shared:
+                inputs = inputs.detach().requires_grad_(True)
             logits = model(inputs)
         ce = F.cross_entropy(logits, labels)
         scale = None if loss_scale is None else loss_scale / len(inputs)
         attacked = model if scale is None else ScaledLogits(model, scale)
+        first = None if not shared else logits if scale is None else logits * scale
         # The authors' guard is added to the gradients, which the logit scale multiplies: scale it alike.
         eps = None if cfg.iterate == "reference" else cfg.authors_eps * (scale or 1.0)
         with stochastic_layers_off(model):
             result = deepfool_unrolled(attacked, inputs, labels, steps=cfg.steps, candidates=cfg.candidates,
                                        overshoot=cfg.overshoot, iterate=cfg.iterate, eps=eps,
-                                       candidate_gradients=cfg.candidate_gradients)
+                                       candidate_gradients=cfg.candidate_gradients, logits=first)
+        inputs = inputs.detach()
         rho = ratio(result.perturbation, inputs, center)
         exponent = torch.where(result.correct, -cfg.c * rho, cfg.d * rho)
         regularizer = cfg.lam * torch.exp(exponent).sum() / len(inputs)

@@ -117,16 +117,20 @@ def training_step(accelerator: Accelerator, wrapped: nn.Module, objective: Objec
                   labels: Tensor, center: Tensor | None = None) -> tuple[LossOutput, bool]:
     """Loss and backward of one batch; returns the objective's output and whether its loss was finite everywhere.
 
-    The clean forward goes through ``wrapped`` (the DDP wrapper, whose backward hooks all-reduce), the objective's
-    own passes through the unwrapped module (no collectives, so per-rank early exits cannot hang), and one
-    ``accelerator.backward`` on the total loss (grad-accumulation division and fp16 loss scaling included).
+    The clean forward goes through ``wrapped`` (the DDP wrapper, whose backward hooks all-reduce), with a graph to
+    the inputs when the objective reuses it as its first attack iterate (Deep Defense: ``wants_input_graph``); the
+    objective's own passes through the unwrapped module (no collectives, so per-rank early exits cannot hang), and
+    one ``accelerator.backward`` on the total loss (grad-accumulation division and fp16 loss scaling included).
     A non-finite loss is not back-propagated.
     """
     extra = {}
     if accelerator.scaler is not None and "loss_scale" in inspect.signature(objective).parameters:
         extra["loss_scale"] = accelerator.scaler.get_scale()
-    out = objective(accelerator.unwrap_model(wrapped), inputs, labels, logits=wrapped(inputs), center=center,
-                    **extra)
+    model = accelerator.unwrap_model(wrapped)
+    wants_graph = getattr(objective, "wants_input_graph", None)
+    if wants_graph is not None and wants_graph(model):
+        inputs = inputs.detach().requires_grad_(True)
+    out = objective(model, inputs, labels, logits=wrapped(inputs), center=center, **extra)
     finite = all_finite(accelerator, out.loss)
     if finite:
         accelerator.backward(out.loss)

@@ -137,6 +137,9 @@ class OnlyLayers(nn.Module):
 class LayerwiseDeepDefenseLoss(DeepDefenseLoss):
     """Deep Defense whose regularizer only trains ``config.regularize_layers`` (the paper's Fig. 4); CE trains all."""
 
+    def shares_clean_forward(self, model: nn.Module) -> bool:
+        return False  # the clean forward trains every layer; the unrolled DeepFool's must train the chosen ones only
+
     def forward(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
                 center: Tensor | None = None, loss_scale: float | None = None) -> Tensor:
         logits = model(inputs) if logits is None else logits
@@ -153,6 +156,11 @@ class LossModuleObjective:
 
     def __init__(self, loss: nn.Module) -> None:
         self.loss = loss
+
+    def wants_input_graph(self, model: nn.Module) -> bool:
+        """Whether the training step should forward the clean inputs with a graph to them, for the loss to reuse."""
+        shares = getattr(self.loss, "shares_clean_forward", None)
+        return bool(shares and shares(model))
 
     def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None = None,
                  center: Tensor | None = None, loss_scale: float | None = None) -> LossOutput:
