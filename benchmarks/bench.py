@@ -1,4 +1,4 @@
-"""DeepFool and Deep Defense step benchmark: dd-hub side by side with foolbox and torchattacks, in one run.
+"""DeepFool and Deep Defense step benchmark: dd-hub side by side with adv-lib, foolbox and torchattacks, in one run.
 
     python benchmarks/bench.py                       # LeNet 28x28 (batch 100) and ResNet-18 32x32 (batch 32)
     python benchmarks/bench.py --models lenet --repeats 5 --json bench.json
@@ -7,8 +7,10 @@
 For each model, on the same model, batch and settings (L2, 50 iterations, 10 candidates, overshoot 0.02, [0, 1]
 box):
 - DeepFool throughput (images/s, median of ``--repeats`` timed runs after one warm-up) of ``dd_hub.deepfool``,
-  foolbox's ``L2DeepFoolAttack`` and torchattacks' ``DeepFool`` (on the first ``--torchattacks-rows`` images only:
-  it loops over samples in Python), with each one's rho_2 = mean ||r||_2 / ||x||_2 and success rate;
+  adv-lib's ``df`` (the fastest public batched DeepFool; PyPI ``adv-lib``, installed with ``pip install --no-deps
+  adv-lib``: its ``visdom`` dependency only serves its logger), foolbox's ``L2DeepFoolAttack`` and torchattacks'
+  ``DeepFool`` (on the first ``--torchattacks-rows`` images only: it loops over samples in Python), with each one's
+  rho_2 = mean ||r||_2 / ||x||_2 and success rate;
 - the wall time of one Deep Defense training step (forward, loss with 5 unrolled iterations and 10 candidates,
   backward) divided by that of one plain cross-entropy step, for dd-hub and for the naive unrolling that keeps all
   candidates' gradients in the graph (benchmarks/naive_unroll.py);
@@ -32,7 +34,9 @@ weights, batch ``--imagenet-batch`` (default 4 on CPU, 32 on GPU). No foolbox/to
   divided by the loop's wall time (first ``next()`` to the end of the last step; model and optimizer setup
   excluded). The first batch's wait (worker start-up) is also printed on its own;
 - evaluation, ``dd_hub.evaluation.report.evaluate`` on the folder's val split with a small ``EvalConfig`` (3 DeepFool
-  steps, one FGS eps, epsilon_ref given, PGD, sanity checks and AutoAttack off): images/s over the whole call.
+  steps, one FGS eps, epsilon_ref given, PGD, sanity checks and AutoAttack off): images/s over the whole call;
+- one DeepFool iteration on one image, dd-hub (top 10 candidates) against adv-lib (every one of the 999 other
+  classes: it has no candidate limit), so that the cost of its all-classes gradients at 1000 classes is stated.
 """
 from __future__ import annotations
 
@@ -56,8 +60,9 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dd_hub.training.deep_defense  # noqa: E402
 from dd_hub import create_model, deepfool  # noqa: E402
-from dd_hub.training.deep_defense import DeepDefenseLoss, ratio  # noqa: E402
+from dd_hub.training.deep_defense import DeepDefenseLoss  # noqa: E402
 from naive_unroll import naive_deepfool_unrolled  # noqa: E402
+from dd_hub.attacks.result import ratio  # noqa: E402
 
 DEEPFOOL = dict(steps=50, candidates=10, overshoot=0.02)
 MODELS = {  # name: (timm/dd-hub model, batch, input shape, classes); batch None: --imagenet-batch
@@ -150,6 +155,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def adv_lib_df() -> Callable | None:
+    """adv-lib's ``df``, or None when adv-lib is not installed. Its ``adv_lib.attacks`` package imports every attack
+    and with them ``visdom`` (for a logger): the module of ``df`` is loaded on its own, so visdom is not needed."""
+    import importlib.util
+
+    try:
+        import adv_lib.utils.attack_utils  # noqa: F401  (what deepfool.py imports)
+    except ImportError:
+        return None
+    spec = importlib.util.spec_from_file_location("adv_lib_deepfool", Path(adv_lib.__path__[0]) / "attacks" /
+                                                  "deepfool.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.df
+
+
 def bench_deepfool(model: nn.Module, inputs: Tensor, repeats: int, ta_rows: int) -> list[dict]:
     import foolbox as fb
     import torchattacks
@@ -161,6 +182,13 @@ def bench_deepfool(model: nn.Module, inputs: Tensor, repeats: int, ta_rows: int)
     def ours() -> tuple[Tensor, Tensor]:
         result = deepfool(model, inputs, **DEEPFOOL, bounds=(0.0, 1.0))
         return result.perturbation, result.success
+
+    df = adv_lib_df()
+
+    def adv_lib() -> tuple[Tensor, Tensor]:  # every other class is a candidate: here the same 9 as dd-hub's
+        adversarial = df(model, inputs, predictions, steps=DEEPFOOL["steps"], overshoot=DEEPFOOL["overshoot"])
+        with torch.no_grad():
+            return adversarial - inputs, model(adversarial).argmax(1) != predictions
 
     attack = fb.attacks.L2DeepFoolAttack(**DEEPFOOL, loss="logits")
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=device)
@@ -177,10 +205,11 @@ def bench_deepfool(model: nn.Module, inputs: Tensor, repeats: int, ta_rows: int)
         with torch.no_grad():
             return adversarial - ta_inputs, model(adversarial).argmax(1) != ta_predictions
 
-    timings = timed({"dd-hub": ours, "foolbox": foolbox, "torchattacks": torchattacks_}, device,
-                    {"dd-hub": repeats, "foolbox": repeats, "torchattacks": 0})
+    fns = {"dd-hub": ours, **({"adv-lib": adv_lib} if df else {}), "foolbox": foolbox, "torchattacks": torchattacks_}
+    timings = timed(fns, device, {**dict.fromkeys(fns, repeats), "torchattacks": 0})
     rows = []
-    for label, x in (("dd-hub", inputs), ("foolbox", inputs), ("torchattacks", ta_inputs)):
+    for label, x in (("dd-hub", inputs), *((("adv-lib", inputs),) if df else ()), ("foolbox", inputs),
+                     ("torchattacks", ta_inputs)):
         seconds, cpu_seconds, (perturbation, success) = timings[label]
         rows.append({"impl": label, "images": len(x), "seconds": seconds, "cpu_seconds": cpu_seconds,
                      "images_per_s": len(x) / seconds, "rho2": ratio(perturbation, x).mean().item(),
@@ -370,6 +399,20 @@ def bench_evaluation(name: str, folder: Path, batch: int, workers: int, device: 
             "deepfool_mean_iterations": report.deepfool["mean_iterations"]}
 
 
+def bench_iteration(name: str, device: torch.device) -> dict | None:
+    """One DeepFool iteration on one image, dd-hub (10 candidates) and adv-lib (all classes); None without adv-lib."""
+    df = adv_lib_df()
+    if df is None:
+        return None
+    model, inputs, labels = build(name, device, imagenet_batch=1)
+    classes = MODELS[name][3]
+    timings = timed({"dd-hub": lambda: deepfool(model, inputs, steps=1, candidates=10, overshoot=0.02),
+                     "adv-lib": lambda: df(model, inputs, labels, steps=1, overshoot=0.02)}, device, 1)
+    return {"classes": classes, **{impl: {"seconds": wall, "cpu_seconds": cpu,
+                                          "backward_passes": 9 if impl == "dd-hub" else classes - 1}
+                                   for impl, (wall, cpu, _) in timings.items()}}
+
+
 def bench_imagenet(name: str, device: torch.device, args: argparse.Namespace, folder: Path) -> dict:
     """The ImageNet-scale rows of ``name`` (module docstring)."""
     batch = batch_size(name, args.imagenet_batch)
@@ -384,8 +427,13 @@ def bench_imagenet(name: str, device: torch.device, args: argparse.Namespace, fo
              for objective in ("deep-defense", "plain")]
     evaluation = bench_evaluation(name, folder, batch, args.workers, device)
     print(_pipeline_table(loops, evaluation))
+    iteration = bench_iteration(name, device)
+    if iteration:
+        print(f"| one DeepFool iteration, 1 image, {iteration['classes']} classes | s | backward passes |\n|---|---|---|")
+        for impl in ("dd-hub", "adv-lib"):
+            print(f"| {impl} | {iteration[impl]['seconds']:.2f} | {iteration[impl]['backward_passes']} |")
     return {"batch": batch, "step_seconds": step_seconds, "step_peak_mib": memory, "harden_loop": loops,
-            "evaluation": evaluation}
+            "evaluation": evaluation, "deepfool_iteration": iteration}
 
 
 def main() -> None:
