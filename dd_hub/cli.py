@@ -290,7 +290,7 @@ def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
     import json
 
     from .hub.boards import board_json, board_markdown, boards, select_boards
-    from .hub.cards import find_published, load_local_cards
+    from .hub.collection import find_published, load_local_cards
 
     if threat_model:
         from .attacks.threat_models import threat_model as check_threat_model
@@ -317,7 +317,7 @@ def show(repo_id, as_json) -> None:
     """Robustness figures of one published checkpoint (ORG/NAME) or local model directory, from its card."""
     import json
 
-    from .hub.cards import show as read_card
+    from .hub.collection import show as read_card
     from .text import one_line
 
     card = read_card(repo_id)
@@ -371,7 +371,7 @@ def methods_cmd() -> None:
 def site_cmd(out_dir, cards_dir, author, limit) -> None:
     """Build a static leaderboard site (boards per dataset and AutoAttack threat model, one page per model) in
     OUT_DIR, from the Hub's dd-hub models or from local model cards; open OUT_DIR/index.html in a browser."""
-    from .hub.cards import load_hub_cards, load_local_cards
+    from .hub.collection import load_hub_cards, load_local_cards
     from .hub.site import build_site
 
     if cards_dir:

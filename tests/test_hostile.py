@@ -18,8 +18,8 @@ from huggingface_hub import constants
 
 from dd_hub.errors import DDHubError
 from dd_hub.hub import client
-from dd_hub.hub.boards import boards, leaderboard_markdown, write_index
-from dd_hub.hub.cards import load_hub_cards, load_local_cards, parse_card
+from dd_hub.hub.boards import boards, write_index
+from dd_hub.hub.collection import load_hub_cards, load_local_cards
 from dd_hub.hub.site import build_site, render_markdown
 from dd_hub.storage.metrics import seal
 

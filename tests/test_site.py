@@ -21,7 +21,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from dd_hub.errors import DDHubError
 from dd_hub.hub.boards import NO_THREAT_MODEL, boards
-from dd_hub.hub.cards import load_hub_cards, load_local_cards
+from dd_hub.hub.collection import load_hub_cards, load_local_cards
 from dd_hub.hub.site import build_site, render_markdown
 
 

@@ -16,7 +16,7 @@ import pytest
 from huggingface_hub import constants
 
 from dd_hub.hub.card import render_card
-from dd_hub.hub.cards import load_hub_cards
+from dd_hub.hub.collection import load_hub_cards
 from dd_hub.hub.site import build_site
 from dd_hub.hub.verification import RECORD_NAME
 

@@ -114,7 +114,7 @@ def autoattack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor | No
 def _package():
     try:
         import pyautoattack
-        from pyautoattack import checks  # noqa: F401  (imported with the package, reset in _contained)
+        from pyautoattack import checks  # noqa: F401  (needed by _contained)
     except ImportError:
         raise DDHubError("AutoAttack needs the reference implementation: pip install pyautoattack") from None
     return pyautoattack

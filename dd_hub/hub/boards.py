@@ -18,7 +18,9 @@ from pathlib import Path
 from ..names import INDEX_NAME
 from ..storage.atomic_io import write_text_atomic
 from ..text import markdown_cell, markdown_table, unique_names
-from .cards import HUB_URL, Card, Figure, load_local_cards
+from .cards import HUB_URL, Card, Figure
+from .collection import load_local_cards
+from .verification import figure_status
 
 DEFAULT_METHOD = "deep_defense"
 NO_THREAT_MODEL = "no standard threat model evaluated"
@@ -115,7 +117,7 @@ def boards(cards: list[Card]) -> list[Board]:
             untested.append(Row(card, names[id(card)], **common))
             continue
         for figure in entries:
-            status, who = card.status(figure)
+            status, who = figure_status(card, figure)
             row = Row(card, names[id(card)], robust=figure, status=status, verified_by=who, **common)
             dataset = str(card.info.get("dataset") or figure.dataset)
             rows = by_threat.setdefault((dataset, figure.args["norm"], _eps_key(figure.args["eps"])), {})

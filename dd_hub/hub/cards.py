@@ -13,7 +13,7 @@ Cards are written by anyone, so a card is read like any input from outside:
 - images are read only inside the card's folder (or from its repo), only PNGs, size-capped; links are not followed.
 
 Whether a figure was re-measured by someone else is not the card's to say: verification records
-(:mod:`dd_hub.hub.verification`) are attached to cards here and checked by :meth:`Card.status`.
+(:mod:`dd_hub.hub.verification`) are attached to cards when they are collected (:mod:`dd_hub.hub.collection`).
 """
 from __future__ import annotations
 
@@ -28,13 +28,10 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from ..errors import DDHubError, first_line
-from ..names import CARD_NAME
-from ..storage.atomic_io import read_text_limited
 from ..text import one_line
 from .card import figure_key
-from .client import Budget, HubReader, resolve_token, validate_repo_id
+from .client import validate_repo_id
 
-HUB_TAG = "dd-hub"
 HUB_URL = "https://huggingface.co"
 MAX_CARD_BYTES = 512 << 10
 MAX_IMAGE_BYTES = 5 << 20
@@ -119,13 +116,6 @@ class Card:
     def values(self) -> dict[str, float]:
         """Figure name -> value (the names of :func:`dd_hub.hub.card.card_metrics`)."""
         return {f.key: f.value for f in self.figures}
-
-    def status(self, figure: Figure) -> tuple[str, str]:
-        """``('verified', by)``, ``('disputed', by)`` or ``('self-reported', '')`` for one figure: verified when
-        a record re-measured it and agrees within its tolerance, disputed when one disagrees."""
-        from .verification import figure_status
-
-        return figure_status(self, figure)
 
     def add_image(self, ref: str, data: bytes | None) -> None:
         """Keep the PNG ``data`` the card shows as ``ref``; anything else (absent, not a PNG, too big) is missing."""
@@ -321,7 +311,7 @@ def local_path(url: str) -> str | None:
     return path
 
 
-def _read_local_image(folder: Path, ref: str) -> bytes | None:
+def read_local_image(folder: Path, ref: str) -> bytes | None:
     """A PNG inside ``folder`` (no link anywhere on the way, nothing outside it), size-capped, or None."""
     target = folder / ref
     parts = [folder / Path(*Path(ref).parts[: i + 1]) for i in range(len(Path(ref).parts))]
@@ -334,119 +324,3 @@ def _read_local_image(folder: Path, ref: str) -> bytes | None:
         return resolved.read_bytes()
     except OSError:
         return None
-
-
-# --- local folders -------------------------------------------------------------------------------------------------
-def load_local_cards(cards_dir: str | Path) -> tuple[list[Card], list[str]]:
-    """Every ``cards_dir/*/README.md`` with the PNGs it references from its folder and the verification records
-    beside it; returns (cards, notices). A card that cannot be read becomes a one-line notice, never an error."""
-    from .verification import local_verifications
-
-    cards_dir = Path(cards_dir)
-    if not cards_dir.is_dir():
-        raise DDHubError(f"{cards_dir} is not a directory of model cards (expected {cards_dir}/*/{CARD_NAME})")
-    cards, notices = [], []
-    for folder in sorted(p for p in cards_dir.iterdir() if p.is_dir() and not p.is_symlink()):
-        card_path = folder / CARD_NAME
-        if not card_path.is_file():
-            continue
-        where = one_line(str(card_path), MAX_TEXT)
-        try:
-            if card_path.is_symlink():
-                raise InvalidCard("it is a link")
-            card = parse_card(read_text_limited(card_path, MAX_CARD_BYTES), name=folder.name, source=str(card_path))
-        except (InvalidCard, ValueError, OSError) as exc:
-            notices.append(f"{where}: not listed, {one_line(exc)}")
-            continue
-        for ref in referenced_images(card.body):
-            card.add_image(ref, _read_local_image(folder, ref))
-        card.verifications, problems = local_verifications(folder, card)
-        notices += [f"{where}: {problem}" for problem in problems]
-        cards.append(card)
-    return cards, notices
-
-
-# --- the Hub -------------------------------------------------------------------------------------------------------
-def list_hub_models(reader: HubReader, *, limit: int = 1000, author: str | None = None,
-                    tags: tuple[str, ...] = ()) -> list[str]:
-    """Ids of the Hub's models tagged ``dd-hub`` (and ``tags``), at most ``limit``."""
-    params: dict = {"filter": [HUB_TAG, *tags], "limit": str(min(limit, 1000))}
-    if author:
-        params["author"] = author
-    ids = []
-    for item in reader.pages("api/models", params=params, limit=limit,
-                             what="cannot list the dd-hub models on the Hub"):
-        repo_id = item.get("id") or item.get("modelId") if isinstance(item, dict) else None
-        if isinstance(repo_id, str) and _repo_id(repo_id) and repo_id not in ids:
-            ids.append(repo_id)
-    return ids
-
-
-def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str | None = None,
-                   tags: tuple[str, ...] = (), images: bool = True,
-                   verifications: bool = True) -> tuple[list[Card], list[str]]:
-    """dd-hub checkpoints on the Hub (tag ``dd-hub``): each card, the PNGs it references (``images``) and the
-    verification records of its pull requests (``verifications``); returns (cards, notices).
-
-    Every request is bounded (:mod:`dd_hub.hub.client`); a repo that cannot be read (403, a huge or malformed card,
-    a timeout) becomes a notice and is skipped; an unreachable Hub is a one-line :class:`DDHubError`.
-    """
-    from .verification import hub_verifications
-
-    reader = HubReader(resolve_token(token), Budget())
-    cards, notices = [], []
-    for repo_id in sorted(list_hub_models(reader, limit=limit, author=author, tags=tags)):
-        try:
-            text, revision = reader.download(repo_id, CARD_NAME, max_bytes=MAX_CARD_BYTES)
-            if text is None:
-                notices.append(f"{repo_id}: not listed, it has no {CARD_NAME} (or it went away)")
-                continue
-            card = parse_card(text.decode("utf-8", errors="replace"), name=repo_id.split("/")[-1], repo_id=repo_id,
-                              source=f"{HUB_URL}/{repo_id}")
-            card.revision = revision
-            if images:
-                for ref in referenced_images(card.body):
-                    card.add_image(ref, reader.file(repo_id, ref, max_bytes=MAX_IMAGE_BYTES))
-            if verifications:
-                card.verifications, problems = hub_verifications(reader, card)
-                notices += [f"{repo_id}: {problem}" for problem in problems]
-        except (InvalidCard, DDHubError) as exc:
-            if reader.budget.remaining() <= 0:
-                raise
-            notices.append(f"{repo_id}: not listed, {one_line(exc)}")
-            continue
-        cards.append(card)
-    return cards, notices
-
-
-def show(repo_id: str, *, token: str | None = None) -> Card:
-    """One checkpoint's card, from a local model directory or from the Hub (validated like every card)."""
-    path = Path(repo_id)
-    if path.is_dir():
-        card_path = path / CARD_NAME
-        if not card_path.is_file() or card_path.is_symlink():
-            raise DDHubError(f"{path} has no {CARD_NAME}")
-        text, name, source = read_text_limited(card_path, MAX_CARD_BYTES), path.name, str(card_path)
-        repo = None
-    else:
-        repo = validate_repo_id(repo_id)
-        data = HubReader(resolve_token(token)).file(repo, CARD_NAME, max_bytes=MAX_CARD_BYTES,
-                                                     what=f"cannot read the card of {repo}")
-        if data is None:
-            raise DDHubError(f"{repo} has no {CARD_NAME} on the Hub (or no such repo)")
-        text, name, source = data.decode("utf-8", errors="replace"), repo.split("/")[-1], f"{HUB_URL}/{repo}"
-    try:
-        return parse_card(text, name=name, repo_id=repo, source=source)
-    except InvalidCard as exc:
-        raise DDHubError(f"the card of {one_line(repo_id, MAX_TEXT)} cannot be read: {exc}") from None
-
-
-def find_published(*, dataset: str | None = None, threat_model: str | None = None, author: str | None = None,
-                   limit: int = 100, token: str | None = None) -> tuple[list[Card], list[str]]:
-    """dd-hub cards on the Hub for ``dd-hub list``, filtered on the Hub side by dd-hub's dataset and threat-model
-    tags; no figure images are downloaded (the list shows none)."""
-    from .card import search_tags
-
-    tags = tuple(tag for tag in search_tags(dataset or "", [threat_model] if threat_model else [])
-                 if (dataset and tag.startswith("dd-hub-dataset-")) or tag.startswith("dd-hub-threat-model-"))
-    return load_hub_cards(limit=limit, author=author, token=token, tags=tags, images=False)

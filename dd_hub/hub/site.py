@@ -34,6 +34,7 @@ from ..registration import is_own_architecture
 from ..text import one_line, unique_names
 from .boards import NORM_LABELS, Board, boards, format_eps, percent, slugs
 from .cards import HUB_URL, Card, local_path
+from .verification import figure_status
 
 MAX_BODY_CHARS = 100_000
 e = html.escape
@@ -64,7 +65,7 @@ def _figures(card: Card) -> tuple[list[dict], str | None]:
     """The model page's figure rows, and the test images they share (None when they differ)."""
     rows = []
     for figure in card.figures:
-        status, by = card.status(figure)
+        status, by = figure_status(card, figure)
         text = percent(figure.value) if figure.kind in ("accuracy", "robust_accuracy") else f"{figure.value:.4g}"
         rows.append({"name": figure.name, "text": text, "status": status, "by": by,
                      "dataset": f"{figure.dataset} ({figure.split or '?'})",

@@ -17,14 +17,12 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..storage.atomic_io import read_text_limited
 from ..text import one_line
-
-if TYPE_CHECKING:
-    from .cards import Card, Figure
-    from .client import HubReader
+from .cards import Card, Figure
+from .client import HubReader
 
 RECORD_NAME = "dd-hub-verification.json"
 RECORD_VERSION = 1
@@ -103,7 +101,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def figure_status(card: "Card", figure: "Figure") -> tuple[str, str]:
+def figure_status(card: Card, figure: Figure) -> tuple[str, str]:
     """``('verified' | 'disputed' | 'self-reported', who)`` of one figure of a card (module docstring); a record
     only speaks for the value it re-measured: one made for another value of the card (an older card) is ignored."""
     verified_by, disputed_by = [], []
@@ -119,7 +117,7 @@ def figure_status(card: "Card", figure: "Figure") -> tuple[str, str]:
     return "self-reported", ""
 
 
-def local_verifications(folder: Path, card: "Card") -> tuple[list[Verification], list[str]]:
+def local_verifications(folder: Path, card: Card) -> tuple[list[Verification], list[str]]:
     """The record beside a local card (if any), and a one-line problem when it cannot be used."""
     path = folder / RECORD_NAME
     if not path.is_file():
@@ -132,7 +130,7 @@ def local_verifications(folder: Path, card: "Card") -> tuple[list[Verification],
         return [], [f"verification record not used: {one_line(exc)}"]
 
 
-def hub_verifications(reader: "HubReader", card: "Card") -> tuple[list[Verification], list[str]]:
+def hub_verifications(reader: HubReader, card: Card) -> tuple[list[Verification], list[str]]:
     """The records of the repo's dd-hub verification pull requests that count (module docstring), with one-line
     problems for those that do not."""
     from urllib.parse import quote
