@@ -73,11 +73,20 @@ MODELS = {  # name: (timm/dd-hub model, batch, input shape, classes); batch None
     "vit-s16-imagenet": ("vit_small_patch16_224", None, (3, 224, 224), 1000),
 }
 IMAGENET_MODELS = tuple(name for name, entry in MODELS.items() if entry[1] is None)
+TRAINED = "dir:"   # a model folder (e.g. a trained reference), evaluated on 100 MNIST-5k test images: dir:PATH
+
+
+def spec(name: str) -> tuple[str, int | None, tuple[int, ...], int]:
+    """``(architecture, batch, input shape, classes)`` of a benchmark model, a model folder's read from its config."""
+    if not name.startswith(TRAINED):
+        return MODELS[name]
+    config = json.loads((Path(name[len(TRAINED):]) / "config.json").read_text())
+    return config["architecture"], 100, tuple(config["pretrained_cfg"]["input_size"]), config["num_classes"]
 IMAGENET_BATCH = {"cpu": 4, "cuda": 32}
 
 
 def batch_size(name: str, imagenet_batch: int | None = None) -> int:
-    batch = MODELS[name][1]
+    batch = spec(name)[1]
     return batch if batch is not None else imagenet_batch or IMAGENET_BATCH["cuda" if torch.cuda.is_available()
                                                                               else "cpu"]
 
@@ -86,19 +95,28 @@ def create_bench_model(name: str) -> nn.Module:
     """The model of ``name`` with seeded random weights (fused attention off, as dd-hub's runs build it)."""
     import timm
 
-    arch, _, _, classes = MODELS[name]
+    arch, _, _, classes = spec(name)
     timm.layers.set_fused_attn(False)  # double backward needs the math attention kernel, chosen at construction
     torch.manual_seed(0)
+    if name.startswith(TRAINED):
+        from dd_hub import load
+
+        return load(name[len(TRAINED):])
     return create_model(arch, num_classes=classes)
 
 
 def build(name: str, device: torch.device, weights: Path | None = None,
           imagenet_batch: int | None = None) -> tuple[nn.Module, Tensor, Tensor]:
     """The model (eval mode), a batch in [0, 1] and its labels."""
-    _, _, shape, _ = MODELS[name]
+    _, _, shape, _ = spec(name)
     batch = batch_size(name, imagenet_batch)
     model = create_bench_model(name)
-    if name == "lenet":
+    if name.startswith(TRAINED):
+        from dd_hub.data.datasets import create_dataset
+
+        images, labels = create_dataset("mnist-5k", "test").tensors
+        inputs, labels = images[:batch], labels[:batch]
+    elif name == "lenet":
         from dd_hub.data.datasets import create_dataset
 
         if weights is not None and weights.exists():
@@ -405,7 +423,7 @@ def bench_iteration(name: str, device: torch.device) -> dict | None:
     if df is None:
         return None
     model, inputs, labels = build(name, device, imagenet_batch=1)
-    classes = MODELS[name][3]
+    classes = spec(name)[3]
     timings = timed({"dd-hub": lambda: deepfool(model, inputs, steps=1, candidates=10, overshoot=0.02),
                      "adv-lib": lambda: df(model, inputs, labels, steps=1, overshoot=0.02)}, device, 1)
     return {"classes": classes, **{impl: {"seconds": wall, "cpu_seconds": cpu,
@@ -439,8 +457,8 @@ def bench_imagenet(name: str, device: torch.device, args: argparse.Namespace, fo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=None, help="comma-separated: lenet, resnet18, resnet18-224, "
-                        "resnet18-imagenet, vit-s16-imagenet (default: lenet,resnet18; on GPU also resnet18-224 and "
-                        "the two ImageNet-scale models)")
+                        "resnet18-imagenet, vit-s16-imagenet, or dir:PATH (a trained MNIST model folder) (default: "
+                        "lenet,resnet18; on GPU also resnet18-224 and the two ImageNet-scale models)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: stable on shared machines)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the median is reported")
@@ -491,7 +509,7 @@ def main() -> None:
                 from safetensors.torch import save_model
 
                 save_model(model, str(weights))
-            _, batch, shape, classes = MODELS[name]
+            _, batch, shape, classes = spec(name)
             print(f"\n## {name}: {'x'.join(map(str, shape))}, {classes} classes, batch {batch}")
             deepfool_rows = bench_deepfool(model, inputs, args.repeats, args.torchattacks_rows)
             print(_deepfool_table(deepfool_rows))
