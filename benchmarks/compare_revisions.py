@@ -10,7 +10,8 @@ same background load. Steps: one Deep Defense training step (``dd_hub.DeepDefens
 MNIST-5k (batch 100; the same weights for both revisions) and on timm's resnet18 at 32x32 with random weights
 (batch 32); median of ``--repeats`` steps per child after a warm-up, then the median over ``--rounds`` children.
 ``--quickstart`` runs ``dd-hub harden lenet --dataset mnist-5k`` under both revisions at the same time (one thread
-each) and prints their wall times and, from the newer one's metrics.json, where the time went.
+each) and prints their wall times, the figures each printed (clean accuracy, rho_2, AutoAttack) and, from the newer one's
+metrics.json, where the time went.
 """
 from __future__ import annotations
 
@@ -139,6 +140,10 @@ def quickstart(trees: dict[str, Path], out: Path) -> dict:
     print("\n| quickstart | wall s |\n|---|---|")
     for label, seconds in walls.items():
         print(f"| {label} | {seconds:.0f} |")
+    figures = {label: _figures(json.loads((out / label / "metrics.json").read_text())) for label in trees}
+    print("\n| quickstart figures | " + " | ".join(figures["after"]) + " |\n|---|" + "---|" * len(figures["after"]))
+    for label, row in figures.items():
+        print(f"| {label} | " + " | ".join(row.values()) + " |")
     metrics = json.loads((out / "after" / "metrics.json").read_text())
     profile = {"reference training": sum(e["seconds"] for e in metrics.get("reference_training", [])),
                "hardening": sum(e["seconds"] for e in metrics["training"]),
@@ -147,7 +152,17 @@ def quickstart(trees: dict[str, Path], out: Path) -> dict:
     print("\n| where the quickstart's time went (after) | s | share |\n|---|---|---|")
     for stage, seconds in profile.items():
         print(f"| {stage} | {seconds:.0f} | {seconds / walls['after']:.0%} |")
-    return {"wall_s": walls, "profile_s": profile}
+    return {"wall_s": walls, "profile_s": profile, "figures": figures}
+
+
+def _figures(metrics: dict) -> dict[str, str]:
+    """The figures the README quotes: clean accuracy, rho_2 and AutoAttack robust accuracy, reference -> hardened."""
+    def pair(read) -> str:
+        return f"{read(metrics['reference'])} -> {read(metrics['hardened'])}"
+    row = {"clean": pair(lambda m: f"{m['clean_accuracy']:.1%}"), "rho_2": pair(lambda m: f"{m['rho2']:.3f}")}
+    for threat in metrics["hardened"]["autoattack"]:
+        row[f"AutoAttack {threat}"] = pair(lambda m: f"{m['autoattack'][threat]['accuracy']:.0%}")
+    return row
 
 
 def main() -> None:

@@ -1,0 +1,98 @@
+"""The tables of docs/results.md's "Beyond the paper's networks", printed from the run folders that produced them.
+
+    python benchmarks/families.py RUN_DIR [RUN_DIR ...]
+
+Each RUN_DIR is the output of ``dd-hub reproduce`` (its ``results.json``) or of ``dd-hub sweep`` (its
+``sweep.json``); a ``RUN_DIR.time`` file beside it, written by GNU ``/usr/bin/time -v``, adds its wall time and
+peak memory. Prints, in Markdown: one table per AutoAttack threat model (architecture x method: clean accuracy,
+robust accuracy, rho_2), the c sweeps, and the cost of each method (mean epoch seconds and unrolled DeepFool
+iterations from the training logs, wall time of each run). Nothing is computed here that the runs did not measure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+LABELS = {"reference": "reference", "clean": "clean fine-tune", "pgd_adv": "PGD adv. training",
+          "deep_defense": "Deep Defense"}
+
+
+def method_label(method: str, recipe: dict) -> str:
+    if method == "pgd_adv":
+        adversarial = recipe["adversarial"]
+        return f"{LABELS[method]} ({adversarial['norm'].upper()}, eps {adversarial['eps']:g})"
+    if method == "deep_defense":
+        defense = recipe["defense"]
+        return f"{LABELS[method]} (c {defense['c']:g}, lambda {defense['lam']:g})"
+    return LABELS.get(method, method)
+
+
+def reproduce_rows(run_dir: Path) -> list[dict]:
+    results = json.loads((run_dir / "results.json").read_text())
+    rows = []
+    for method in results["methods"]:
+        reports = [run["reports"][method] for run in results["runs"]]
+        metrics_file = run_dir / f"seed{results['seeds'][0]}" / method / "metrics.json"
+        training = json.loads(metrics_file.read_text())["training"] if metrics_file.exists() else []
+        rows.append({"model": results["model"], "method": method_label(method, results["recipe"]),
+                     "clean": statistics.fmean(r["clean_accuracy"] for r in reports),
+                     "rho2": statistics.fmean(r["rho2"] for r in reports),
+                     "autoattack": {name: statistics.fmean(r["autoattack"][name]["accuracy"] for r in reports)
+                                    for name in reports[0].get("autoattack", {})},
+                     "epochs": len(training),
+                     "epoch_s": statistics.fmean(e["seconds"] for e in training) if training else None,
+                     "df_iters": statistics.fmean(e["df_iters"] for e in training if "df_iters" in e)
+                     if any("df_iters" in e for e in training) else None})
+    return rows
+
+
+def wall_and_peak(run_dir: Path) -> tuple[str, str]:
+    time_file = run_dir.with_name(run_dir.name + ".time")
+    if not time_file.exists():
+        return "–", "–"
+    text = time_file.read_text()
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", text)
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    return (wall.group(1) if wall else "–", f"{int(peak.group(1)) / 2**20:.1f} GiB" if peak else "–")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    args = parser.parse_args()
+    rows, sweeps, costs = [], [], []
+    for run_dir in args.runs:
+        if (run_dir / "sweep.json").exists():
+            sweep = json.loads((run_dir / "sweep.json").read_text())
+            sweeps += [(sweep["model"], point) for point in sweep["points"]]
+        else:
+            found = reproduce_rows(run_dir)
+            rows += [row for row in found if row not in rows]
+        costs.append((run_dir.name, *wall_and_peak(run_dir)))
+    threat_models = sorted({name for row in rows for name in row["autoattack"]})
+    for threat in threat_models:
+        print(f"\n### AutoAttack {threat}\n\n| architecture | method | clean | robust | rho_2 |\n|---|---|---|---|---|")
+        for row in rows:
+            if threat in row["autoattack"]:
+                print(f"| {row['model']} | {row['method']} | {row['clean']:.1%} | {row['autoattack'][threat]:.1%} | "
+                      f"{row['rho2']:.3f} |")
+    if sweeps:
+        print("\n### c sweeps\n\n| architecture | c | clean | rho_2 |\n|---|---|---|---|")
+        for model, point in sweeps:
+            print(f"| {model} | {point['c']:g} | {point['accuracy']:.1%} | {point['rho2']:.3f} |")
+    print("\n### Training cost\n\n| architecture | method | epochs | mean epoch s | unrolled DeepFool iterations |\n"
+          "|---|---|---|---|---|")
+    for row in rows:
+        if row["epochs"]:
+            iters = f"{row['df_iters']:.2f}" if row["df_iters"] is not None else "–"
+            print(f"| {row['model']} | {row['method']} | {row['epochs']} | {row['epoch_s']:.1f} | {iters} |")
+    print("\n| run | wall time | peak memory |\n|---|---|---|")
+    for name, wall, peak in costs:
+        print(f"| {name} | {wall} | {peak} |")
+
+
+if __name__ == "__main__":
+    main()
