@@ -162,6 +162,17 @@ def test_torchvision_twin_exports_as_timm(tmp_path):
         torch.testing.assert_close(load(tmp_path)(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_export_of_a_resized_model_trained_from_scratch_claims_nothing_of_the_default_weights(tmp_path):
+    model = dd_hub.create_model("resnet18", num_classes=10, in_chans=1, input_size=(1, 28, 28), mean=(0.13,),
+                                std=(0.31,), channels=(8, 8, 8, 8), stem_width=8)
+    save_model(model, tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())["pretrained_cfg"]
+    assert cfg["input_size"] == [1, 28, 28] and cfg["mean"] == [0.13]
+    assert not {"test_input_size", "test_crop_pct", "tag", "origin_url", "paper_ids"} & set(cfg)
+    timm_model = timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    assert timm.data.resolve_model_data_config(timm_model, use_test_size=True)["input_size"] == (1, 28, 28)
+
+
 def test_torchvision_without_twin_gets_dd_hub_config(tmp_path):
     tv_model = dd_hub.create_model("tv:squeezenet1_1", num_classes=7).eval()
     save_model(tv_model, tmp_path)

@@ -105,7 +105,10 @@ def _input_overlay(bare: str, pretrained: bool, input_size: Sequence[int] | None
     overlay: dict = {}
     channels = input_size[0]
     if tuple(cfg.get("input_size") or ()) != tuple(input_size):
-        overlay["input_size"] = tuple(input_size)
+        # the default weights' test-time size and pooled grid describe another input size: None drops them
+        overlay.update(input_size=tuple(input_size), test_input_size=None, test_crop_pct=None, pool_size=None)
+    if not pretrained:  # no weights were loaded: the default weights' tag and paper do not describe this model
+        overlay.update(tag=None, origin_url=None, paper_ids=None)
     own_mean, own_std = tuple(cfg.get("mean") or IMAGENET_MEAN), tuple(cfg.get("std") or IMAGENET_STD)
     if len(own_mean) != channels:
         if not pretrained and mean is not None and std is not None and len(mean) == channels:
