@@ -5,8 +5,8 @@
 Each RUN_DIR is the output of ``dd-hub reproduce`` (its ``results.json``) or of ``dd-hub sweep`` (its
 ``sweep.json``); a ``RUN_DIR.time`` file beside it, written by GNU ``/usr/bin/time -v``, adds its wall time and
 peak memory. Prints, in Markdown: one table per AutoAttack threat model (architecture x method: clean accuracy,
-robust accuracy, rho_2), the c sweeps, and the cost of each method (mean epoch seconds and unrolled DeepFool
-iterations from the training logs, wall time of each run). Nothing is computed here that the runs did not measure.
+robust accuracy, rho_2), the c sweeps, the cost of each method (mean epoch seconds and unrolled DeepFool
+iterations from the training logs, wall time of each run) and Deep Defense's per-epoch training curve. Nothing is computed here that the runs did not measure.
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def reproduce_rows(run_dir: Path) -> list[dict]:
                      "epochs": len(training),
                      "epoch_s": statistics.fmean(e["seconds"] for e in training) if training else None,
                      "df_iters": statistics.fmean(e["df_iters"] for e in training if "df_iters" in e)
-                     if any("df_iters" in e for e in training) else None})
+                     if any("df_iters" in e for e in training) else None,
+                     "curve": [(e["epoch"], e["acc"], e.get("rho")) for e in training]})
     return rows
 
 
@@ -89,6 +90,12 @@ def main() -> None:
         if row["epochs"]:
             iters = f"{row['df_iters']:.2f}" if row["df_iters"] is not None else "–"
             print(f"| {row['model']} | {row['method']} | {row['epochs']} | {row['epoch_s']:.1f} | {iters} |")
+    print("\n### Deep Defense per epoch (training batches: accuracy, rho_2)\n\n| architecture | "
+          + " | ".join(f"epoch {e}" for e in range(1, max(len(r["curve"]) for r in rows) + 1)) + " |")
+    print("|---|" + "---|" * max(len(r["curve"]) for r in rows))
+    for row in rows:
+        if row["df_iters"] is not None:
+            print(f"| {row['model']} | " + " | ".join(f"{acc:.1%}, {rho:.3f}" for _, acc, rho in row["curve"]) + " |")
     print("\n| run | wall time | peak memory |\n|---|---|---|")
     for name, wall, peak in costs:
         print(f"| {name} | {wall} | {peak} |")
