@@ -26,6 +26,7 @@ import base64
 import hashlib
 import json
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -413,3 +414,23 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._send(200, raw=content, head=head, headers={"X-Repo-Commit": sha, "ETag": etag})
 
     return Handler
+
+
+def point_client_at(hub: FakeHub, home: Path, monkeypatch, token: str | None) -> dict[str, str]:
+    """Point huggingface_hub at ``hub``: the environment, and the constants it already read at import, with an empty
+    cache under ``home`` and ``token`` (None: no token). Returns the environment variables set."""
+    from huggingface_hub import constants
+
+    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0", **({"HF_TOKEN": token} if token else {})}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if token is None:
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return env

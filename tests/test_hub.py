@@ -18,7 +18,7 @@ import pytest
 import timm
 import torch
 from click.testing import CliRunner
-from huggingface_hub import ModelCard, ModelCardData, constants
+from huggingface_hub import ModelCard, ModelCardData
 
 import dd_hub
 from dd_hub.hub.card import card_metrics, render_card, report_metrics
@@ -37,7 +37,7 @@ from dd_hub.hub.upload import publish
 from dd_hub.recipes import find_recipe
 
 from helpers import run_cli, run_python
-from hub_server import FakeHub, Repo
+from hub_server import FakeHub, Repo, point_client_at
 
 ALICE, BOB = "hf_test_alice_secret", "hf_test_bob_secret"
 REPO = "alice/dd_lenet_mnist-mnist-5k-deepdefense"
@@ -54,17 +54,7 @@ def hub():
 @pytest.fixture
 def hub_env(hub, tmp_path, monkeypatch) -> dict[str, str]:
     """Point huggingface_hub at the test double, with an empty cache and alice's token; returns the env."""
-    home = tmp_path / "hf_home"
-    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_TOKEN": ALICE,
-           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    env = point_client_at(hub, tmp_path / "hf_home", monkeypatch, ALICE)
     return {**os.environ, **env}
 
 

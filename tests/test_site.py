@@ -303,19 +303,10 @@ def test_cli_site_from_local_cards(tmp_path):
 # --- from the Hub (tests/hub_server.py, a loopback test double of the Hub's API) -----------------------------------
 @pytest.fixture
 def fake_hub(tmp_path, monkeypatch):
-    from hub_server import FakeHub
+    from hub_server import FakeHub, point_client_at
 
     server = FakeHub().start()
-    home = tmp_path / "hf_home"
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        server.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    point_client_at(server, tmp_path / "hf_home", monkeypatch, None)
     yield server
     server.stop()
 

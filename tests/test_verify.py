@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants
 
 from dd_hub.hub.card import render_card
 from dd_hub.hub.collection import load_hub_cards
@@ -21,7 +20,7 @@ from dd_hub.hub.site import build_site
 from dd_hub.hub.verification import RECORD_NAME
 
 from helpers import run_cli
-from hub_server import FakeHub, Repo
+from hub_server import FakeHub, Repo, point_client_at
 
 pytestmark = pytest.mark.slow
 ALICE, BOB = "hf_test_alice_secret", "hf_test_bob_secret"
@@ -42,17 +41,7 @@ def hardened(tmp_path_factory) -> Path:
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     server = FakeHub(tokens={ALICE: "alice", BOB: "bob"}).start()
-    home = tmp_path / "hf_home"
-    for key, value in {"HF_ENDPOINT": server.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
-                       "HF_TOKEN": ALICE, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        server.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    point_client_at(server, tmp_path / "hf_home", monkeypatch, ALICE)
     yield server
     server.stop()
 
