@@ -33,12 +33,8 @@ TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_exam
         "--quiet"]
 
 
-
-
 def harden(out: Path, *extra: str):
     return run_cli("harden", "mlp", "--dataset", "mnist-5k", "--out", str(out), *TINY, *extra)
-
-
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +61,9 @@ def test_a_failing_run_deletes_nothing_and_a_finished_folder_is_not_overwritten(
     assert_one_line_error(run_cli("harden", "resnet18", "--dataset", "imagenet", "--out", str(finished), "--data-dir",
                        str(finished / "nowhere"), "--allow-random-init"), "does not exist")
     assert_one_line_error(harden(finished), "holds a previous run")
+    for command in ("reproduce", "sweep"):  # another command's outputs, but harden's checkpoints are still a run's
+        assert_one_line_error(run_cli(command, "mlp", "--dataset", "mnist-5k", "--out", str(finished)),
+                              "holds a previous run", "checkpoints")
     assert _snapshot(finished) == before
 
 

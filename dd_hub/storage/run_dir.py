@@ -27,6 +27,8 @@ from .metrics import seal
 #: what a previous run leaves in a folder; a new run without --resume refuses to write over them
 RUN_FILES = (WEIGHTS_NAME, CONFIG_NAME, METRICS_NAME, CARD_NAME, TRAIN_LOG_NAME, CHECKPOINTS_DIR, REFERENCE_DIR,
              SETTINGS_NAME)
+#: what a fresh run clears: found in a folder, it belongs to a previous run (of any command) and is refused too
+CLEARED = (TRAIN_LOG_NAME, SETTINGS_NAME, CHECKPOINTS_DIR, REFERENCE_DIR)
 #: recipe keys a resumed run may change; every other change is refused
 RESUMABLE_CHANGES = ("harden.epochs", "evaluation.")
 
@@ -98,14 +100,14 @@ def _alive(holder: dict) -> bool:
 def prepare(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
             outputs: tuple[str, ...] = RUN_FILES) -> None:
     """Make ``out_dir`` ready for a run whose inputs are already validated: finish an interrupted commit, refuse to
-    write over a previous run's ``outputs`` unless told (``--resume`` continues it, ``--overwrite`` replaces it),
-    and only then clear what a fresh run must not reuse (its checkpoints and training log)."""
+    write over a previous run's ``outputs``, or over what any run leaves (:data:`CLEARED`), unless told
+    (``--resume`` continues it, ``--overwrite`` replaces it), and only then clear what a fresh run must not reuse."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DDHubError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
     recover(out_dir)
-    found = [name for name in outputs if (out_dir / name).exists()]
+    found = [name for name in dict.fromkeys((*outputs, *CLEARED)) if (out_dir / name).exists()]
     if resume and overwrite:
         raise DDHubError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     if found and not resume and not overwrite:
@@ -113,10 +115,11 @@ def prepare(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
         raise DDHubError(f"{out_dir} holds a previous run ({', '.join(found)}); {again}pass --overwrite to replace "
                          "it, or choose another --out")
     if not resume:
-        (out_dir / TRAIN_LOG_NAME).unlink(missing_ok=True)
-        (out_dir / SETTINGS_NAME).unlink(missing_ok=True)
-        shutil.rmtree(out_dir / CHECKPOINTS_DIR, ignore_errors=True)
-        shutil.rmtree(out_dir / REFERENCE_DIR, ignore_errors=True)
+        for path in (out_dir / name for name in CLEARED):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)  # a link is removed, never what it points to
 
 
 def check_settings(out_dir: Path, settings: dict, *, resume: bool) -> list[str]:
