@@ -66,6 +66,7 @@ def verify(name_or_path: str | Path, *, max_examples: int | None = None, toleran
     claims = {figure.key: figure for figure in card.figures}
     if not claims:
         raise DDHubError(f"the card of {one_line(name_or_path, 100)} holds no figures to verify")
+    who = _who(token, budget) if repo_id or token else "local"  # before the evaluation: a missing token fails fast
     overrides = {"max_examples": max_examples, "autoattack_max_examples": max_examples} if max_examples else {}
     report = evaluate_saved(target, data_dir=data_dir, overrides=overrides, device=device, progress=progress)
     measured = report_metrics(report.to_dict())
@@ -81,7 +82,6 @@ def verify(name_or_path: str | Path, *, max_examples: int | None = None, toleran
                         "agrees": abs(measured[key] - claim.value) <= margin}
     if not figures:
         raise DDHubError("none of the card's figures could be re-measured with its recorded protocol")
-    who = _who(token, budget) if repo_id else (_who(token, budget) if token else "local")
     record = Verification(verified_by=who, date=datetime.date.today().isoformat(), dd_hub_version=__version__,
                           repo_id=repo_id, revision=revision, tolerance=tolerance,
                           n_examples={key: sizes.get(key, report.n_examples) for key in figures}, figures=figures,
@@ -94,7 +94,7 @@ def verify(name_or_path: str | Path, *, max_examples: int | None = None, toleran
         write_text_atomic(written, record.to_json())
         result.written = written
     if publish:
-        result.pull_request = _open_pull_request(record, token, budget)
+        result.pull_request = _open_pull_request(record, token, Budget())  # the evaluation's minutes are not the Hub's
     return result
 
 
