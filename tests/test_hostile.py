@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import tracemalloc
 from pathlib import Path
@@ -296,6 +297,27 @@ def test_a_site_rebuild_keeps_the_files_it_did_not_write(tmp_path):
     (other / "notes.txt").write_text("mine")
     with pytest.raises(DDHubError, match="is not a dd-hub site"):
         build_site(loaded, other)
+
+
+def test_a_site_rebuild_never_deletes_or_writes_through_a_link(tmp_path):
+    loaded, _ = load_local_cards(write_cards(tmp_path / "cards", {"m": card_text()}))
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    build_site(loaded, site)
+    elsewhere.mkdir()
+    (elsewhere / "m.html").write_text("not the site's")
+    (elsewhere / "x.html").write_text("not the site's either")
+    shutil.rmtree(site / "models")
+    (site / "models").symlink_to(elsewhere)                      # e.g. in a cloned Pages repository
+    marker = site / ".dd-hub-site"
+    marker.write_text(marker.read_text() + "models/x.html\n")    # a manifest naming a file behind the link
+    with pytest.raises(DDHubError, match="is a link or a file where the site needs a folder"):
+        build_site(loaded, site)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["m.html", "x.html"]
+    (site / "models").unlink()
+    (site / "models").write_text("a user file where the site needs a folder")
+    with pytest.raises(DDHubError, match="is a link or a file"):
+        build_site(loaded, site)
+    assert (site / "models").read_text().startswith("a user file")
 
 
 def test_an_empty_or_foreign_lock_is_left_alone(tmp_path):

@@ -284,20 +284,40 @@ def _previous_build(out_dir: Path) -> list[str]:
 
 
 def _replace(out_dir: Path, work: Path, previous: list[str], written: list[str]) -> None:
-    """Remove the previous build's files, move the new build's in; other files of ``out_dir`` stay."""
+    """Remove the previous build's files, move the new build's in; other files of ``out_dir`` stay. Every check runs
+    before the first file is touched, and nothing is removed or written through a link."""
     out_dir.mkdir(exist_ok=True)
     ours = set(previous) | {SITE_MARKER}
     clash = [name for name in written if (out_dir / name).exists() and name not in ours]
     if clash:
         raise DDHubError(f"{out_dir / clash[0]} was not written by dd-hub site and the new site needs that name; "
                          "move it away or choose another folder")
-    for name in previous:
-        target = out_dir / name
-        if target.is_file() and not target.is_symlink():
-            target.unlink()
-    for folder in sorted({(out_dir / name).parent for name in previous}, key=lambda p: -len(p.parts)):
-        if folder != out_dir and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    for name in [*written, SITE_MARKER]:
-        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(work / name, out_dir / name)
+    blocked = [name for name in written if not _real_folders(out_dir, name)]
+    if blocked:
+        raise DDHubError(f"{out_dir / Path(blocked[0]).parent} is a link or a file where the site needs a folder of "
+                         "its own; move it away or choose another folder")
+    try:
+        for name in previous:
+            target = out_dir / name
+            if _real_folders(out_dir, name) and target.is_file() and not target.is_symlink():
+                target.unlink()
+        for folder in sorted({Path(name).parent for name in previous}, key=lambda p: -len(p.parts)):
+            path = out_dir / folder
+            if folder.parts and _real_folders(out_dir, str(folder / "x")) and path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        for name in [*written, SITE_MARKER]:
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(work / name, out_dir / name)
+    except OSError as exc:
+        raise DDHubError(f"cannot write the site into {out_dir}: {exc.strerror or exc}; rerun the command") from None
+
+
+def _real_folders(out_dir: Path, name: str) -> bool:
+    """Whether every folder on the way from ``out_dir`` to ``name`` is a real folder (or not there yet): no link, no
+    file."""
+    path = out_dir
+    for part in Path(name).parts[:-1]:
+        path = path / part
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            return False
+    return True
