@@ -70,7 +70,7 @@ def test_eval_of_a_dd_hub_directory_gives_the_cards_figures_back(hardened_dir):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run_cli([sys.executable, "-m", "dd_hub", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "dd_hub", "--help"], capture_output=True, text=True, check=True)
     assert "harden" in out.stdout
 
 

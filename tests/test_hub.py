@@ -494,3 +494,37 @@ def test_autoattack_results_lead_the_model_index_with_their_threat_model_argumen
             if r.metric_args.get("attack") == "autoattack"}
     assert args["mnist-linf"]["eps"] == 0.3 and args["mnist-linf"]["version"] == "custom"
     assert "dd-hub-threat-model-mnist-linf" in loaded.data.tags and loaded.data.dd_hub["published"] is False
+
+
+def test_hub_files_are_size_checked_before_download_and_a_moving_repo_is_refused(model_dir, hub, hub_env,
+                                                                                   monkeypatch):
+    directory, _ = model_dir
+    files = {name: (directory / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    hub.repos["alice/huge-config"] = Repo(owner="alice", private=False)
+    hub.commit("alice/huge-config", "main", {**files, "config.json": b" " * (2 << 20)}, "up")
+    with pytest.raises(DDHubError, match=r"config.json is 2,097,152 bytes, over the 1,048,576 allowed"):
+        load("alice/huge-config")
+
+    hub.repos["alice/moving"] = Repo(owner="alice", private=False)
+    hub.commit("alice/moving", "main", files, "up")
+    listing = FakeHub.model_json
+
+    def listing_then_a_push(self, repo_id, sha, *, siblings):
+        described = listing(self, repo_id, sha, siblings=siblings)
+        if repo_id == "alice/moving" and siblings:  # the repo changes right after its file list was read
+            self.commit(repo_id, "main", {"README.md": b"new"}, "push")
+        return described
+
+    monkeypatch.setattr(FakeHub, "model_json", listing_then_a_push)
+    with pytest.raises(DDHubError, match="changed while it was being fetched"):
+        load("alice/moving")
+
+    def listing_without_sizes(self, repo_id, sha, *, siblings):
+        described = listing(self, repo_id, sha, siblings=siblings)
+        for item in described.get("siblings", []):
+            item.pop("size", None)
+        return described
+
+    monkeypatch.setattr(FakeHub, "model_json", listing_without_sizes)
+    with pytest.raises(DDHubError, match="gives no size for config.json"):
+        load("alice/moving")

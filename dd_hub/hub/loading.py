@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 from ..errors import DDHubError
-from ..models.directory import load_directory
+from ..models.directory import MAX_CONFIG_BYTES, load_directory
 from ..models.normalized import NormalizedModel
 from ..names import CONFIG_NAME, METRICS_NAME, WEIGHTS_NAME
+from ..storage.metrics import MAX_METRICS_BYTES
 from ..storage.weights import PICKLE_SUFFIXES
 from .client import Budget, HubReader, hub_call, resolve_token, validate_repo_id
 
@@ -68,21 +69,31 @@ def _check_hub_id(text: str) -> None:
 
 
 def download(repo_id: str, *, revision: str | None = None, budget: Budget | None = None, metrics: bool = False) -> Path:
-    """The local snapshot folder of a Hub checkpoint's config.json and weights (and metrics.json with ``metrics``;
-    pickles are never fetched; weights over :data:`MAX_WEIGHTS_BYTES` are refused before any byte is read)."""
+    """The local snapshot folder of a Hub checkpoint's config.json and weights (and metrics.json with ``metrics``).
+
+    Pickles are never fetched. Online, the file list is read first: every file to fetch must state a size under its
+    cap (weights :data:`MAX_WEIGHTS_BYTES`), and the snapshot downloaded must be the commit that list described (a
+    repo that changed in between is refused: its files were not checked). The download itself is not pinned to that
+    commit, so that the cache's ``main`` stays usable offline."""
     from huggingface_hub import constants, snapshot_download
 
     budget = budget or Budget()
     token = resolve_token()
-    if not constants.is_offline_mode():
-        _check_files(repo_id, revision, token, budget)
-    return Path(hub_call(f"cannot fetch {repo_id}", lambda: snapshot_download(
-        repo_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, *([METRICS_NAME] if metrics else [])],
-        token=token), repo_id, budget, transfer=True))
+    wanted = {CONFIG_NAME: MAX_CONFIG_BYTES, WEIGHTS_NAME: MAX_WEIGHTS_BYTES,
+              **({METRICS_NAME: MAX_METRICS_BYTES} if metrics else {})}
+    checked = None if constants.is_offline_mode() else _check_files(repo_id, revision, token, budget, wanted)
+    folder = Path(hub_call(f"cannot fetch {repo_id}", lambda: snapshot_download(
+        repo_id, revision=revision, allow_patterns=list(wanted), token=token), repo_id, budget, transfer=True))
+    if checked is not None and folder.name != checked:
+        raise DDHubError(f"{repo_id} changed while it was being fetched (commit {folder.name[:12]}, not the "
+                         f"{checked[:12]} checked); run the command again")
+    return folder
 
 
-def _check_files(repo_id: str, revision: str | None, token: str | None, budget: Budget) -> None:
-    """The repo must hold model.safetensors of an acceptable size (its file list says, before the download)."""
+def _check_files(repo_id: str, revision: str | None, token: str | None, budget: Budget,
+                 wanted: dict[str, int]) -> str | None:
+    """The commit the repo's file list describes (None if it names none), after checking that it holds
+    model.safetensors and that each ``wanted`` file it holds states a size within its cap."""
     from urllib.parse import quote
 
     what = f"cannot fetch {repo_id}"
@@ -94,7 +105,14 @@ def _check_files(repo_id: str, revision: str | None, token: str | None, budget: 
         pickles = [f for f in files if isinstance(f, str) and f.endswith(PICKLE_SUFFIXES)]
         hint = f"; it holds pickle weights ({pickles[0][:100]}), which dd-hub does not load" if pickles else ""
         raise DDHubError(f"{repo_id} has no {WEIGHTS_NAME}{hint}")
-    size = files[WEIGHTS_NAME].get("size")
-    if isinstance(size, int) and size > MAX_WEIGHTS_BYTES:
-        raise DDHubError(f"{repo_id}'s {WEIGHTS_NAME} is {size:,} bytes, over the {MAX_WEIGHTS_BYTES:,} allowed "
-                         "(DD_HUB_MAX_WEIGHTS_BYTES)")
+    for name, cap in wanted.items():
+        if name not in files:
+            continue
+        size = files[name].get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise DDHubError(f"the Hub's file list of {repo_id} gives no size for {name}: not downloaded; try again")
+        if size > cap:
+            hint = " (DD_HUB_MAX_WEIGHTS_BYTES)" if name == WEIGHTS_NAME else ""
+            raise DDHubError(f"{repo_id}'s {name} is {size:,} bytes, over the {cap:,} allowed{hint}")
+    sha = info.get("sha")
+    return sha if isinstance(sha, str) and len(sha) == 40 and all(c in "0123456789abcdef" for c in sha) else None
