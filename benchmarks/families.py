@@ -90,11 +90,13 @@ def main() -> None:
         if row["epochs"]:
             iters = f"{row['df_iters']:.2f}" if row["df_iters"] is not None else "–"
             print(f"| {row['model']} | {row['method']} | {row['epochs']} | {row['epoch_s']:.1f} | {iters} |")
-    print("\n### Deep Defense per epoch (training batches: accuracy, rho_2)\n\n| architecture | "
-          + " | ".join(f"epoch {e}" for e in range(1, max(len(r["curve"]) for r in rows) + 1)) + " |")
-    print("|---|" + "---|" * max(len(r["curve"]) for r in rows))
-    for row in rows:
-        if row["df_iters"] is not None:
+    curves = [row for row in rows if row["df_iters"] is not None and row["curve"]]
+    if curves:
+        epochs = max(len(row["curve"]) for row in curves)
+        print("\n### Deep Defense per epoch (training batches: accuracy, rho_2)\n\n| architecture | "
+              + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) + " |")
+        print("|---|" + "---|" * epochs)
+        for row in curves:
             print(f"| {row['model']} | " + " | ".join(f"{acc:.1%}, {rho:.3f}" for _, acc, rho in row["curve"]) + " |")
     print("\n| run | wall time | peak memory |\n|---|---|---|")
     for name, wall, peak in costs:

@@ -8,8 +8,8 @@ Checks (each timed, each with the measured figure it is judged by):
    against ``'loop'``: the same iterations and perturbations (max abs difference), and the same Deep Defense
    parameter gradients (relative difference);
 2. mixed precision: a Deep Defense step under fp16 autocast with loss scaling of the inner gradients
-   (``DeepDefenseLoss(loss_scale=...)``) and under bf16 autocast, against fp32: cosine similarity and relative
-   error of the parameter gradients, finite losses;
+   (``DeepDefenseLoss()(model, x, y, loss_scale=...)``) and under bf16 autocast, against fp32: cosine
+   similarity and relative error of the parameter gradients, finite losses;
 3. channels_last: logits and Deep Defense gradients of a conv net in channels_last against contiguous;
 4. AutoAttack ``standard`` (APGD-CE, APGD-T, FAB-T, Square) on a few images of a trained LeNet: it runs, and its
    robust accuracy is at most the ``custom`` version's (APGD-CE + APGD-T);

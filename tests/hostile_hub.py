@@ -55,7 +55,8 @@ class Elsewhere(_Server):
 
 class HostileHub(_Server):
     """``listing``: 'normal', 'trickle', 'huge', 'loop' or 'elsewhere'; ``cards``: repo id -> README text, or
-    'forbidden' (403), 'redirect' (to ``elsewhere``), 'huge' (a 2 GB body announced and streamed)."""
+    'forbidden' (403), 'redirect' (to ``elsewhere``), 'huge' (a 2 GB body announced and streamed);
+    a card's figure named ``huge.png`` is 2 GB too."""
 
     def __init__(self, listing: str = "normal", cards: dict[str, str] | None = None,
                  elsewhere: Elsewhere | None = None) -> None:
@@ -116,6 +117,8 @@ class HostileHub(_Server):
 
             def file(self, repo_id, filename):
                 card = hub.cards.get(repo_id)
+                if card is not None and filename == "huge.png":     # any card's figure of that name: 2 GB
+                    return self.stream_forever(2 << 30, b"\x89PNG\r\n\x1a\n" * 8192, 0.0)
                 if card is None or filename != "README.md":
                     return self.send(404, b"{}", {"X-Error-Code": "EntryNotFound"})
                 if card == "forbidden":

@@ -6,11 +6,13 @@ the Hub's host.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
 import tracemalloc
+import types
 from pathlib import Path
 
 import pytest
@@ -274,6 +276,45 @@ def test_one_bad_repo_is_a_notice_and_no_token_leaves_the_hub(endpoint):
     assert TOKEN not in json.dumps(hub.elsewhere.seen)
 
 
+
+def test_a_huge_figure_is_a_missing_image_not_a_lost_card(endpoint):
+    endpoint(cards={"a/good": card_text(body="# a card\n![curve](huge.png)\n")})
+    cards, notices = load_hub_cards(verifications=False)
+    assert [c.repo_id for c in cards] == ["a/good"] and notices == []
+    assert cards[0].missing_images == ["huge.png"] and cards[0].images == {}
+
+
+def test_the_token_goes_to_the_endpoint_origin_only_never_to_its_host_over_plain_http(monkeypatch):
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.example")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    reader = client.HubReader(TOKEN)
+    with pytest.raises(DDHubError, match="refusing to request http://hub.example"):
+        reader.get("http://hub.example/api/models")
+    sent = []
+
+    class Recorder:   # stands in for the HTTP client: records the headers of each request and redirects once
+        def __init__(self, **_):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            return False
+
+        @contextlib.contextmanager
+        def stream(self, method, url, params=None, headers=None):
+            sent.append((url, dict(headers)))
+            location = {"https://hub.example/a": "http://hub.example/b"}.get(url)
+            yield types.SimpleNamespace(is_redirect=location is not None, headers={"location": location or ""},
+                                        status_code=200, url=url, iter_bytes=lambda _: iter([b"{}"]))
+
+    import httpx2
+    monkeypatch.setattr(httpx2, "Client", Recorder)
+    reader._fetch("https://hub.example/a", None, 100, 5.0)
+    assert [url for url, _ in sent] == ["https://hub.example/a", "http://hub.example/b"]
+    assert "authorization" in sent[0][1] and "authorization" not in sent[1][1]
+
 # --- the user's files ------------------------------------------------------------------------------------------------
 def test_a_site_rebuild_keeps_the_files_it_did_not_write(tmp_path):
     loaded, _ = load_local_cards(write_cards(tmp_path / "cards", {"m": card_text()}))
@@ -339,3 +380,23 @@ def test_bad_values_and_paths_are_one_line(tmp_path, args, reason):
     args = [str(tmp_path / a) if a.startswith(("PARENT_FILE", "xxx")) else a for a in args]
     os.chdir(tmp_path)
     assert_one_line_error(run_cli("harden", "mlp", "--dataset", "mnist-5k", *args), reason)
+
+
+@pytest.mark.parametrize("config, reason", [
+    ({"architecture": "tv:resnet18", "pretrained_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}, "must give num_classes"),
+    ({"architecture": "tv:resnet18", "num_classes": 3}, "pretrained_cfg must be a mapping"),
+    ({"architecture": "tv:resnet18", "num_classes": 3, "pretrained_cfg": "x"}, "pretrained_cfg must be a mapping"),
+    ({"architecture": "tv:resnet18", "num_classes": 3, "pretrained_cfg": {"std": [0.5] * 3}}, "must give mean"),
+    ({"architecture": "resnet18", "num_classes": 3, "pretrained_cfg": [1]}, "pretrained_cfg must be a mapping"),
+])
+def test_a_torchvision_or_timm_config_missing_its_keys_is_one_line(tmp_path, config, reason):
+    import torch
+    from safetensors.torch import save_file
+
+    from dd_hub.models.directory import load_directory
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file({"w": torch.zeros(1)}, tmp_path / "model.safetensors")
+    with pytest.raises(DDHubError, match=reason) as caught:
+        load_directory(tmp_path)
+    assert "\n" not in str(caught.value)

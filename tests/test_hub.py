@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard, ModelCardData
 
 import dd_hub
-from dd_hub.hub.card import card_metrics, render_card, report_metrics
+from dd_hub.hub.card import render_card, report_metrics
+from dd_hub.hub.cards import parse_card
 from dd_hub.cli import main
 from dd_hub.data.datasets import get_spec
 from dd_hub.errors import DDHubError
@@ -41,6 +42,11 @@ from hub_server import FakeHub, Repo, point_client_at
 
 ALICE, BOB = "hf_test_alice_secret", "hf_test_bob_secret"
 REPO = "alice/dd_lenet_mnist-mnist-5k-deepdefense"
+
+
+def card_values(data: ModelCardData) -> dict[str, float]:
+    """The figures dd-hub's card reader (the leaderboard's and the site's) finds in a card with ``data``."""
+    return parse_card(f"---\n{data.to_yaml()}\n---\n", name="m").values()
 
 
 # --- fixtures --------------------------------------------------------------------------------------------------
@@ -227,7 +233,7 @@ def test_card_front_matter_and_model_index_round_trip(model_dir):
     assert set(data.tags) >= {"timm", "image-classification", "adversarial-robustness", "deep-defense", "dd-hub"}
     assert data.datasets == ["mnist"] and data.license == "apache-2.0"
     assert "base_model" in data.to_dict() or metrics["model"]["base_model"] is None
-    assert card_metrics(data) == report_metrics(metrics["hardened"])
+    assert card_values(data) == report_metrics(metrics["hardened"])
     by_type = {}
     for result in data.eval_results:
         by_type.setdefault(result.metric_type, []).append(result)
@@ -279,7 +285,7 @@ def test_round_trip_publish_then_timm_loads_in_fresh_process(model_dir, hub, hub
 
     card = ModelCard.load(REPO)
     metrics = json.loads((directory / "metrics.json").read_text())
-    assert card_metrics(card.data) == report_metrics(metrics["hardened"])
+    assert card_values(card.data) == report_metrics(metrics["hardened"])
     listed = json.loads(run_cli("list", "--json").output)
     assert [r["model"] for board in listed for r in board["rows"]] == [REPO]
 
@@ -326,7 +332,7 @@ def test_republish_adds_a_commit_with_updated_files(model_dir, hub, hub_env):
     second = publish(directory)
     assert first.commit_url != second.commit_url and len(hub.repos[REPO].history) == 3  # create + 2 uploads
     assert hub.files(REPO)["README.md"] != card_before
-    assert card_metrics(ModelCard.load(REPO).data)["rho2"] == 0.25
+    assert card_values(ModelCard.load(REPO).data)["rho2"] == 0.25
 
 
 def test_publish_private_to_a_branch_and_dry_run(model_dir, hub, hub_env):
@@ -445,7 +451,8 @@ def test_harden_publish_load_list_end_to_end(hub, hub_env, tmp_path):
     out = tmp_path / "run"
     cli = [sys.executable, "-m", "dd_hub"]
     tiny = ["reference.epochs=1", "max_train_examples=300", "evaluation.max_examples=100",
-            "evaluation.deepfool_steps=10", "evaluation.sanity=false", "evaluation.pgd_steps=0"]
+            "evaluation.deepfool_steps=10", "evaluation.sanity=false", "evaluation.pgd_steps=0",
+            "evaluation.autoattack_max_examples=20"]  # AutoAttack stays on, on 20 of the 100 images
     harden = subprocess.run(cli + ["harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), "--epochs", "1",
                                    "--quiet"] + [arg for key in tiny for arg in ("--set", key)],
                             env=hub_env, capture_output=True, text=True, timeout=900)
@@ -460,7 +467,7 @@ def test_harden_publish_load_list_end_to_end(hub, hub_env, tmp_path):
     assert loaded.returncode == 0, loaded.stderr
     assert torch.equal(torch.load(tmp_path / "y.pt"), expected)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert card_metrics(ModelCard.load(REPO).data) == report_metrics(metrics["hardened"])
+    assert card_values(ModelCard.load(REPO).data) == report_metrics(metrics["hardened"])
     listed = subprocess.run(cli + ["list"], env=hub_env, capture_output=True, text=True, timeout=300)
     assert REPO in listed.stdout
 
@@ -485,7 +492,7 @@ def test_autoattack_results_lead_the_model_index_with_their_threat_model_argumen
         "some check fired"]
     for result in autoattack.values():
         assert {"norm", "eps", "version", "attacks", "n_examples", "seed", "flags"} <= set(result.metric_args)
-    assert card_metrics(ModelCardData(model_name="m", eval_results=results)) == report_metrics(report)
+    assert card_values(ModelCardData(model_name="m", eval_results=results)) == report_metrics(report)
     full = fake_metrics()
     full["hardened"]["autoattack"] = report["autoattack"]
     (tmp_path / "README.md").write_text(render_card(full))

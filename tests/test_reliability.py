@@ -95,6 +95,23 @@ def test_a_second_run_on_a_locked_folder_stops_at_once_and_a_stale_lock_is_taken
     assert not (out / run_dir.LOCK_NAME).exists()
 
 
+
+def test_two_runs_taking_over_one_stale_lock_never_both_hold_the_folder(tmp_path):
+    lock = tmp_path / run_dir.LOCK_NAME
+    stale = {"pid": 2**22 + 1, "host": socket.gethostname()}
+    # the second run read the stale holder, but the first has already replaced it with its own, live lock
+    live = {"pid": os.getpid(), "host": socket.gethostname(), "since": "now"}
+    lock.write_text(json.dumps(live))
+    with pytest.raises(DDHubError, match=f"in use by another dd-hub run \\(pid {os.getpid()}"):
+        with run_dir.locked(tmp_path):   # finds the live lock: refuses
+            pass
+    run_dir._remove_stale(lock, stale)   # the second run's late takeover: the live lock survives it
+    assert json.loads(lock.read_text()) == live
+    lock.write_text(json.dumps(stale))
+    run_dir._remove_stale(lock, stale)
+    assert not lock.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []   # nothing moved aside is left behind
+
 # 3. a run killed while writing its final files leaves the previous folder or the new one, never a mix ----------
 @pytest.mark.parametrize("stage", ["before_marker", "after_marker"])
 def test_an_interrupted_commit_leaves_a_whole_folder(tmp_path, finished, monkeypatch, stage):

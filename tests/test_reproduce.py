@@ -9,7 +9,7 @@ from dd_hub.workflows.reproduce import format_table
 
 TINY = ["--dataset", "mnist-5k", "--set", "reference.epochs=1", "--epochs", "1", "--max-examples", "50",
         "--set", "harden.batch_size=200", "--set", "evaluation.pgd_steps=3", "--set", "evaluation.deepfool_steps=10",
-        "--set", "evaluation.sanity_max_examples=30", "--quiet"]
+        "--set", "evaluation.sanity_max_examples=30", "--set", "evaluation.autoattack_max_examples=10", "--quiet"]
 
 
 def _report(acc, rho, fgs, pgd=(0.5,)):

@@ -135,15 +135,9 @@ def figure_key(metric_type: str, args: dict) -> str:
     return attack
 
 
-def card_metrics(card_data: ModelCardData) -> dict[str, float]:
-    """Figure name (:func:`figure_key`) -> value from a card's ``model-index`` (the inverse of
-    :func:`eval_results`)."""
-    return {figure_key(r.metric_type, r.metric_args or {}): r.metric_value for r in card_data.eval_results or []
-            if r.metric_type in ("accuracy", "rho2", "robust_accuracy")}
-
-
 def report_metrics(report: dict) -> dict[str, float]:
-    """The same names as :func:`card_metrics`, read from one report of metrics.json."""
+    """Figure name (:func:`figure_key`) -> value, read from one report of metrics.json (the names a card's
+    reader gives its ``model-index`` figures, :meth:`dd_hub.hub.cards.Card.values`)."""
     figures = {"clean_accuracy": report["clean_accuracy"], "rho2": report["rho2"]}
     figures.update({f"autoattack@{name}": r["accuracy"] for name, r in report.get("autoattack", {}).items()})
     for attack, at_eps, at_ref, _ in attack_curves(report):

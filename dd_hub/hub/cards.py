@@ -114,7 +114,7 @@ class Card:
         return next((f for f in self.figures if f.kind == kind), None)
 
     def values(self) -> dict[str, float]:
-        """Figure name -> value (the names of :func:`dd_hub.hub.card.card_metrics`)."""
+        """Figure name -> value (the names of :func:`dd_hub.hub.card.report_metrics`)."""
         return {f.key: f.value for f in self.figures}
 
     def add_image(self, ref: str, data: bytes | None) -> None:

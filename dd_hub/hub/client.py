@@ -8,9 +8,10 @@ The Hub endpoint (``HF_ENDPOINT``) may be slow, huge or hostile. Every call dd-h
   way, without touching huggingface_hub's shared HTTP client, which stays as the user configured it;
 - **size**: every download has a byte cap, checked while it streams;
 - **retries**: at most :data:`RETRIES` more attempts, on connection errors, 429 and 5xx only;
-- **hosts**: redirects and pagination (``Link: next``) are followed only on the endpoint's host, except that a
-  redirect of a file download to another host (the Hub's CDN) is followed without the token; a page that links to
-  one already read ends the listing. The token is sent to the endpoint's host and nowhere else.
+- **hosts**: the token is sent only to the endpoint's origin (its scheme and host: never to the same host over
+  plain http when the endpoint is https); redirects (at most :data:`MAX_REDIRECTS`, e.g. a file download sent to
+  the Hub's CDN) are followed without it elsewhere; pagination (``Link: next``) is followed only on that origin,
+  and a page that links to one already read ends the listing.
 
 The token comes from where huggingface_hub looks (``HF_TOKEN``, the ``hf auth login`` cache); dd-hub never
 prints or stores it.
@@ -125,15 +126,15 @@ class HubReader:
     def __init__(self, token: str | None = None, budget: Budget | None = None) -> None:
         self.token, self.budget = token, budget or Budget()
         self.base = endpoint()
-        self.host = urlsplit(self.base).netloc
+        self.origin = _origin(self.base)
 
     def get(self, path: str, *, params: dict | None = None, max_bytes: int = MAX_JSON_BYTES,
             what: str = "cannot read from the Hub") -> HubResponse:
         """One GET of ``path`` (relative to the endpoint, or an absolute URL on its host), retried on transient
         failures; 4xx answers are returned, not raised."""
         url = path if path.startswith(("http://", "https://")) else f"{self.base}/{path.lstrip('/')}"
-        if urlsplit(url).netloc != self.host:
-            raise DDHubError(f"{what}: refusing to request {urlsplit(url).netloc}, which is not the Hub endpoint")
+        if _origin(url) != self.origin:
+            raise DDHubError(f"{what}: refusing to request {'://'.join(_origin(url))}, which is not the Hub endpoint")
         self._check_online(what)
         for attempt in range(RETRIES + 1):
             seconds = self.budget.for_request(what)
@@ -204,8 +205,8 @@ class HubReader:
             if url is None:
                 return
             url = urljoin(response.url, url)
-            if urlsplit(url).netloc != self.host or url in seen:
-                return  # another host (never sent the token), or a loop
+            if _origin(url) != self.origin or url in seen:
+                return  # another origin (never sent the token), or a loop
         return
 
     def _check_online(self, what: str) -> None:
@@ -222,7 +223,7 @@ class HubReader:
         with httpx2.Client(follow_redirects=False, timeout=httpx2.Timeout(seconds), trust_env=True) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 headers = {"user-agent": "dd-hub"}
-                if self.token and urlsplit(url).netloc == self.host:
+                if self.token and _origin(url) == self.origin:
                     headers["authorization"] = f"Bearer {self.token}"
                 with client.stream("GET", url, params=params, headers=headers) as response:
                     if response.is_redirect:
@@ -242,6 +243,11 @@ class HubReader:
                     return HubResponse(response.status_code, {k.lower(): v for k, v in response.headers.items()},
                                        b"".join(chunks), str(response.url))
         raise DDHubError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def raise_for_status(response: HubResponse, action: str, repo_id: str | None = None) -> None:

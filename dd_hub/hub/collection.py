@@ -12,7 +12,7 @@ from ..storage.atomic_io import read_text_limited
 from ..text import one_line
 from .cards import (HUB_URL, MAX_CARD_BYTES, MAX_IMAGE_BYTES, MAX_TEXT, Card, InvalidCard, _repo_id, parse_card,
                     read_local_image, referenced_images)
-from .client import Budget, HubReader, resolve_token, validate_repo_id
+from .client import Budget, HubReader, HubTooLarge, resolve_token, validate_repo_id
 from .verification import hub_verifications, local_verifications
 
 HUB_TAG = "dd-hub"
@@ -84,7 +84,7 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
             card.revision = revision
             if images:
                 for ref in referenced_images(card.body):
-                    card.add_image(ref, reader.file(repo_id, ref, max_bytes=MAX_IMAGE_BYTES))
+                    card.add_image(ref, _image(reader, repo_id, ref))
             if verifications:
                 card.verifications, problems = hub_verifications(reader, card)
                 notices += [f"{repo_id}: {problem}" for problem in problems]
@@ -95,6 +95,14 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
             continue
         cards.append(card)
     return cards, notices
+
+
+def _image(reader: HubReader, repo_id: str, ref: str) -> bytes | None:
+    """The PNG a Hub card shows as ``ref``; one over :data:`MAX_IMAGE_BYTES` is a missing image, not a lost card."""
+    try:
+        return reader.file(repo_id, ref, max_bytes=MAX_IMAGE_BYTES)
+    except HubTooLarge:
+        return None
 
 
 def show(repo_id: str, *, token: str | None = None) -> Card:

@@ -187,9 +187,14 @@ def _check_config(config: dict, where: Path) -> None:
     if refused:
         raise bad(f"model_args may not set '{refused[0]}', which changes how weights are loaded")
     cfg = config.get("pretrained_cfg")
-    if split_prefix(str(config["architecture"])) is None and not isinstance(cfg, dict):
+    if not isinstance(cfg, dict):
         raise bad("pretrained_cfg must be a mapping (timm's layout)")
-    cfg = cfg or {}
+    torchvision = split_prefix(str(config["architecture"])) is not None
+    if torchvision and num_classes is None:
+        raise bad("a torchvision network's config must give num_classes")
+    missing = [key for key in ("mean", "std") if torchvision and key not in cfg]
+    if missing:
+        raise bad(f"a torchvision network's pretrained_cfg must give {missing[0]}")
     size = cfg.get("input_size", [3, 224, 224])
     if not (isinstance(size, (list, tuple)) and len(size) == 3 and _is_int(size[0], 1, 64)
             and all(_is_int(side, 1, MAX_IMAGE_SIDE) for side in size[1:])):

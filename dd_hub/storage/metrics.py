@@ -2,7 +2,8 @@
 
 A run writes metrics.json last (:func:`dd_hub.storage.run_dir.commit`): it records the sha256 of every other file of
 the folder (``files``) and a digest of its own content (``digest``), so that a hand edit, a swapped weight file or a
-file added or removed afterwards is noticed by every reader (load, eval, publish, cards --add).
+file removed afterwards is noticed by every reader (load, eval, publish, cards --add). A file added afterwards is
+not noticed, and not used either: readers open only the files listed, and publish uploads only those.
 """
 from __future__ import annotations
 

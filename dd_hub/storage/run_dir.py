@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -61,7 +62,7 @@ def locked(out_dir: Path) -> Iterator[None]:
             if _alive(other):
                 raise DDHubError(f"{out_dir} is in use by another dd-hub run (pid {other['pid']} on {other['host']}, "
                                  f"since {other.get('since', '?')}); wait for it or choose another --out") from None
-            lock.unlink(missing_ok=True)  # provably stale: its process is gone
+            _remove_stale(lock, other)
             continue
         except OSError as exc:
             raise DDHubError(f"cannot lock {out_dir}: {exc.strerror or exc}; choose another --out") from None
@@ -75,6 +76,29 @@ def locked(out_dir: Path) -> Iterator[None]:
     finally:
         if _lock_holder(lock) == holder:  # ours: never remove a lock another run took over
             lock.unlink(missing_ok=True)
+
+
+def _remove_stale(lock: Path, stale: dict) -> None:
+    """Remove the lock of ``stale``, a dead holder, and nothing else.
+
+    Two runs can find the same stale lock; the one that comes second may meet the lock the first has just taken.
+    So the lock is first moved aside (atomic: one mover per file) and deleted only if it is still the stale one;
+    a live holder's lock moved by mistake is put back (``os.link`` never overwrites).
+    """
+    aside = lock.with_name(f"{lock.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return  # another run removed it first
+    if _lock_holder(aside) == stale:
+        aside.unlink(missing_ok=True)
+        return
+    try:
+        os.link(aside, lock)
+    except FileExistsError:
+        pass  # a third run locked meanwhile; the one whose lock was moved no longer holds the folder
+    finally:
+        aside.unlink(missing_ok=True)
 
 
 def _lock_holder(lock: Path) -> dict | None:
