@@ -260,7 +260,9 @@ def _training_section(metrics: dict, training_file: str | None) -> str:
                                       f"{defense['overshoot']}, iterate: {defense.get('iterate', 'reference')}"]]
     else:
         objective = f"the {METHOD_TITLES.get(method, method)} objective (dd-hub method `{method}`)"
-        rows = []
+        rows = _adversarial_rows(method, recipe.get("adversarial") or {})
+    if recipe.get("model_args"):
+        rows.insert(0, ["network arguments", ", ".join(f"`{k}={v}`" for k, v in recipe["model_args"].items())])
     figure = (f"\n![Training accuracy and rho_2 per epoch (training batches)]({training_file})\n"
               if training_file else "")
     return f"""## How it was trained
@@ -275,6 +277,21 @@ Fine-tuned from {start} with {objective}.
                      f"epochs {harden['lr_milestones']}"],
         ["BatchNorm", "frozen (eval mode, out of the optimizer)" if harden["freeze_bn"] else "trained"],
         ["seed", metrics.get("seed")]])}{figure}"""
+
+
+def _adversarial_rows(method: str, adv: dict) -> list[list[str]]:
+    """The training attack's settings of an adversarial-training method, as the recipe gave them."""
+    if method == "pgd_adv":
+        return [["training attack", f"PGD, {adv.get('norm')}, eps {adv.get('eps')}, {adv.get('steps')} steps"]]
+    if method == "trades":
+        return [["training attack", f"PGD, {adv.get('norm')}, eps {adv.get('eps')}, {adv.get('steps')} steps, "
+                                    f"beta {adv.get('trades_beta')}"]]
+    if method == "fgs_adv":
+        return [["training attack", f"FGS, eps {adv.get('eps')}, clean-term weight {adv.get('fgs_weight')}"]]
+    if method == "deepfool_adv":
+        return [["training attack", f"DeepFool, {adv.get('deepfool_steps')} steps, overshoot "
+                                    f"{adv.get('deepfool_overshoot')}"]]
+    return []
 
 
 def _space(space: str) -> str:
