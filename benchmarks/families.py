@@ -2,11 +2,12 @@
 
     python benchmarks/families.py RUN_DIR [RUN_DIR ...]
 
-Each RUN_DIR is the output of ``dd-hub reproduce`` (its ``results.json``) or of ``dd-hub sweep`` (its
-``sweep.json``); a ``RUN_DIR.time`` file beside it, written by GNU ``/usr/bin/time -v``, adds its wall time and
+Each RUN_DIR is the output of ``dd-hub reproduce`` (its ``results.json``), of ``dd-hub sweep`` (its
+``sweep.json``) or of ``dd-hub harden`` (its ``metrics.json``: the hardened model, one row); a ``RUN_DIR.time`` file beside it, written by GNU ``/usr/bin/time -v``, adds its wall time and
 peak memory. Prints, in Markdown: one table per AutoAttack threat model (architecture x method: clean accuracy,
 robust accuracy, rho_2), the c sweeps, the cost of each method (mean epoch seconds and unrolled DeepFool
-iterations from the training logs, wall time of each run) and Deep Defense's per-epoch training curve. Nothing is computed here that the runs did not measure.
+iterations from the training logs, wall time of each run) and Deep Defense's per-epoch training curve.
+Nothing is computed here that the runs did not measure.
 """
 from __future__ import annotations
 
@@ -50,6 +51,20 @@ def reproduce_rows(run_dir: Path) -> list[dict]:
     return rows
 
 
+def harden_rows(run_dir: Path) -> list[dict]:
+    """The hardened model of a ``dd-hub harden`` folder (its metrics.json) as one row."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    report, training = metrics["hardened"], metrics["training"]
+    iterations = [e["df_iters"] for e in training if "df_iters" in e]
+    return [{"model": metrics["model"]["architecture"],
+             "method": method_label(metrics["model"]["method"], metrics["recipe"]) + f", {len(training)} epochs",
+             "clean": report["clean_accuracy"], "rho2": report["rho2"],
+             "autoattack": {name: r["accuracy"] for name, r in report.get("autoattack", {}).items()},
+             "epochs": len(training), "epoch_s": statistics.fmean(e["seconds"] for e in training) if training else None,
+             "df_iters": statistics.fmean(iterations) if iterations else None,
+             "curve": [(e["epoch"], e["acc"], e.get("rho")) for e in training]}]
+
+
 def wall_and_peak(run_dir: Path) -> tuple[str, str]:
     time_file = run_dir.with_name(run_dir.name + ".time")
     if not time_file.exists():
@@ -70,7 +85,7 @@ def main() -> None:
             sweep = json.loads((run_dir / "sweep.json").read_text())
             sweeps += [(sweep["model"], point) for point in sweep["points"]]
         else:
-            found = reproduce_rows(run_dir)
+            found = harden_rows(run_dir) if (run_dir / "metrics.json").exists() else reproduce_rows(run_dir)
             rows += [row for row in found if row not in rows]
         costs.append((run_dir.name, *wall_and_peak(run_dir)))
     threat_models = sorted({name for row in rows for name in row["autoattack"]})
