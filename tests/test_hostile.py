@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import time
 import tracemalloc
@@ -375,10 +374,10 @@ def test_an_empty_or_foreign_lock_is_left_alone(tmp_path):
     (["--out", "PARENT_FILE/run"], "cannot create"),
     (["--out", "x" * 300], "cannot create"),
 ])
-def test_bad_values_and_paths_are_one_line(tmp_path, args, reason):
+def test_bad_values_and_paths_are_one_line(tmp_path, args, reason, monkeypatch):
     (tmp_path / "PARENT_FILE").write_text("a file")
     args = [str(tmp_path / a) if a.startswith(("PARENT_FILE", "xxx")) else a for a in args]
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert_one_line_error(run_cli("harden", "mlp", "--dataset", "mnist-5k", *args), reason)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from helpers import free_port
 from test_data import make_imagenet_folder
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def _env() -> dict[str, str]:
 
 def _launch(model: str, data: Path, out: Path, *extra: str, epochs: int = 2) -> subprocess.Popen:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dd_hub",
+               "--main_process_port", str(free_port()), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dd_hub",
                "harden", model, "--dataset", "imagenet", "--data-dir", str(data), "--allow-random-init",
                "--epochs", str(epochs), "--out", str(out), *FAST, *extra]
     return subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
