@@ -73,6 +73,11 @@ def test_family_recipe_hardens_and_its_export_loads_in_plain_timm(model, tmp_pat
     assert "import timm" in timm_snippet and "dd_hub" not in timm_snippet  # plain timm needs nothing of dd-hub
 
 
+#: the generic-recipe runs test building and hardening any name; the family tests above keep AutoAttack's default
+#: attacks, these run its first one (APGD-CE) at both threat models
+ONE_AUTOATTACK = ["--set", "evaluation.autoattack_attacks=[apgd-ce]"]
+
+
 @pytest.mark.parametrize("model, extra", [("resnet10t", []), ("deit_tiny_patch16_224", ["model_args.depth=2"]),
                                           ("mobilenetv3_small_075", [])])
 def test_any_timm_name_hardens_with_the_generic_mnist_recipe(model, extra, tmp_path):
@@ -80,7 +85,8 @@ def test_any_timm_name_hardens_with_the_generic_mnist_recipe(model, extra, tmp_p
     assert recipe.any_model and recipe.reference is not None and recipe.model == model  # the generic MNIST recipe
     out = tmp_path / "out"
     sets = [arg for value in extra for arg in ("--set", value)]
-    result = run_cli("harden", model, "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out), *TINY, *sets)
+    result = run_cli("harden", model, "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out), *TINY, *sets,
+                     *ONE_AUTOATTACK)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["pretrained_cfg"]["input_size"] == [1, 28, 28]
 
@@ -93,5 +99,5 @@ def test_a_network_too_deep_for_28x28_images_is_refused_in_one_line(tmp_path):
     assert not out.exists() or not any(out.iterdir())
     fitted = run_cli("harden", "convnext_femto", "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out),
                      "--set", "model_args.output_stride=16", "--set", "model_args.depths=[1,1,1,1]",
-                     *TINY)  # the last stage dilated instead of strided
+                     *TINY, *ONE_AUTOATTACK)  # the last stage dilated instead of strided
     assert fitted.exit_code == 0, fitted.output
