@@ -1,8 +1,9 @@
 """timm's own families on the embedded MNIST-5k (grey 28x28 images), from the command line.
 
 - Each family's recipe (ResNet, ConvNeXt, ViT, MobileNetV3) hardens end to end on a tiny budget with the default
-  evaluation (AutoAttack included, on a few images), and its export loads in plain timm, in a fresh interpreter
-  that never imports dd_hub, giving ``dd_hub.load``'s logits on normalized inputs.
+  evaluation (AutoAttack at both threat models on a few images, its first attack only), and its export loads in
+  plain timm, in a fresh interpreter that never imports dd_hub, giving ``dd_hub.load``'s logits on normalized
+  inputs.
 - Any timm name without a recipe of its own hardens with the generic MNIST recipe; a network that cannot take
   28x28 images is refused with one line before any work.
 """
@@ -31,6 +32,11 @@ TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_exam
 FAMILY_RECIPES = {"resnet18": [], "convnext_atto": ["--set", "model_args.depths=[1,1,1,1]"],
                   "vit_tiny_patch16_224": ["--set", "model_args.depth=2"], "mobilenetv3_small_050": []}
 
+#: AutoAttack at both threat models with its first attack (APGD-CE) only: these tests are about building, hardening
+#: and exporting each family; the default pair (APGD-CE + APGD-T) is run end to end by test_cli, test_hub and
+#: test_reproduce, and checked against the reference implementation by test_autoattack
+ONE_AUTOATTACK = ["--set", "evaluation.autoattack_attacks=[apgd-ce]"]
+
 PLAIN_TIMM = """
 import sys, timm, torch
 from safetensors.torch import load_file, save_file
@@ -58,7 +64,8 @@ def test_family_recipe_hardens_and_its_export_loads_in_plain_timm(model, tmp_pat
     recipe = find_recipe(model, "mnist-5k")
     assert not recipe.any_model and recipe.model == model  # the family's own recipe
     out = tmp_path / "out"
-    result = run_cli("harden", model, "--dataset", "mnist-5k", "--out", str(out), *TINY, *FAMILY_RECIPES[model])
+    result = run_cli("harden", model, "--dataset", "mnist-5k", "--out", str(out), *TINY, *FAMILY_RECIPES[model],
+                     *ONE_AUTOATTACK)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["hardened"]["autoattack"]) == {"mnist-linf", "mnist-l2"}
@@ -73,13 +80,8 @@ def test_family_recipe_hardens_and_its_export_loads_in_plain_timm(model, tmp_pat
     assert "import timm" in timm_snippet and "dd_hub" not in timm_snippet  # plain timm needs nothing of dd-hub
 
 
-#: the generic-recipe runs test building and hardening any name; the family tests above keep AutoAttack's default
-#: attacks, these run its first one (APGD-CE) at both threat models
-ONE_AUTOATTACK = ["--set", "evaluation.autoattack_attacks=[apgd-ce]"]
-
-
 @pytest.mark.parametrize("model, extra", [("resnet10t", []), ("deit_tiny_patch16_224", ["model_args.depth=2"]),
-                                          ("mobilenetv3_small_075", [])])
+                                          ("lcnet_050", [])])
 def test_any_timm_name_hardens_with_the_generic_mnist_recipe(model, extra, tmp_path):
     recipe = find_recipe(model, "mnist-5k")
     assert recipe.any_model and recipe.reference is not None and recipe.model == model  # the generic MNIST recipe
