@@ -1,7 +1,7 @@
 """timm's own families on the embedded MNIST-5k (grey 28x28 images), from the command line.
 
 - Each family's recipe (ResNet, ConvNeXt, ViT, MobileNetV3) hardens end to end on a tiny budget with the default
-  evaluation (AutoAttack at both threat models on a few images, its first attack only), and its export loads in
+  evaluation (AutoAttack at both threat models on a few images), and its export loads in
   plain timm, in a fresh interpreter that never imports dd_hub, giving ``dd_hub.load``'s logits on normalized
   inputs.
 - Any timm name without a recipe of its own hardens with the generic MNIST recipe; a network that cannot take
@@ -64,8 +64,7 @@ def test_family_recipe_hardens_and_its_export_loads_in_plain_timm(model, tmp_pat
     recipe = find_recipe(model, "mnist-5k")
     assert not recipe.any_model and recipe.model == model  # the family's own recipe
     out = tmp_path / "out"
-    result = run_cli("harden", model, "--dataset", "mnist-5k", "--out", str(out), *TINY, *FAMILY_RECIPES[model],
-                     *ONE_AUTOATTACK)
+    result = run_cli("harden", model, "--dataset", "mnist-5k", "--out", str(out), *TINY, *FAMILY_RECIPES[model])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["hardened"]["autoattack"]) == {"mnist-linf", "mnist-l2"}
@@ -87,8 +86,7 @@ def test_any_timm_name_hardens_with_the_generic_mnist_recipe(model, extra, tmp_p
     assert recipe.any_model and recipe.reference is not None and recipe.model == model  # the generic MNIST recipe
     out = tmp_path / "out"
     sets = [arg for value in extra for arg in ("--set", value)]
-    result = run_cli("harden", model, "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out), *TINY, *sets,
-                     *ONE_AUTOATTACK)
+    result = run_cli("harden", model, "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out), *TINY, *sets)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["pretrained_cfg"]["input_size"] == [1, 28, 28]
 
@@ -101,5 +99,5 @@ def test_a_network_too_deep_for_28x28_images_is_refused_in_one_line(tmp_path):
     assert not out.exists() or not any(out.iterdir())
     fitted = run_cli("harden", "convnext_femto", "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out),
                      "--set", "model_args.output_stride=16", "--set", "model_args.depths=[1,1,1,1]",
-                     *TINY, *ONE_AUTOATTACK)  # the last stage dilated instead of strided
+                     *TINY)  # the last stage dilated instead of strided
     assert fitted.exit_code == 0, fitted.output
