@@ -32,11 +32,6 @@ TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_exam
 FAMILY_RECIPES = {"resnet18": [], "convnext_atto": ["--set", "model_args.depths=[1,1,1,1]"],
                   "vit_tiny_patch16_224": ["--set", "model_args.depth=2"], "mobilenetv3_small_050": []}
 
-#: AutoAttack at both threat models with its first attack (APGD-CE) only: these tests are about building, hardening
-#: and exporting each family; the default pair (APGD-CE + APGD-T) is run end to end by test_cli, test_hub and
-#: test_reproduce, and checked against the reference implementation by test_autoattack
-ONE_AUTOATTACK = ["--set", "evaluation.autoattack_attacks=[apgd-ce]"]
-
 PLAIN_TIMM = """
 import sys, timm, torch
 from safetensors.torch import load_file, save_file
