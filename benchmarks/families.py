@@ -31,38 +31,37 @@ def method_label(method: str, recipe: dict) -> str:
     return LABELS.get(method, method)
 
 
+def _row(model: str, method: str, reports: list[dict], training: list[dict]) -> dict:
+    """One table row: the mean of ``reports`` (one per seed) and the training log's cost and curve."""
+    iterations = [e["df_iters"] for e in training if "df_iters" in e]
+    return {"model": model, "method": method,
+            "clean": statistics.fmean(r["clean_accuracy"] for r in reports),
+            "rho2": statistics.fmean(r["rho2"] for r in reports),
+            "autoattack": {name: statistics.fmean(r["autoattack"][name]["accuracy"] for r in reports)
+                           for name in reports[0].get("autoattack", {})},
+            "epochs": len(training),
+            "epoch_s": statistics.fmean(e["seconds"] for e in training) if training else None,
+            "df_iters": statistics.fmean(iterations) if iterations else None,
+            "curve": [(e["epoch"], e["acc"], e.get("rho")) for e in training]}
+
+
 def reproduce_rows(run_dir: Path) -> list[dict]:
     results = json.loads((run_dir / "results.json").read_text())
     rows = []
     for method in results["methods"]:
-        reports = [run["reports"][method] for run in results["runs"]]
         metrics_file = run_dir / f"seed{results['seeds'][0]}" / method / "metrics.json"
         training = json.loads(metrics_file.read_text())["training"] if metrics_file.exists() else []
-        rows.append({"model": results["model"], "method": method_label(method, results["recipe"]),
-                     "clean": statistics.fmean(r["clean_accuracy"] for r in reports),
-                     "rho2": statistics.fmean(r["rho2"] for r in reports),
-                     "autoattack": {name: statistics.fmean(r["autoattack"][name]["accuracy"] for r in reports)
-                                    for name in reports[0].get("autoattack", {})},
-                     "epochs": len(training),
-                     "epoch_s": statistics.fmean(e["seconds"] for e in training) if training else None,
-                     "df_iters": statistics.fmean(e["df_iters"] for e in training if "df_iters" in e)
-                     if any("df_iters" in e for e in training) else None,
-                     "curve": [(e["epoch"], e["acc"], e.get("rho")) for e in training]})
+        rows.append(_row(results["model"], method_label(method, results["recipe"]),
+                         [run["reports"][method] for run in results["runs"]], training))
     return rows
 
 
 def harden_rows(run_dir: Path) -> list[dict]:
     """The hardened model of a ``dd-hub harden`` folder (its metrics.json) as one row."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    report, training = metrics["hardened"], metrics["training"]
-    iterations = [e["df_iters"] for e in training if "df_iters" in e]
-    return [{"model": metrics["model"]["architecture"],
-             "method": method_label(metrics["model"]["method"], metrics["recipe"]) + f", {len(training)} epochs",
-             "clean": report["clean_accuracy"], "rho2": report["rho2"],
-             "autoattack": {name: r["accuracy"] for name, r in report.get("autoattack", {}).items()},
-             "epochs": len(training), "epoch_s": statistics.fmean(e["seconds"] for e in training) if training else None,
-             "df_iters": statistics.fmean(iterations) if iterations else None,
-             "curve": [(e["epoch"], e["acc"], e.get("rho")) for e in training]}]
+    training = metrics["training"]
+    method = method_label(metrics["model"]["method"], metrics["recipe"]) + f", {len(training)} epochs"
+    return [_row(metrics["model"]["architecture"], method, [metrics["hardened"]], training)]
 
 
 def wall_and_peak(run_dir: Path) -> tuple[str, str]:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from ..errors import first_line
 from ..settings import value_of
-from .result import AttackResult, Norm, check_norm, clip, norms
+from .result import AttackResult, Norm, check_norm, clip, forward_reusable, norms
 
 Iterate = Literal["reference", "authors"]
 CandidateGradients = Literal["auto", "batched", "loop"]
@@ -167,9 +167,7 @@ def _first_forward(model: nn.Module, inputs: Tensor, logits: Tensor | None, boun
     """``(x, logits)`` of the first iterate, ``x0`` (clipped to ``bounds``): the given ``logits`` when they were
     computed at that very point with a graph to it, else one forward here (with a graph when ``graph``)."""
     x = clip(inputs.detach(), bounds)
-    reusable = (logits is not None and inputs.requires_grad and logits.requires_grad
-                and (bounds is None or torch.equal(x, inputs.detach())))
-    if reusable:
+    if forward_reusable(inputs, logits) and (bounds is None or torch.equal(x, inputs.detach())):
         return inputs, logits
     if not graph:
         with torch.no_grad():

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .result import AttackResult, check_norm, clip, predictions
+from .result import AttackResult, check_norm, clip, forward_reusable, predictions
 
 
 def fgs_direction(model: nn.Module, inputs: Tensor, labels: Tensor | None = None, *, norm: str = "linf",
@@ -15,7 +15,7 @@ def fgs_direction(model: nn.Module, inputs: Tensor, labels: Tensor | None = None
     ``logits``: the model's output at ``inputs`` with ``inputs`` requiring grad, reused (its graph kept) instead
     of a new forward."""
     check_norm(norm, "FGS")
-    shared = logits is not None and inputs.requires_grad and logits.requires_grad
+    shared = forward_reusable(inputs, logits)
     if labels is None:
         labels = logits.detach().argmax(1) if shared else predictions(model, inputs)
     with torch.enable_grad():

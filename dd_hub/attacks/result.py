@@ -71,5 +71,11 @@ def predictions(model: nn.Module, inputs: Tensor) -> Tensor:
         return model(inputs).argmax(1)
 
 
+def forward_reusable(inputs: Tensor, logits: Tensor | None) -> bool:
+    """Whether ``logits`` can stand for a new forward at ``inputs``: given, and computed from ``inputs`` with a graph
+    to them (the caller vouches that they were computed at ``inputs``)."""
+    return logits is not None and inputs.requires_grad and logits.requires_grad
+
+
 def clip(x: Tensor, bounds: tuple[float, float] | None) -> Tensor:
     return x if bounds is None else x.clamp(*bounds)

@@ -281,17 +281,11 @@ Fine-tuned from {start} with {objective}.
 
 def _adversarial_rows(method: str, adv: dict) -> list[list[str]]:
     """The training attack's settings of an adversarial-training method, as the recipe gave them."""
-    if method == "pgd_adv":
-        return [["training attack", f"PGD, {adv.get('norm')}, eps {adv.get('eps')}, {adv.get('steps')} steps"]]
-    if method == "trades":
-        return [["training attack", f"PGD, {adv.get('norm')}, eps {adv.get('eps')}, {adv.get('steps')} steps, "
-                                    f"beta {adv.get('trades_beta')}"]]
-    if method == "fgs_adv":
-        return [["training attack", f"FGS, eps {adv.get('eps')}, clean-term weight {adv.get('fgs_weight')}"]]
-    if method == "deepfool_adv":
-        return [["training attack", f"DeepFool, {adv.get('deepfool_steps')} steps, overshoot "
-                                    f"{adv.get('deepfool_overshoot')}"]]
-    return []
+    pgd = f"PGD, {adv.get('norm')}, eps {adv.get('eps')}, {adv.get('steps')} steps"
+    attack = {"pgd_adv": pgd, "trades": f"{pgd}, beta {adv.get('trades_beta')}",
+              "fgs_adv": f"FGS, eps {adv.get('eps')}, clean-term weight {adv.get('fgs_weight')}",
+              "deepfool_adv": f"DeepFool, {adv.get('deepfool_steps')} steps, overshoot {adv.get('deepfool_overshoot')}"}
+    return [["training attack", attack[method]]] if method in attack else []
 
 
 def _space(space: str) -> str:

@@ -292,18 +292,18 @@ def _replace(out_dir: Path, work: Path, previous: list[str], written: list[str])
     if clash:
         raise DDHubError(f"{out_dir / clash[0]} was not written by dd-hub site and the new site needs that name; "
                          "move it away or choose another folder")
-    blocked = [name for name in written if not _real_folders(out_dir, name)]
+    blocked = [name for name in written if not _real_folders(out_dir, Path(name).parent)]
     if blocked:
         raise DDHubError(f"{out_dir / Path(blocked[0]).parent} is a link or a file where the site needs a folder of "
                          "its own; move it away or choose another folder")
     try:
         for name in previous:
             target = out_dir / name
-            if _real_folders(out_dir, name) and target.is_file() and not target.is_symlink():
+            if _real_folders(out_dir, Path(name).parent) and target.is_file() and not target.is_symlink():
                 target.unlink()
         for folder in sorted({Path(name).parent for name in previous}, key=lambda p: -len(p.parts)):
             path = out_dir / folder
-            if folder.parts and _real_folders(out_dir, str(folder / "x")) and path.is_dir() and not any(path.iterdir()):
+            if folder.parts and _real_folders(out_dir, folder) and path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
         for name in [*written, SITE_MARKER]:
             (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
@@ -312,11 +312,11 @@ def _replace(out_dir: Path, work: Path, previous: list[str], written: list[str])
         raise DDHubError(f"cannot write the site into {out_dir}: {exc.strerror or exc}; rerun the command") from None
 
 
-def _real_folders(out_dir: Path, name: str) -> bool:
-    """Whether every folder on the way from ``out_dir`` to ``name`` is a real folder (or not there yet): no link, no
-    file."""
+def _real_folders(out_dir: Path, folder: Path) -> bool:
+    """Whether ``out_dir / folder`` and every folder on the way to it is a real folder (or not there yet): no link,
+    no file."""
     path = out_dir
-    for part in Path(name).parts[:-1]:
+    for part in folder.parts:
         path = path / part
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             return False
