@@ -8,10 +8,13 @@ that worktree first on ``sys.path``, and the two revisions' children alternate (
 same background load. Steps: one Deep Defense training step (``dd_hub.DeepDefenseLoss()``: 5 unrolled iterations,
 10 candidates) and one plain cross-entropy step, forward and backward, on the paper's LeNet trained for one epoch on
 MNIST-5k (batch 100; the same weights for both revisions) and on timm's resnet18 at 32x32 with random weights
-(batch 32); median of ``--repeats`` steps per child after a warm-up, then the median over ``--rounds`` children.
+(batch 32). Each child times the two steps alternately (``--repeats`` of each after a warm-up) and reports their
+medians and its own ratio; the table gives the medians over ``--rounds`` children, each child's ratio and their
+median, the figure compared: a ratio measured inside one process does not move with what differs between
+processes (memory layout, load).
 ``--quickstart`` runs ``dd-hub harden lenet --dataset mnist-5k`` under both revisions at the same time (one thread
-each) and prints their wall times, the figures each printed (clean accuracy, rho_2, AutoAttack) and, from the newer one's
-metrics.json, where the time went.
+each) and prints their wall times, the figures each printed (clean accuracy, rho_2, AutoAttack) and, from the
+newer one's metrics.json, where the time went.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 torch.set_num_threads(1)
 timm.layers.set_fused_attn(False)
 import dd_hub
-arch, batch, shape, classes, kind, repeats, weights = json.loads(sys.argv[2])
+arch, batch, shape, classes, repeats, weights = json.loads(sys.argv[2])
 torch.manual_seed(0)
 model = dd_hub.create_model(arch, num_classes=classes)
 if weights:
@@ -53,17 +56,20 @@ else:
     with torch.no_grad():
         labels = model(inputs).argmax(1)
 loss_fn = dd_hub.DeepDefenseLoss()
-def step():
+losses = {"plain": lambda: F.cross_entropy(model(inputs), labels),
+          "deep-defense": lambda: loss_fn(model, inputs, labels)}
+def step(kind):
     model.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(inputs), labels) if kind == "plain" else loss_fn(model, inputs, labels)
-    loss.backward()
-step()
-times = []
-for _ in range(repeats):
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
-print(json.dumps({"seconds": statistics.median(times), "df_iters": loss_fn.stats.get("df_iters")}))
+    losses[kind]().backward()
+times = {kind: [] for kind in losses}
+for kind in losses:
+    step(kind)
+for _ in range(repeats):  # the two steps alternate, so that both see the same load
+    for kind in losses:
+        start = time.perf_counter()
+        step(kind)
+        times[kind].append(time.perf_counter() - start)
+print(json.dumps({**{kind: statistics.median(t) for kind, t in times.items()}, "df_iters": loss_fn.stats["df_iters"]}))
 """
 
 
@@ -73,9 +79,9 @@ def worktree(rev: str, where: Path) -> Path:
     return where
 
 
-def child(tree: Path, model: str, kind: str, repeats: int, weights: str | None) -> dict:
+def child(tree: Path, model: str, repeats: int, weights: str | None) -> dict:
     arch, batch, shape, classes = MODELS[model]
-    spec = json.dumps([arch, batch, shape, classes, kind, repeats, weights])
+    spec = json.dumps([arch, batch, shape, classes, repeats, weights])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree)}
     out = subprocess.run([sys.executable, "-c", CHILD, str(tree), spec], env=env, check=True, capture_output=True,
                          text=True, cwd=tree).stdout
@@ -84,6 +90,7 @@ def child(tree: Path, model: str, kind: str, repeats: int, weights: str | None) 
 
 def lenet_weights(path: Path) -> str:
     """The LeNet both revisions use: one epoch on MNIST-5k, trained by this tree, saved as safetensors."""
+    sys.path.insert(0, str(ROOT))
     import torch
     from safetensors.torch import save_model
 
@@ -100,25 +107,25 @@ def lenet_weights(path: Path) -> str:
 
 
 def steps(trees: dict[str, Path], models: list[str], rounds: int, repeats: int, weights: dict[str, str | None]) -> dict:
-    results = {label: {m: {"plain": [], "deep-defense": []} for m in models} for label in trees}
-    iters: dict = {}
+    results: dict = {label: {m: [] for m in models} for label in trees}
     for _ in range(rounds):
         for model in models:
-            for kind in ("plain", "deep-defense"):
-                for label, tree in trees.items():
-                    out = child(tree, model, kind, repeats, weights[model])
-                    results[label][model][kind].append(out["seconds"])
-                    iters[(label, model)] = out["df_iters"] or iters.get((label, model))
-    print("| model | revision | plain ms | Deep Defense ms | ratio | unrolled iterations |")
-    print("|---|---|---|---|---|---|")
+            for label, tree in trees.items():
+                results[label][model].append(child(tree, model, repeats, weights[model]))
+    print("| model | revision | plain ms | Deep Defense ms | ratio (median of children) | children's ratios | "
+          "unrolled iterations |")
+    print("|---|---|---|---|---|---|---|")
     summary = {}
     for model in models:
         for label in trees:
-            plain = statistics.median(results[label][model]["plain"])
-            dd = statistics.median(results[label][model]["deep-defense"])
-            summary[f"{model}/{label}"] = {"plain_s": plain, "deep_defense_s": dd, "ratio": dd / plain}
-            print(f"| {model} | {label} | {1000 * plain:.1f} | {1000 * dd:.1f} | {dd / plain:.2f}x | "
-                  f"{iters[(label, model)]:.2f} |")
+            runs = results[label][model]
+            plain = statistics.median(r["plain"] for r in runs)
+            dd = statistics.median(r["deep-defense"] for r in runs)
+            ratios = [r["deep-defense"] / r["plain"] for r in runs]
+            summary[f"{model}/{label}"] = {"plain_s": plain, "deep_defense_s": dd,
+                                           "ratio": statistics.median(ratios), "ratios": ratios}
+            print(f"| {model} | {label} | {1000 * plain:.1f} | {1000 * dd:.1f} | {statistics.median(ratios):.2f}x | "
+                  + ", ".join(f"{r:.2f}" for r in ratios) + f" | {runs[-1]['df_iters']:.2f} |")
     return summary
 
 
