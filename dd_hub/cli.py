@@ -115,11 +115,14 @@ def recipe_options(command: Callable) -> Callable:
     return wrapper
 
 
+resume_option = click.option("--resume", is_flag=True, help="Continue a killed or failed run from OUT/checkpoints "
+                             "(same settings; more epochs and other evaluation settings allowed).")
+
+
 @main.command()
 @recipe_options
 @click.option("--method", help="Training method (see `dd-hub methods`); default: the recipe's, deep_defense.")
-@click.option("--resume", is_flag=True, help="Continue a killed run from OUT/checkpoints (same settings; more "
-              "epochs allowed).")
+@resume_option
 @click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"]), default="no", show_default=True,
               help="Autocast precision (fp16 needs a GPU).")
 @click.option("--checkpoint-every", type=COUNT, default=0, metavar="N",
@@ -151,7 +154,8 @@ def harden(recipe, run, out_dir, method, resume, mixed_precision, checkpoint_eve
 @click.option("--eps-ref-from", default="deep_defense", show_default=True,
               help="Model whose epsilon_ref is used for all (the paper: deep_defense; or reference, clean, ...).")
 @click.option("--fractions", type=FLOATS, help="Fractions of epsilon_ref, e.g. 0.2,0.5,1,2 (default: recipe's).")
-def reproduce(recipe, run, out_dir, methods, seeds, eps_ref_from, fractions) -> None:
+@resume_option
+def reproduce(recipe, run, out_dir, methods, seeds, eps_ref_from, fractions, resume) -> None:
     """The paper's Table 1 for MODEL on DATASET: reference, baselines and Deep Defense, with the paper's rows."""
     import dataclasses
 
@@ -162,7 +166,7 @@ def reproduce(recipe, run, out_dir, methods, seeds, eps_ref_from, fractions) -> 
                                                                             fgs_fractions=fractions))
     out_dir = Path(out_dir or f"runs/{recipe.name}-reproduce")
     result = run_reproduce(recipe, out_dir, methods=[m.strip() for m in methods.split(",") if m.strip()],
-                           seeds=seeds, eps_ref_from=eps_ref_from, **run)
+                           seeds=seeds, eps_ref_from=eps_ref_from, resume=resume, **run)
     click.echo(result.table)
     click.echo(f"Saved to {out_dir}/ (table.md, results.json, seed*/<method>/ models)")
 

@@ -116,3 +116,69 @@ def test_table_notes_say_when_pgd_was_off():
                "paper": None, "eps_ref_from": "reference"}
     notes = format_table(results).strip().splitlines()[-1]
     assert "PGD off" in notes and "0 steps" not in notes
+
+
+@pytest.mark.slow
+def test_a_failed_reproduce_resumes_without_redoing_what_finished(tmp_path, monkeypatch):
+    from dd_hub.workflows import reproduce as workflow
+
+    measured, fail_once = [], [True]
+    real_evaluate = workflow.evaluate
+
+    def evaluate(model, *args, **kwargs):  # the first run's second evaluation fails, as running out of memory would
+        measured.append(kwargs.get("eps_ref"))
+        if len(measured) == 2 and fail_once:
+            fail_once.clear()
+            raise RuntimeError("simulated failure\nsecond line")
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(workflow, "evaluate", evaluate)
+    command = ["reproduce", "mlp", *TINY, "--out", str(tmp_path), "--methods", "clean,deep_defense"]
+    failed = CliRunner().invoke(main, command)
+    assert failed.exit_code == 2 and "Traceback" not in failed.output
+    assert "RuntimeError: simulated failure (what finished is kept in" in failed.output
+    assert "rerun the same command with --resume" in failed.output and not (tmp_path / "results.json").exists()
+    phases = tmp_path / "checkpoints" / "seed1234"
+    assert (phases / "deep_defense" / "report.json").is_file() and not (phases / "clean" / "report.json").exists()
+    pointers = {p: p.stat().st_mtime_ns for p in phases.glob("*/latest")}
+    assert {p.parent.name for p in pointers} == {"reference", "clean", "deep_defense"}
+    assert not list(tmp_path.glob("seed*"))  # no model folder written before the seed's evaluations all ended
+
+    refused = CliRunner().invoke(main, command)  # not cleared by a run without --resume
+    assert refused.exit_code == 2 and "pass --resume to continue it" in refused.output
+    changed = CliRunner().invoke(main, [*command, "--resume", "--set", "harden.lr=0.5"])
+    assert changed.exit_code == 2 and "harden.lr changed" in changed.output
+
+    measured.clear()
+    resumed = CliRunner().invoke(main, [*command, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    # nothing trained again; the Deep Defense report reused, the two others measured at its epsilon_ref
+    assert {p: p.stat().st_mtime_ns for p in pointers} == pointers
+    assert "deep_defense: the report measured before on these weights is reused" in resumed.output
+    assert "deep_defense finished before: reloaded from" in resumed.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    run = results["runs"][0]
+    assert measured == [run["eps_ref"]] * 2 and run["eps_ref"] is not None
+    assert all(len(run["training"][phase]) == 1 for phase in ("reference", "clean", "deep_defense"))
+    assert (tmp_path / "seed1234" / "deep_defense" / "model.safetensors").is_file()
+
+
+def test_a_kept_report_counts_only_for_the_weights_and_settings_it_measured(tmp_path):
+    import torch
+
+    from dd_hub.workflows.reproduce import _kept_report, _weights_digest
+
+    model = torch.nn.Linear(3, 2)
+    key = {"weights_sha256": _weights_digest(model), "evaluation": {"pgd_steps": 20}, "eps_ref": 0.1}
+    report = {**_report(0.98, 0.2, (0.9, 0.5, 0.2)), "deepfool": {}, "fgs": {}}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"key": key, "report": report}))
+    assert _kept_report(path, key).clean_accuracy == 0.98
+    with torch.no_grad():
+        model.weight[0, 0] += 1e-6
+    assert _kept_report(path, {**key, "weights_sha256": _weights_digest(model)}) is None
+    assert _kept_report(path, {**key, "eps_ref": 0.2}) is None
+    for garbage in ("[1]", "{", json.dumps({"key": key, "report": {"nonsense": 1}}), json.dumps({"key": key})):
+        path.write_text(garbage)
+        assert _kept_report(path, key) is None
+    assert _kept_report(tmp_path / "absent.json", key) is None

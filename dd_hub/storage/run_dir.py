@@ -122,10 +122,11 @@ def _alive(holder: dict) -> bool:
 
 
 def prepare(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
-            outputs: tuple[str, ...] = RUN_FILES) -> None:
+            outputs: tuple[str, ...] = RUN_FILES, resumable: bool = True) -> None:
     """Make ``out_dir`` ready for a run whose inputs are already validated: finish an interrupted commit, refuse to
     write over a previous run's ``outputs``, or over what any run leaves (:data:`CLEARED`), unless told
-    (``--resume`` continues it, ``--overwrite`` replaces it), and only then clear what a fresh run must not reuse."""
+    (``--resume`` continues it, when the command is ``resumable``; ``--overwrite`` replaces it), and only then
+    clear what a fresh run must not reuse."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -135,7 +136,7 @@ def prepare(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
     if resume and overwrite:
         raise DDHubError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     if found and not resume and not overwrite:
-        again = "pass --resume to continue it, " if outputs == RUN_FILES else ""
+        again = "pass --resume to continue it, " if resumable else ""
         raise DDHubError(f"{out_dir} holds a previous run ({', '.join(found)}); {again}pass --overwrite to replace "
                          "it, or choose another --out")
     if not resume:

@@ -212,8 +212,11 @@ class _Run:
                              f"resume with at least that many epochs (not {self.config.epochs})")
         self.position = position
         load_rng(found, self.accelerator)
-        self.accelerator.print(f"resumed {self.position.phase} from {found} (epoch {self.position.epoch + 1}, "
-                               f"batch {self.position.step})")
+        if position.epoch >= self.config.epochs:
+            self.accelerator.print(f"{position.phase} finished before: reloaded from {found}")
+        else:
+            self.accelerator.print(f"resumed {position.phase} from {found} (epoch {position.epoch + 1}, "
+                                   f"batch {position.step})")
 
     def epoch_batches(self, epoch: int, progress: bool):
         """This epoch's batches, after those a resumed run already did, with a progress bar."""

@@ -4,11 +4,17 @@ For each seed: train (or load) the reference model; fine-tune a copy of it with 
 ``harden`` schedule; find epsilon_ref on one model (the paper: the Deep Defense model, ``eps_ref_from``) and
 evaluate every model at ``fgs_fractions x epsilon_ref`` with FGS and PGD, plus clean accuracy and rho_2. Writes
 ``results.json`` and ``table.md``; with several seeds the table shows mean +- sample standard deviation.
+
+Nothing finished is lost to a later failure: every training phase checkpoints under ``OUT/checkpoints/seed<S>/<phase>/``
+(a finished phase keeps its last epoch) and every evaluation writes its report there as soon as it ends, tied to
+the weights it measured. ``resume=True`` (``--resume``) reloads finished phases, continues an unfinished one and
+reuses a report only for the very weights and evaluation settings it was measured with.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +23,13 @@ from typing import Callable, Sequence
 import torch
 from accelerate.utils import set_seed
 
-from ..errors import DDHubError
+from ..errors import DDHubError, first_line
 from ..evaluation.report import Report, evaluate, format_comparison
 from ..models.directory import save_model
-from ..names import REFERENCE_DIR, RESULTS_NAME, TABLE_NAME
+from ..names import CHECKPOINTS_DIR, REFERENCE_DIR, RESULTS_NAME, TABLE_NAME
 from ..recipes import Recipe
 from ..storage import run_dir
-from ..storage.atomic_io import write_json_atomic, write_text_atomic
+from ..storage.atomic_io import read_json_object, write_json_atomic, write_text_atomic
 from ..text import markdown_table
 from ..training.loop import make_accelerator, train
 from ..training.objectives import create_objective, list_methods
@@ -60,6 +66,7 @@ PAPER_TABLE1: dict[str, dict[str, _Row]] = {
     },
 }
 PAPER_FRACTIONS = ("0.2", "0.5", "1")
+REPORT_NAME = "report.json"  # a finished evaluation, in its phase's checkpoint folder
 
 
 @dataclass
@@ -84,10 +91,12 @@ def reproduce(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> ReproduceResult:
     """Run the paper's comparison for ``recipe``'s model and dataset; see the module docstring. ``out_dir`` is a
-    unit like harden's (:mod:`dd_hub.storage.run_dir`): locked while the run writes it, a previous run's results
-    refused unless ``overwrite``, results.json and table.md committed together at the end."""
+    unit like harden's (:mod:`dd_hub.storage.run_dir`): locked while the run writes it, a previous run refused
+    unless ``overwrite`` (start over) or ``resume`` (continue it, with the same settings but harden.epochs and
+    evaluation.*), results.json and table.md committed together at the end."""
     unknown = [m for m in methods if m not in list_methods()]
     if unknown:
         raise DDHubError(f"unknown method '{unknown[0]}'; available: {', '.join(list_methods())}")
@@ -95,16 +104,28 @@ def reproduce(
         raise DDHubError(f"--eps-ref-from must be 'reference' or one of the methods run ({', '.join(methods)})")
     seeds = list(seeds or [recipe.seed])
     out_dir = Path(out_dir)
+    settings = {**recipe.to_dict(), "run": {"methods": list(methods), "seeds": seeds, "eps_ref_from": eps_ref_from,
+                                            "checkpoint": None if checkpoint is None else str(checkpoint)}}
     with run_dir.locked(out_dir):
-        run_dir.prepare(out_dir, overwrite=overwrite,
+        run_dir.prepare(out_dir, resume=resume, overwrite=overwrite, resumable=True,
                         outputs=(RESULTS_NAME, TABLE_NAME, *(f"seed{seed}" for seed in seeds)))
-        return _reproduce_in(out_dir, recipe, methods, seeds, eps_ref_from, checkpoint=checkpoint,
-                             data_dir=data_dir, allow_random_init=allow_random_init, progress=progress, echo=echo)
+        run_dir.check_settings(out_dir, settings, resume=resume)
+        try:
+            return _reproduce_in(out_dir, recipe, methods, seeds, eps_ref_from, checkpoint=checkpoint,
+                                 data_dir=data_dir, allow_random_init=allow_random_init, progress=progress,
+                                 echo=echo, resume=resume)
+        except Exception as exc:
+            kept = out_dir / CHECKPOINTS_DIR
+            if not kept.is_dir():
+                raise
+            what = str(exc) if isinstance(exc, DDHubError) else f"{type(exc).__name__}: {first_line(exc)}"
+            raise DDHubError(f"{what} (what finished is kept in {kept}: rerun the same command with --resume to "
+                             "continue from there)") from exc
 
 
 def _reproduce_in(out_dir: Path, recipe: Recipe, methods: Sequence[str], seeds: list[int], eps_ref_from: str, *,
                   checkpoint: str | Path | None, data_dir: str | Path | None, allow_random_init: bool,
-                  progress: bool, echo: Callable[[str], None]) -> ReproduceResult:
+                  progress: bool, echo: Callable[[str], None], resume: bool) -> ReproduceResult:
     accelerator = make_accelerator(grad_accumulation=recipe.harden.grad_accumulation)
     names = ["reference", *methods]
     runs = []
@@ -112,10 +133,13 @@ def _reproduce_in(out_dir: Path, recipe: Recipe, methods: Sequence[str], seeds: 
         echo(f"== seed {seed}")
         set_seed(seed)
         start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init)
-        reference_history = train_reference(start, recipe, accelerator=accelerator, echo=echo, seed=seed,
-                                            progress=progress, data=recipe.data)
-        models, history = _fine_tune_all(start, recipe, methods, seed, accelerator, progress, echo)
-        reports = _evaluate_all(models, start, recipe, eps_ref_from, progress, echo)
+        phases = out_dir / CHECKPOINTS_DIR / f"seed{seed}"
+        loop = dict(accelerator=accelerator, progress=progress, data=recipe.data, resume=resume)
+        reference_history = train_reference(start, recipe, echo=echo, seed=seed,
+                                            checkpoint_dir=phases / "reference", **loop)
+        models, history = _fine_tune_all(start, recipe, methods, seed, phases, echo, **loop)
+        reports = _evaluate_all(models, start, recipe, eps_ref_from, phases, progress=progress, echo=echo,
+                                resume=resume)
         _write_models(out_dir / f"seed{seed}", models, reports, history, recipe, start, eps_ref_from)
         runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref,
                      "training": {"reference": reference_history, **history},
@@ -133,32 +157,69 @@ def _reproduce_in(out_dir: Path, recipe: Recipe, methods: Sequence[str], seeds: 
     return ReproduceResult(table, results, out_dir)
 
 
-def _fine_tune_all(start: Start, recipe: Recipe, methods: Sequence[str], seed: int, accelerator, progress: bool,
-                   echo: Callable[[str], None]) -> tuple[dict[str, torch.nn.Module], dict[str, list[dict]]]:
-    """A copy of the starting model fine-tuned with each method, every one on the same data order."""
+def _fine_tune_all(start: Start, recipe: Recipe, methods: Sequence[str], seed: int, phases: Path,
+                   echo: Callable[[str], None], **loop) -> tuple[dict[str, torch.nn.Module], dict[str, list[dict]]]:
+    """A copy of the starting model fine-tuned with each method, every one on the same data order, each phase
+    checkpointed in ``phases/<method>`` (``loop`` goes to :func:`dd_hub.training.loop.train`, ``resume`` included)."""
     models, history = {"reference": start.model}, {}
     for method in methods:
         echo(f"Fine-tuning with {method} ({recipe.harden.epochs} epochs)")
         set_seed(seed)
         model = copy.deepcopy(start.model)
         history[method] = train(model, start.train_set, recipe.harden,
-                                create_objective(dataclasses.replace(recipe, method=method)), accelerator=accelerator,
-                                center=start.center, desc=method, progress=progress, seed=seed, data=recipe.data)
+                                create_objective(dataclasses.replace(recipe, method=method)), center=start.center,
+                                desc=method, seed=seed, checkpoint_dir=phases / method, **loop)
         models[method] = model
     return models, history
 
 
-def _evaluate_all(models: dict[str, torch.nn.Module], start: Start, recipe: Recipe, eps_ref_from: str,
-                  progress: bool, echo: Callable[[str], None]) -> dict[str, Report]:
-    """Every model evaluated at the epsilon_ref of ``models[eps_ref_from]`` (the paper: the Deep Defense model)."""
+def _evaluate_all(models: dict[str, torch.nn.Module], start: Start, recipe: Recipe, eps_ref_from: str, phases: Path,
+                  *, progress: bool, echo: Callable[[str], None], resume: bool) -> dict[str, Report]:
+    """Every model evaluated at the epsilon_ref of ``models[eps_ref_from]`` (the paper: the Deep Defense model).
+
+    Each report is written to ``phases/<name>/report.json`` as soon as it is measured; with ``resume`` one found
+    there is used instead of measuring again when it was measured on the same weights, evaluation settings and
+    epsilon_ref.
+    """
     echo(f"Evaluating (epsilon_ref from {eps_ref_from})")
-    reports = {eps_ref_from: evaluate(models[eps_ref_from], start.test_set, recipe.evaluation, center=start.center,
-                                      progress=progress, data=recipe.data)}
-    for name, model in models.items():
+
+    def measure(name: str, eps_ref: float | None = None) -> Report:
+        path = phases / name / REPORT_NAME
+        key = {"weights_sha256": _weights_digest(models[name]), "evaluation": dataclasses.asdict(recipe.evaluation),
+               "eps_ref": eps_ref}
+        if resume and (kept := _kept_report(path, key)) is not None:
+            echo(f"{name}: the report measured before on these weights is reused ({path})")
+            return kept
+        report = evaluate(models[name], start.test_set, recipe.evaluation, center=start.center, eps_ref=eps_ref,
+                          progress=progress, data=recipe.data)
+        write_json_atomic(path, {"key": key, "report": report.to_dict()})
+        return report
+
+    reports = {eps_ref_from: measure(eps_ref_from)}
+    for name in models:
         if name not in reports:
-            reports[name] = evaluate(model, start.test_set, recipe.evaluation, center=start.center,
-                                     eps_ref=reports[eps_ref_from].eps_ref, progress=progress, data=recipe.data)
+            reports[name] = measure(name, reports[eps_ref_from].eps_ref)
     return {name: reports[name] for name in models}
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of the model's state (names and tensor bytes, in order): which weights a kept report measured."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _kept_report(path: Path, key: dict) -> Report | None:
+    """The report kept at ``path`` if it was measured under ``key``; None when absent, unreadable or not ours."""
+    if not path.is_file():
+        return None
+    try:
+        kept = read_json_object(path, what="a kept report", fix="")
+        return Report.from_dict(kept["report"]) if kept.get("key") == key else None
+    except (DDHubError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _write_models(seed_dir: Path, models: dict, reports: dict[str, Report], history: dict, recipe: Recipe,

@@ -62,7 +62,7 @@ def sweep(
     """
     out_dir = Path(out_dir)
     with run_dir.locked(out_dir):
-        run_dir.prepare(out_dir, overwrite=overwrite,
+        run_dir.prepare(out_dir, overwrite=overwrite, resumable=False,
                         outputs=(SWEEP_NAME, SWEEP_TABLE_NAME, SWEEP_PLOT_NAME, REFERENCE_DIR))
         return _sweep_in(out_dir, recipe, c_values, lam_values, layer_sets, checkpoint=checkpoint, data_dir=data_dir,
                          allow_random_init=allow_random_init, progress=progress, echo=echo)
