@@ -3,6 +3,9 @@ benchmark rows, in one command that fits a short lease (under 8 minutes on one G
 
     python benchmarks/gpu_check.py --out gpu-report        # writes gpu-report/gpu_check.json and gpu_check.md
 
+On a bare GPU machine without network, ``benchmarks/gpu_wheels.sh`` (run where pip works) gathers the packages it
+needs as wheels; its header gives the two commands to run there.
+
 Checks (each timed, each with the measured figure it is judged by):
 1. candidate gradients: DeepFool with ``candidate_gradients='batched'`` (vmap over the backward, the CUDA default)
    against ``'loop'``: the same iterations and perturbations (max abs difference), and the same Deep Defense
@@ -69,7 +72,8 @@ class Report:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU (smoke run)"
         lines = [f"# dd-hub GPU check on {name}", "",
                  f"torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}; "
-                 f"{time.perf_counter() - self.start:.0f} s in all.", "", "| check | verdict | s | figures |",
+                 f"{time.perf_counter() - self.start:.0f} s in all. Checks in fp32 with TF32 off; benchmark rows with "
+                 "PyTorch's TF32 defaults.", "", "| check | verdict | s | figures |",
                  "|---|---|---|---|"]
         for c in self.checks:
             figures = ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("check", "passed", "seconds",
@@ -113,7 +117,8 @@ def check_candidate_gradients(device, n, size) -> tuple[bool, dict]:
     batched = dd_hub.deepfool(model, x, steps=10, candidate_gradients="batched")
     diff = (loop.adversarial - batched.adversarial).abs().max().item()
     same_iters = bool(torch.equal(loop.iterations, batched.iterations))
-    grads = {s: param_grads(model, dd_hub.DeepDefenseLoss(candidate_gradients=s)(model, x, y)) for s in ("loop", "batched")}
+    grads = {s: param_grads(model, dd_hub.DeepDefenseLoss(candidate_gradients=s)(model, x, y))
+             for s in ("loop", "batched")}
     rel = relative(grads["batched"], grads["loop"])
     return same_iters and diff < 1e-4 and rel < 1e-4, {"max_abs_perturbation_diff": diff, "same_iterations": same_iters,
                                                       "dd_grad_relative_diff": rel}
@@ -188,10 +193,11 @@ def check_harden(device, n, size) -> tuple[bool, dict]:
         precision = "bf16" if device.type == "cuda" else "no"
         result = harden(recipe, Path(tmp) / "out", data_dir=folder, allow_random_init=True, progress=False,
                         echo=lambda *_: None, mixed_precision=precision, input_size=size)
+        autoattack = result.hardened.autoattack
         return result.hardened is not None, {"images": n, "mixed_precision": precision,
                                              "clean": result.hardened.clean_accuracy,
-                                             "autoattack": {k: v["accuracy"] for k, v in result.hardened.autoattack.items()},
-                                             "skipped": {k: v.get("skipped") for k, v in result.hardened.autoattack.items()}}
+                                             "autoattack": {k: v["accuracy"] for k, v in autoattack.items()},
+                                             "skipped": {k: v.get("skipped") for k, v in autoattack.items()}}
 
 
 def bench_rows(report: Report, models: list[str], repeats: int) -> None:
@@ -223,13 +229,20 @@ def main() -> None:
     device = torch.device("cpu" if args.cpu_smoke else "cuda")
     n, size = (4, 32) if args.cpu_smoke else (32, 64)
     report = Report(device, args.cpu_smoke)
+    # The checks compare paths that must agree to fp32 rounding: TF32 (on by default for cuDNN convolutions) rounds
+    # inputs to 10 mantissa bits, differently per algorithm and layout, so it is off for them and back on (PyTorch's
+    # defaults, what users get) for the benchmark rows.
+    defaults = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     report.run("candidate gradients: batched = loop", lambda: check_candidate_gradients(device, n, size))
-    report.run("mixed precision: fp16 and bf16 Deep Defense steps ~ fp32", lambda: check_mixed_precision(device, n, size))
+    report.run("mixed precision: fp16 and bf16 Deep Defense steps ~ fp32",
+               lambda: check_mixed_precision(device, n, size))
     report.run("channels_last = contiguous", lambda: check_channels_last(device, n, size))
     report.run("AutoAttack standard runs, no weaker than custom", lambda: check_autoattack(device, 8 if args.cpu_smoke
                                                                                             else 64, size))
     report.run("harden on an ImageNet-layout folder, workers, bf16", lambda: check_harden(device, 8 if args.cpu_smoke
                                                                                          else 32, size))
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = defaults
     bench_rows(report, ["lenet"] if args.cpu_smoke else ["lenet", "resnet18", "resnet18-224"],
                1 if args.cpu_smoke else 3)
     args.out.mkdir(parents=True, exist_ok=True)
