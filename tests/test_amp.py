@@ -192,3 +192,23 @@ def test_checkpoint_refuses_nonfinite_weights(tmp_path):
     with pytest.raises(DDHubError, match="refusing to checkpoint non-finite weights"):
         save_checkpoint(tmp_path, accelerator, model, optimizer, scheduler, Position("harden"))
     assert not any(p.name == "latest" or not p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_max_grad_norm_bounds_each_update_and_is_logged():
+    def huge(model, inputs, labels, logits=None, center=None) -> LossOutput:
+        loss = F.cross_entropy(logits, labels)
+        return LossOutput(1e6 * loss, {"ce": loss.item()})
+
+    updates = {}
+    for clip in (None, 0.5):
+        model, data = _tiny(samples=4)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        config = TrainConfig(epochs=1, batch_size=4, lr=0.1, momentum=0.0, weight_decay=0.0, lr_milestones=[],
+                             freeze_bn=False, max_grad_norm=clip)
+        history = train(model, data, config, huge, progress=False)
+        updates[clip] = (torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm().item()
+        if clip is not None:
+            assert history[0]["clipped"] == 1.0 and history[0]["grad_norm"] > 1e3
+        else:
+            assert "grad_norm" not in history[0]
+    assert updates[0.5] == pytest.approx(0.1 * 0.5, rel=1e-4) and updates[None] > 100 * updates[0.5]

@@ -51,6 +51,7 @@ class TrainConfig(Settings):
     lr_decay: Annotated[float, FRACTION] = 0.5
     freeze_bn: bool = True                  # BatchNorm in eval mode and out of the optimizer
     grad_accumulation: Annotated[int, AT_LEAST_ONE] = 1
+    max_grad_norm: Annotated[float, POSITIVE] | None = None  # clip the gradients' global L2 norm; None: off (paper)
 
 
 class JSONLTracker(GeneralTracker):
@@ -240,6 +241,8 @@ class _Run:
             out, ok = training_step(accelerator, self.wrapped, self.objective, inputs, labels, center)
             if ok and accelerator.sync_gradients and accelerator.scaler is None:
                 ok = all_finite(accelerator, torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
+            if ok and accelerator.sync_gradients and self.config.max_grad_norm is not None:
+                out.stats.update(self._clip_gradients())
             if ok:
                 self.optimizer.step()
                 self.optimizer.zero_grad()
@@ -255,6 +258,12 @@ class _Run:
         at_interval = self.checkpoint_every and position.global_step % self.checkpoint_every == 0
         if ok and at_interval and accelerator.sync_gradients and position.step < self.batches:  # last: end_epoch
             self.checkpoint()
+
+    def _clip_gradients(self) -> dict[str, float]:
+        """Scale the gradients down to ``max_grad_norm`` (after unscaling fp16's); their norm before, and whether
+        it was clipped, for the epoch's record."""
+        norm = float(self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm))
+        return {"grad_norm": norm, "clipped": float(norm > self.config.max_grad_norm)}
 
     def _accumulate_stats(self, stats: dict[str, float]) -> None:
         sums = self.position.sums
@@ -292,5 +301,5 @@ class _Run:
         where = f"epoch {self.position.epoch + 1}, batch {self.position.step + 1}"
         if self.nonfinite >= MAX_CONSECUTIVE_NONFINITE:
             raise DDHubError(f"{self.nonfinite} consecutive non-finite losses or gradients ({where}); lower the "
-                             "learning rate or lambda/d, or train in fp32")
+                             "learning rate or lambda/d, clip the gradients (harden.max_grad_norm), or train in fp32")
         warnings.warn(f"non-finite loss or gradient at {where}: step skipped")
