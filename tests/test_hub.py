@@ -253,6 +253,16 @@ def test_card_front_matter_and_model_index_round_trip(model_dir):
         assert section in text
 
 
+def test_card_states_gradient_clipping_and_how_often_it_clipped():
+    metrics = fake_metrics()
+    assert "gradient clipping" not in render_card(metrics)  # the paper's setting: no row
+    metrics["recipe"]["harden"]["max_grad_norm"] = 1.0
+    metrics["training"] = [{"epoch": 1, "clipped": 1.0}, {"epoch": 2, "clipped": 0.5}, {"epoch": 3, "clipped": "x"}]
+    assert "| gradient clipping | global L2 norm at most 1.0; 75% of the steps clipped |" in render_card(metrics)
+    metrics["training"] = "not a list"
+    assert "| gradient clipping | global L2 norm at most 1.0 |" in render_card(metrics)
+
+
 def test_card_and_curve_render_identically(tmp_path):
     metrics = fake_metrics()
     assert render_card(metrics, curve_file=CURVE_NAME) == render_card(json.loads(json.dumps(metrics)),

@@ -274,9 +274,24 @@ Fine-tuned from {start} with {objective}.
         ["optimizer", f"{harden['optimizer']}, lr {harden['lr']}, momentum {harden['momentum']}, weight decay "
                       f"{harden['weight_decay']}"],
         ["schedule", f"{harden['epochs']} epochs, batch {harden['batch_size']}, lr x{harden['lr_decay']} after "
-                     f"epochs {harden['lr_milestones']}"],
+                     f"epochs {harden['lr_milestones']}"], *_clipping_rows(harden, metrics.get("training")),
         ["BatchNorm", "frozen (eval mode, out of the optimizer)" if harden["freeze_bn"] else "trained"],
         ["seed", metrics.get("seed")]])}{figure}"""
+
+
+def _clipping_rows(harden: dict, history: object) -> list[list[str]]:
+    """Gradient clipping, when the recipe set it, with the share of the training steps it clipped."""
+    limit = harden.get("max_grad_norm")
+    if limit is None:
+        return []
+    shares = [epoch["clipped"] for epoch in history if isinstance(epoch, dict) and _is_fraction(epoch.get("clipped"))
+              ] if isinstance(history, list) else []
+    clipped = f"; {sum(shares) / len(shares):.0%} of the steps clipped" if shares else ""
+    return [["gradient clipping", f"global L2 norm at most {limit}{clipped}"]]
+
+
+def _is_fraction(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
 def _adversarial_rows(method: str, adv: dict) -> list[list[str]]:
