@@ -192,6 +192,7 @@ def _evaluate_all(models: dict[str, torch.nn.Module], start: Start, recipe: Reci
             return kept
         report = evaluate(models[name], start.test_set, recipe.evaluation, center=start.center, eps_ref=eps_ref,
                           progress=progress, data=recipe.data)
+        path.parent.mkdir(parents=True, exist_ok=True)  # a phase not trained here (e.g. --checkpoint's reference)
         write_json_atomic(path, {"key": key, "report": report.to_dict()})
         return report
 
