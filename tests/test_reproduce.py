@@ -182,3 +182,29 @@ def test_a_kept_report_counts_only_for_the_weights_and_settings_it_measured(tmp_
         path.write_text(garbage)
         assert _kept_report(path, key) is None
     assert _kept_report(tmp_path / "absent.json", key) is None
+
+
+def test_reports_are_kept_for_phases_that_were_not_trained_here(tmp_path, monkeypatch):
+    # the reference of `--checkpoint` has no checkpoint folder: its report must still be kept
+    import torch
+
+    from dd_hub.evaluation.report import Report
+    from dd_hub.recipes import find_recipe
+    from dd_hub.workflows import reproduce as workflow
+
+    report = {**_report(0.98, 0.2, (0.9, 0.5, 0.2)), "deepfool": {}, "fgs": {}, "eps_ref": 0.1}
+    monkeypatch.setattr(workflow, "evaluate", lambda *args, **kwargs: Report.from_dict(report))
+    models = {"reference": torch.nn.Linear(2, 2), "clean": torch.nn.Linear(2, 2)}
+    start = type("Start", (), {"test_set": None, "center": None})()
+    reports = workflow._evaluate_all(models, start, find_recipe("mlp", "mnist-5k", {}), "reference",
+                                     tmp_path / "phases", progress=False, echo=lambda _: None, resume=False)
+    assert set(reports) == {"reference", "clean"}
+    assert all((tmp_path / "phases" / name / "report.json").is_file() for name in models)
+
+
+def test_a_failed_write_names_the_cause_it_can_fix(tmp_path):
+    from dd_hub.errors import DDHubError
+    from dd_hub.storage.atomic_io import write_json_atomic
+
+    with pytest.raises(DDHubError, match="check that its folder exists and can be written, or choose another"):
+        write_json_atomic(tmp_path / "absent" / "x.json", {})

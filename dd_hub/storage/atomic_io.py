@@ -3,6 +3,7 @@ it, so a crash or a full disk never leaves a half-written file under a final nam
 with one-line errors; files are hashed in blocks."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -37,8 +38,9 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as exc:
-        raise DDHubError(f"cannot write {path}: {exc.strerror or exc}; free some disk space or choose another "
-                         "folder") from None
+        fix = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else
+               "check that its folder exists and can be written")
+        raise DDHubError(f"cannot write {path}: {exc.strerror or exc}; {fix}, or choose another folder") from None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
