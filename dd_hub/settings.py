@@ -143,6 +143,11 @@ def _coerce(hint: Any, value: Any, where: str, noun: str, rules: tuple) -> Any:
     return value
 
 
+def is_finite_number(value: Any) -> bool:
+    """A finite int or float, not a bool: what a figure read from outside must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _scalar(hint: Any, value: Any, label: str) -> Any:
     if hint is Any:
         return value

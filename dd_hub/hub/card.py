@@ -9,6 +9,7 @@ from ..models.torchvision_compat import split_prefix
 from ..text import markdown_table
 from .figures import attack_curves
 from ..registration import is_own_architecture
+from ..settings import is_finite_number
 
 _TIMM_USAGE = """```python
 import timm
@@ -284,14 +285,11 @@ def _clipping_rows(harden: dict, history: object) -> list[list[str]]:
     limit = harden.get("max_grad_norm")
     if limit is None:
         return []
-    shares = [epoch["clipped"] for epoch in history if isinstance(epoch, dict) and _is_fraction(epoch.get("clipped"))
+    shares = [epoch["clipped"] for epoch in history if isinstance(epoch, dict)
+              and is_finite_number(epoch.get("clipped")) and 0.0 <= epoch["clipped"] <= 1.0
               ] if isinstance(history, list) else []
     clipped = f"; {sum(shares) / len(shares):.0%} of the steps clipped" if shares else ""
     return [["gradient clipping", f"global L2 norm at most {limit}{clipped}"]]
-
-
-def _is_fraction(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
 def _adversarial_rows(method: str, adv: dict) -> list[list[str]]:

@@ -14,11 +14,10 @@ repo's current commit; a local record counts as what it is, a file its folder's 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
+from ..settings import is_finite_number
 from ..storage.atomic_io import read_text_limited
 from ..text import one_line
 from .cards import Card, Figure
@@ -82,7 +81,7 @@ def parse_record(text: str, source: str = "") -> Verification:
     checked = {}
     for key, entry in figures.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("agrees"), bool) or not all(
-                _finite(entry.get(k)) for k in ("card", "measured", "margin")):
+                is_finite_number(entry.get(k)) for k in ("card", "measured", "margin")):
             raise InvalidRecord(f"figure {one_line(key, 60)!r} must have finite card, measured, margin and agrees")
         checked[one_line(key, 80)] = {k: entry[k] for k in ("card", "measured", "margin", "agrees")}
     n_examples = data.get("n_examples") or {}
@@ -95,10 +94,6 @@ def parse_record(text: str, source: str = "") -> Verification:
                         revision=text_field("revision", optional=True), tolerance=float(tolerance),
                         n_examples={one_line(k, 80): v for k, v in n_examples.items()}, figures=checked,
                         settings=settings, source=source)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def figure_status(card: Card, figure: Figure) -> tuple[str, str]:

@@ -239,10 +239,8 @@ class _Run:
         accelerator, position = self.accelerator, self.position
         with accelerator.accumulate(self.wrapped):
             out, ok = training_step(accelerator, self.wrapped, self.objective, inputs, labels, center)
-            if ok and accelerator.sync_gradients and accelerator.scaler is None:
-                ok = all_finite(accelerator, torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
-            if ok and accelerator.sync_gradients and self.config.max_grad_norm is not None:
-                out.stats.update(self._clip_gradients())
+            if ok and accelerator.sync_gradients:
+                ok = self._finite_and_clipped(out.stats)
             if ok:
                 self.optimizer.step()
                 self.optimizer.zero_grad()
@@ -259,11 +257,17 @@ class _Run:
         if ok and at_interval and accelerator.sync_gradients and position.step < self.batches:  # last: end_epoch
             self.checkpoint()
 
-    def _clip_gradients(self) -> dict[str, float]:
-        """Scale the gradients down to ``max_grad_norm`` (after unscaling fp16's); their norm before, and whether
-        it was clipped, for the epoch's record."""
-        norm = float(self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm))
-        return {"grad_norm": norm, "clipped": float(norm > self.config.max_grad_norm)}
+    def _finite_and_clipped(self, stats: dict[str, float]) -> bool:
+        """Whether the gradients are finite on every process (fp16's scaler checks its own), from one global norm
+        that also clips them to ``max_grad_norm`` when set (after unscaling fp16's); ``stats`` then get the norm
+        before clipping and whether it clipped, for the epoch's record."""
+        accelerator, limit = self.accelerator, self.config.max_grad_norm
+        if limit is not None:
+            norm = accelerator.clip_grad_norm_(self.params, limit)
+            stats.update(grad_norm=float(norm), clipped=float(norm > limit))
+        elif accelerator.scaler is None:
+            norm = torch.stack([p.grad.norm() for p in self.params if p.grad is not None])
+        return accelerator.scaler is not None or all_finite(accelerator, norm)
 
     def _accumulate_stats(self, stats: dict[str, float]) -> None:
         sums = self.position.sums
