@@ -7,6 +7,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..evaluation.report import Report, format_comparison
 from ..models.torchvision_compat import split_prefix
 from ..text import markdown_table
+from .cards import figure_key  # noqa: F401  (a figure's name; defined with the card reader)
 from .figures import attack_curves
 from ..registration import is_own_architecture
 from ..settings import is_finite_number
@@ -114,26 +115,6 @@ def comparison_table(metrics: dict) -> str:
     """The before/after Markdown table (reference vs hardened) of a metrics.json."""
     return format_comparison({"reference": Report.from_dict(metrics["reference"]),
                               "hardened": Report.from_dict(metrics["hardened"])})
-
-
-def figure_key(metric_type: str, args: dict) -> str:
-    """A figure's name across dd-hub: ``clean_accuracy``, ``rho2``, ``autoattack@<threat model>``,
-    ``<attack>@<fraction>eps_ref`` or ``<attack>@<eps>`` (attack fgs, pgd)."""
-    def number(value) -> str:
-        return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)[:40]
-
-    if metric_type == "accuracy":
-        return "clean_accuracy"
-    if metric_type == "rho2":
-        return "rho2"
-    attack = str(args.get("attack", metric_type))[:40]
-    if "threat_model" in args:
-        return f"{attack}@{str(args['threat_model'])[:40]}"
-    if "fraction" in args:
-        return f"{attack}@{number(args['fraction'])}eps_ref"
-    if "eps" in args:
-        return f"{attack}@{number(args['eps'])}"
-    return attack
 
 
 def report_metrics(report: dict) -> dict[str, float]:

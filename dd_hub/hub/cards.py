@@ -29,7 +29,6 @@ import yaml
 
 from ..errors import DDHubError, first_line
 from ..text import one_line
-from .card import figure_key
 from .client import validate_repo_id
 
 HUB_URL = "https://huggingface.co"
@@ -50,6 +49,26 @@ MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?")
 FRONT_MATTER = re.compile(r"\A\s*---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 FIGURE_TYPES = ("accuracy", "robust_accuracy", "rho2")
 NORMS = ("linf", "l2")
+
+
+def figure_key(metric_type: str, args: dict) -> str:
+    """A figure's name across dd-hub: ``clean_accuracy``, ``rho2``, ``autoattack@<threat model>``,
+    ``<attack>@<fraction>eps_ref`` or ``<attack>@<eps>`` (attack fgs, pgd)."""
+    def number(value) -> str:
+        return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)[:40]
+
+    if metric_type == "accuracy":
+        return "clean_accuracy"
+    if metric_type == "rho2":
+        return "rho2"
+    attack = str(args.get("attack", metric_type))[:40]
+    if "threat_model" in args:
+        return f"{attack}@{str(args['threat_model'])[:40]}"
+    if "fraction" in args:
+        return f"{attack}@{number(args['fraction'])}eps_ref"
+    if "eps" in args:
+        return f"{attack}@{number(args['eps'])}"
+    return attack
 
 
 class InvalidCard(ValueError):
@@ -96,6 +115,8 @@ class Card:
     missing_images: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)        # claims that cannot be true
     verifications: list = field(default_factory=list)         # dd_hub.hub.verification.Verification
+    trusted: frozenset = frozenset()                         # accounts whose records rank as verified
+    verification_complete: bool = True                       # False when not every pull request could be read
 
     @property
     def published(self) -> bool:

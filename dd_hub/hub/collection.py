@@ -53,18 +53,20 @@ def list_hub_models(reader: HubReader, *, limit: int = 1000, author: str | None 
     params: dict = {"filter": [HUB_TAG, *tags], "limit": str(min(limit, 1000))}
     if author:
         params["author"] = author
-    ids = []
+    ids, seen = [], set()
     for item in reader.pages("api/models", params=params, limit=limit,
                              what="cannot list the dd-hub models on the Hub"):
         repo_id = item.get("id") or item.get("modelId") if isinstance(item, dict) else None
-        if isinstance(repo_id, str) and _repo_id(repo_id) and repo_id not in ids:
+        if isinstance(repo_id, str) and _repo_id(repo_id) and repo_id.lower() not in seen:  # ids ignore case
+            seen.add(repo_id.lower())
             ids.append(repo_id)
     return ids
 
 
 def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str | None = None,
                    tags: tuple[str, ...] = (), images: bool = True,
-                   verifications: bool = True) -> tuple[list[Card], list[str]]:
+                   verifications: bool = True, trusted: frozenset[str] = frozenset()
+                   ) -> tuple[list[Card], list[str]]:
     """dd-hub checkpoints on the Hub (tag ``dd-hub``): each card, the PNGs it references (``images``) and the
     verification records of its pull requests (``verifications``); returns (cards, notices).
 
@@ -81,12 +83,12 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
                 continue
             card = parse_card(text.decode("utf-8", errors="replace"), name=repo_id.split("/")[-1], repo_id=repo_id,
                               source=f"{HUB_URL}/{repo_id}")
-            card.revision = revision
+            card.revision, card.trusted = revision, trusted
             if images:
                 for ref in referenced_images(card.body):
                     card.add_image(ref, _image(reader, repo_id, ref))
             if verifications:
-                card.verifications, problems = hub_verifications(reader, card)
+                card.verifications, problems = hub_verifications(reader, card, trusted)
                 notices += [f"{repo_id}: {problem}" for problem in problems]
         except (InvalidCard, DDHubError) as exc:
             if reader.budget.remaining() <= 0:
@@ -128,11 +130,12 @@ def show(repo_id: str, *, token: str | None = None) -> Card:
 
 
 def find_published(*, dataset: str | None = None, threat_model: str | None = None, author: str | None = None,
-                   limit: int = 100, token: str | None = None) -> tuple[list[Card], list[str]]:
+                   limit: int = 100, token: str | None = None, trusted: frozenset[str] = frozenset()
+                   ) -> tuple[list[Card], list[str]]:
     """dd-hub cards on the Hub for ``dd-hub list``, filtered on the Hub side by dd-hub's dataset and threat-model
     tags; no figure images are downloaded (the list shows none)."""
     from .card import search_tags
 
     tags = tuple(tag for tag in search_tags(dataset or "", [threat_model] if threat_model else [])
                  if (dataset and tag.startswith("dd-hub-dataset-")) or tag.startswith("dd-hub-threat-model-"))
-    return load_hub_cards(limit=limit, author=author, token=token, tags=tags, images=False)
+    return load_hub_cards(limit=limit, author=author, token=token, tags=tags, images=False, trusted=trusted)
