@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import yaml
-
-from ..errors import DDHubError, first_line
+from ..errors import DDHubError
+from ..storage.limited_yaml import YAMLLimitError, load_yaml
 from ..text import one_line
 from .client import validate_repo_id
 
@@ -147,26 +146,6 @@ class Card:
 
 
 # --- parsing ------------------------------------------------------------------------------------------------------
-class _LimitedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases and with a depth and node limit."""
-
-    def __init__(self, stream) -> None:
-        super().__init__(stream)
-        self.depth = self.nodes = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise InvalidCard("its YAML uses aliases, which cards may not")
-        self.depth += 1
-        self.nodes += 1
-        if self.depth > MAX_YAML_DEPTH or self.nodes > MAX_YAML_NODES:
-            raise InvalidCard(f"its YAML is deeper than {MAX_YAML_DEPTH} or larger than {MAX_YAML_NODES} nodes")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
 def parse_card(text: str, *, name: str, repo_id: str | None = None, source: str = "") -> Card:
     """A :class:`Card` from a README's text, or :class:`InvalidCard` with a one-line reason."""
     if len(text.encode("utf-8", errors="replace")) > MAX_CARD_BYTES:
@@ -175,11 +154,9 @@ def parse_card(text: str, *, name: str, repo_id: str | None = None, source: str 
     if match is None:
         raise InvalidCard("it has no YAML front matter")
     try:
-        data = yaml.load(match.group(1), Loader=_LimitedLoader)  # noqa: S506 (safe loader, aliases refused)
-    except InvalidCard:
-        raise
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
-        raise InvalidCard(f"its YAML cannot be read ({first_line(exc)[:MAX_TEXT]})") from None
+        data = load_yaml(match.group(1), max_depth=MAX_YAML_DEPTH, max_nodes=MAX_YAML_NODES)
+    except YAMLLimitError as exc:
+        raise InvalidCard(str(exc)) from None
     if not isinstance(data, dict):
         raise InvalidCard("its front matter is not a mapping")
     info = _info(data.get("dd_hub"))

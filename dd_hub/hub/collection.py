@@ -114,7 +114,11 @@ def show(repo_id: str, *, token: str | None = None) -> Card:
         card_path = path / CARD_NAME
         if not card_path.is_file() or card_path.is_symlink():
             raise DDHubError(f"{path} has no {CARD_NAME}")
-        text, name, source = read_text_limited(card_path, MAX_CARD_BYTES), path.name, str(card_path)
+        try:
+            text, name, source = read_text_limited(card_path, MAX_CARD_BYTES), path.name, str(card_path)
+        except (ValueError, OSError) as exc:   # too large, not UTF-8, unreadable
+            raise DDHubError(f"the card {one_line(card_path, MAX_TEXT)} cannot be read: {one_line(exc, 200)}") \
+                from None
         repo = None
     else:
         repo = validate_repo_id(repo_id)
