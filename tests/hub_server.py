@@ -16,7 +16,10 @@ pointing at ``http://127.0.0.1:<port>``:
 - ``GET  /api/models/{repo}/tree/{rev}``                   the file list snapshot_download asks for
 - ``HEAD|GET /{repo}/resolve/{rev}/{path}``                file download with X-Repo-Commit / ETag headers
 - ``POST /api/models/{repo}/commit/main?create_pr=1``      a pull request (``refs/pr/N``), open to any signed-in user
-- ``GET  /api/models/{repo}/discussions``                  the pull requests, with their authors
+- ``GET  /api/models/{repo}/discussions``                  the pull requests, with their authors, newest first, 50 a
+  page (``?p=N``; ``count`` and ``start`` say where the page is), open, merged and closed alike
+- ``GET  /api/organizations/{org}/members``                the members of an organisation (404 for a user)
+- ``GET  /api/users/{name}/overview``                      a user's overview (404 for an organisation or nobody)
 
 Only the standard library serves HTTP (http.server + threading); README front matter is parsed with PyYAML, which the
 real Hub also does server side. State lives in memory; ``requests`` records (method, path) for assertions.
@@ -37,6 +40,7 @@ import yaml
 #: models per page of the listing, the most the Hub's listing returns at once
 PAGE_SIZE = 1000
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+DISCUSSIONS_PER_PAGE = 50
 
 
 @dataclass
@@ -244,6 +248,10 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             with hub.lock:
                 if method == "GET" and parts[:2] == ["api", "whoami-v2"]:
                     return self._whoami()
+                if method == "GET" and parts[:2] == ["api", "organizations"] and parts[3:] == ["members"]:
+                    return self._members(parts[2])
+                if method == "GET" and parts[:2] == ["api", "users"] and parts[3:] == ["overview"]:
+                    return self._user_overview(parts[2])
                 if method == "POST" and parts[:3] == ["api", "repos", "create"]:
                     return self._create(json.loads(body or b"{}"))
                 if method == "POST" and parts[:2] == ["api", "validate-yaml"]:
@@ -257,7 +265,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                     if method == "POST" and rest[:1] == ["commit"]:
                         return self._commit(repo_id, "/".join(rest[1:]), body, pull)
                     if method == "GET" and rest[:1] == ["discussions"]:
-                        return self._discussions(repo_id)
+                        return self._discussions(repo_id, int((query.get("p") or ["0"])[0]))
                     if method == "POST" and rest[:1] == ["branch"]:
                         return self._branch(repo_id, "/".join(rest[1:]))
                     if method == "GET" and rest[:1] == ["tree"] and len(rest) >= 2:
@@ -320,7 +328,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return None
             return self._repo_or_error(repo_id)
 
-        def _discussions(self, repo_id: str) -> None:
+        def _discussions(self, repo_id: str, page: int) -> None:
             repo = self._repo_or_error(repo_id)
             if repo is None:
                 return
@@ -328,7 +336,22 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                       "author": {"name": p["author"]}, "repo": {"name": repo_id, "type": "model"},
                       "createdAt": "2026-01-01T00:00:00.000Z", "pinned": False, "numComments": 1, "topReactions": []}
                      for p in reversed(repo.pulls)]
-            self._send(200, {"discussions": items, "count": len(items), "start": 0, "numClosedDiscussions": 0})
+            start = page * DISCUSSIONS_PER_PAGE
+            closed = sum(p["status"] == "closed" for p in repo.pulls)
+            self._send(200, {"discussions": items[start:start + DISCUSSIONS_PER_PAGE], "count": len(items),
+                             "start": start, "numClosedDiscussions": closed})
+
+        def _members(self, org: str) -> None:
+            members = sorted(user for user, orgs in hub.orgs.items() if org in orgs)
+            if not members:
+                return self._error(404, "Organization not found")
+            self._send(200, [{"user": user, "fullname": user, "type": "user", "isFollowing": False}
+                             for user in members])
+
+        def _user_overview(self, name: str) -> None:
+            if name not in set(hub.tokens.values()) or any(name in orgs for orgs in hub.orgs.values()):
+                return self._error(404, "User not found")
+            self._send(200, {"user": name, "fullname": name, "type": "user", "numModels": 0, "orgs": []})
 
         def _commit(self, repo_id: str, revision: str, body: bytes, pull: bool = False) -> None:
             repo = self._readable_by_user(repo_id) if pull else self._writable_repo(repo_id)

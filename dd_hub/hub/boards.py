@@ -25,7 +25,7 @@ from .verification import figure_status
 DEFAULT_METHOD = "deep_defense"
 NO_THREAT_MODEL = "no standard threat model evaluated"
 NORM_LABELS = {"linf": "L∞", "l2": "L2"}
-STATUS_ORDER = {"verified": 0, "self-reported": 1, "disputed": 2}
+STATUS_ORDER = {"verified": 0, "self-reported": 1, "re-measured": 1, "disputed": 2}
 
 
 @dataclass
@@ -37,8 +37,9 @@ class Row:
     clean_accuracy: float | None
     robust: Figure | None = None
     rho2: float | None = None
-    status: str = "self-reported"    # of the robust figure: verified, disputed or self-reported
+    status: str = "self-reported"    # of the robust figure: verified, disputed, re-measured or self-reported
     verified_by: str = ""
+    status_note: str = ""            # the status in words (figure_status's text)
     flags: list[str] = field(default_factory=list)
 
     @property
@@ -131,8 +132,9 @@ def boards(cards: list[Card]) -> list[Board]:
             untested.append(Row(card, names[id(card)], **common))
             continue
         for figure in entries:
-            status, who = figure_status(card, figure)
-            row = Row(card, names[id(card)], robust=figure, status=status, verified_by=who, **common)
+            status = figure_status(card, figure)
+            row = Row(card, names[id(card)], robust=figure, status=status.status, verified_by=status.by,
+                      status_note=status.text, **common)
             dataset = str(card.info.get("dataset") or figure.dataset)
             rows = by_threat.setdefault((dataset, figure.args["norm"], _eps_key(figure.args["eps"])), {})
             previous = rows.get(id(card))
@@ -178,7 +180,7 @@ def percent(value: float | None) -> str:
 
 def status_text(row: Row) -> str:
     """The row's verification status in words, with its flags."""
-    text = f"{row.status} by {row.verified_by}" if row.verified_by else row.status
+    text = row.status_note or (f"{row.status} by {row.verified_by}" if row.verified_by else row.status)
     return "; ".join([text, *(f"flag: {flag}" for flag in row.flags)])
 
 
@@ -221,7 +223,7 @@ def board_json(board: Board) -> dict:
     """One board as plain data (``dd-hub list --json``)."""
     return {"board": board.title, "dataset": board.dataset, "norm": board.norm, "eps": board.eps, "rows": [
         {"model": r.card.title, "clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
-         "status": r.status, "verified_by": r.verified_by or None, "flags": r.flags, "rho2": r.rho2,
+         "status": r.status, "verified_by": r.verified_by or None, "status_text": status_text(r), "flags": r.flags, "rho2": r.rho2,
          "architecture": r.architecture, "method": r.method, "n_examples": r.n_examples,
          "evaluation": r.evaluation, "published": r.card.published, "gain": r.gain} for r in board.rows]}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..text import markdown_table
+from .cards import figure_key  # noqa: F401  (a figure's name; defined with the card reader)
 from ..registration import is_own_architecture
-from .cards import figure_key  # noqa: F401 (a figure's name: defined beside the cards that carry it)
 from ..settings import is_finite_number
 
 _TIMM_USAGE = """```python

@@ -118,6 +118,8 @@ class Card:
     reference: dict = field(default_factory=dict)             # the reference model's figures (``_reference``)
     base_model: str | None = None    # the Hub id of the starting weights, as the card states it
     hub_images: list[str] = field(default_factory=list)       # PNGs of its Hub repo (linked, never copied)
+    trusted: frozenset = frozenset()                         # accounts whose records rank as verified
+    verification_complete: bool = True                       # False when not every pull request could be read
 
     @property
     def published(self) -> bool:

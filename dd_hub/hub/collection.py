@@ -83,8 +83,8 @@ def hub_listing(reader: HubReader, *, limit: int = PAGE_SIZE, author: str | None
     for item in reader.pages("api/models", params=params, limit=limit,
                              what="cannot list the dd-hub models on the Hub"):
         repo_id = item.get("id") or item.get("modelId") if isinstance(item, dict) else None
-        if isinstance(repo_id, str) and _repo_id(repo_id) and repo_id not in seen:
-            seen.add(repo_id)
+        if isinstance(repo_id, str) and _repo_id(repo_id) and repo_id.lower() not in seen:  # ids ignore case
+            seen.add(repo_id.lower())
             items.append({**item, "id": repo_id})
     return items
 
@@ -96,10 +96,11 @@ def list_hub_models(reader: HubReader, *, limit: int = 1000, author: str | None 
 
 
 def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str | None = None,
-                   tags: tuple[str, ...] = (), images: bool = False,
-                   verifications: bool = True) -> tuple[list[Card], list[str]]:
+                   tags: tuple[str, ...] = (), images: bool = False, verifications: bool = True,
+                   trusted: frozenset[str] = frozenset()) -> tuple[list[Card], list[str]]:
     """dd-hub checkpoints on the Hub (tag ``dd-hub``), built from the pages of the Hub's listing (module
-    docstring), with the verification records of their pull requests (``verifications``); returns (cards, notices).
+    docstring), with the verification records of their pull requests (``verifications``; records by ``trusted``
+    accounts rank as verified); returns (cards, notices).
 
     A listing entry without ``cardData`` (a Hub that does not expand it) costs a download of its card, and then,
     with ``images``, of the PNGs its body shows. Every request is bounded (:mod:`dd_hub.hub.client`); a repo that
@@ -115,8 +116,9 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
             if card is None:
                 notices.append(f"{repo_id}: not listed, it has no {CARD_NAME} (or it went away)")
                 continue
+            card.trusted = trusted
             if verifications:
-                card.verifications, problems = hub_verifications(reader, card)
+                card.verifications, problems = hub_verifications(reader, card, trusted)
                 notices += [f"{repo_id}: {problem}" for problem in problems]
         except (InvalidCard, DDHubError) as exc:
             if reader.budget.remaining() <= 0:
@@ -212,14 +214,15 @@ def local_folder(name: str, cards_dir: str | Path | None = None) -> Path | None:
 
 
 def find_published(*, dataset: str | None = None, threat_model: str | None = None, author: str | None = None,
-                   limit: int = 100, token: str | None = None) -> tuple[list[Card], list[str]]:
+                   limit: int = 100, token: str | None = None, trusted: frozenset[str] = frozenset()
+                   ) -> tuple[list[Card], list[str]]:
     """dd-hub cards on the Hub for ``dd-hub list``, filtered on the Hub side by dd-hub's dataset and threat-model
     tags; no figure images are downloaded (the list shows none)."""
     from .card import search_tags
 
     tags = tuple(tag for tag in search_tags(dataset or "", [threat_model] if threat_model else [])
                  if (dataset and tag.startswith("dd-hub-dataset-")) or tag.startswith("dd-hub-threat-model-"))
-    return load_hub_cards(limit=limit, author=author, token=token, tags=tags)
+    return load_hub_cards(limit=limit, author=author, token=token, tags=tags, trusted=trusted)
 
 
 def hub_datasets(*, token: str | None = None, author: str | None = None) -> list[str]:
