@@ -17,15 +17,15 @@ from pathlib import Path
 
 from ..names import INDEX_NAME
 from ..storage.atomic_io import write_text_atomic
-from ..text import markdown_cell, markdown_table, unique_names
+from ..text import markdown_cell, markdown_table, name_skeleton, one_line, unique_names
 from .cards import HUB_URL, Card, Figure
 from .collection import load_local_cards
-from .verification import figure_status
+from .verification import canonical_dataset, canonical_eps, card_dataset, counted_weights, figure_status
 
 DEFAULT_METHOD = "deep_defense"
 NO_THREAT_MODEL = "no standard threat model evaluated"
 NORM_LABELS = {"linf": "L∞", "l2": "L2"}
-STATUS_ORDER = {"verified": 0, "self-reported": 1, "disputed": 2}
+STATUS_ORDER = {"verified": 0, "self-reported": 1, "re-measured": 1, "disputed": 2}
 
 
 @dataclass
@@ -37,9 +37,11 @@ class Row:
     clean_accuracy: float | None
     robust: Figure | None = None
     rho2: float | None = None
-    status: str = "self-reported"    # of the robust figure: verified, disputed or self-reported
+    status: str = "self-reported"    # of the robust figure: verified, disputed, re-measured or self-reported
     verified_by: str = ""
+    status_note: str = ""            # the status in words (figure_status's text)
     flags: list[str] = field(default_factory=list)
+    also_named: list[str] = field(default_factory=list)   # other cards of the same weights, merged into this row
 
     @property
     def robust_accuracy(self) -> float | None:
@@ -64,6 +66,20 @@ class Row:
         if version == "custom" and isinstance(attacks, list) and attacks:
             version += f" ({', '.join(map(str, attacks))})"
         return version or None
+
+    @property
+    def reference_robust(self) -> float | None:
+        """The reference model's robust accuracy at this row's threat model, where the card names it."""
+        if self.robust is None:
+            return None
+        return self.card.reference.get("autoattack", {}).get(str(self.robust.args.get("threat_model")))
+
+    @property
+    def gain(self) -> float | None:
+        """Robust accuracy gained over the reference model (a fraction; negative for a loss), where the card
+        names the reference's figure."""
+        reference = self.reference_robust
+        return None if reference is None or self.robust is None else self.robust.value - reference
 
     @property
     def architecture(self) -> str:
@@ -97,8 +113,49 @@ def slugs(cards: list[Card]) -> dict[int, str]:
 
 
 def _eps_key(eps: float) -> float:
-    """``eps`` as boards are keyed by: equal budgets written with other float noise (8/255) share a board."""
-    return round(eps, 10)
+    """``eps`` as boards are keyed by (:func:`dd_hub.hub.verification.canonical_eps`): budgets on the dataset's
+    grid within float noise share a board, and a board's title tells its budget from every other board's."""
+    return canonical_eps(eps)
+
+
+def weights_key(card: Card) -> str | None:
+    """What tells two cards' weights apart: the sha256 a trusted verifier measured, else the one the Hub or the
+    card states (``dd_hub.weights_sha256``); None when nothing says."""
+    measured = counted_weights(card)
+    if measured:
+        return measured
+    stated = getattr(card, "weights_sha256", None) or card.info.get("weights_sha256")
+    return stated if isinstance(stated, str) and len(stated) == 64 else None
+
+
+def _merge_and_flag(rows: list[Row]) -> list[Row]:
+    """One row per weights (the names of the others listed in it: the best-placed row stays), and a flag on every
+    row whose name looks like another's (case, look-alike letters) without being the same weights: of such names a
+    verified one, else an ASCII one, else a lower-case one is taken for the original."""
+    by_weights: dict[str, Row] = {}
+    kept = []
+    for row in sorted(rows, key=_rank):
+        key = weights_key(row.card)
+        if key is not None and key in by_weights:
+            by_weights[key].also_named.append(row.card.title)
+            continue
+        if key is not None:
+            by_weights[key] = row
+        kept.append(row)
+    seen: dict[str, str] = {}
+    for row in sorted(kept, key=lambda r: (STATUS_ORDER[r.status] != 0, not r.card.title.isascii(),
+                                           r.card.title != r.card.title.lower(), r.card.title)):
+        skeleton = name_skeleton(row.card.title)
+        if skeleton in seen and seen[skeleton] != row.card.title:
+            row.flags = [*row.flags, f"its name looks like {one_line(seen[skeleton], 100)}'s (case or look-alike "
+                                     "letters)"]
+        seen.setdefault(skeleton, row.card.title)
+    return sorted(kept, key=_rank)
+
+
+def _rank(row: Row) -> tuple:
+    return (STATUS_ORDER[row.status] + (2 if row.flags else 0), -row.robust_accuracy, -(row.clean_accuracy or 0.0),
+            row.slug)
 
 
 def boards(cards: list[Card]) -> list[Board]:
@@ -117,19 +174,19 @@ def boards(cards: list[Card]) -> list[Board]:
             untested.append(Row(card, names[id(card)], **common))
             continue
         for figure in entries:
-            status, who = figure_status(card, figure)
-            row = Row(card, names[id(card)], robust=figure, status=status, verified_by=who, **common)
-            dataset = str(card.info.get("dataset") or figure.dataset)
+            status = figure_status(card, figure)
+            row = Row(card, names[id(card)], robust=figure, status=status.status, verified_by=status.by,
+                      status_note=status.text, **common)
+            dataset = card_dataset(card, figure)
             rows = by_threat.setdefault((dataset, figure.args["norm"], _eps_key(figure.args["eps"])), {})
             previous = rows.get(id(card))
             if previous is None or row.robust_accuracy < previous.robust_accuracy:  # the strongest evaluation counts
                 rows[id(card)] = row
     result = []
-    for (dataset, norm, eps), rows in sorted(by_threat.items(), key=lambda kv: (kv[0][0], kv[0][1] != "linf",
-                                                                                   kv[0][1], kv[0][2])):
-        ranked = sorted(rows.values(), key=lambda r: (STATUS_ORDER[r.status] + (2 if r.flags else 0),
-                                                      -r.robust_accuracy, -(r.clean_accuracy or 0.0), r.slug))
-        anchor = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dataset}-{norm}-{eps:g}")
+    keys = sorted(by_threat, key=lambda k: (k[0], k[1] != "linf", k[1], k[2]))
+    anchors = unique_names([re.sub(r"[^A-Za-z0-9._-]+", "-", f"{d}-{n}-{e:.6g}") for d, n, e in keys])
+    for (dataset, norm, eps), anchor in zip(keys, anchors):
+        ranked = _merge_and_flag(list(by_threat[(dataset, norm, eps)].values()))
         result.append(Board(anchor, f"{dataset} · {NORM_LABELS[norm]}, ε = {format_eps(eps)}", dataset, norm, eps,
                             ranked))
     if untested:
@@ -142,9 +199,10 @@ def select_boards(all_boards: list[Board], *, dataset: str | None = None,
                   threat_model: str | None = None) -> list[Board]:
     """The boards of ``dataset`` (plus the board of cards without a threat model) and of ``threat_model`` (its
     board only). The Hub's tag filter picks cards; a card evaluated at several threat models has a board for each."""
-    from ..attacks.threat_models import threat_model as norm_and_eps
+    from ..threat_models import threat_model as norm_and_eps
 
     budget = None if threat_model is None else norm_and_eps(threat_model)
+    dataset = None if dataset is None else canonical_dataset(dataset)
     return [b for b in all_boards if (dataset in (None, b.dataset) or b.norm is None)
             and (budget is None or (b.norm, b.eps) == (budget[0], _eps_key(budget[1])))]
 
@@ -164,11 +222,28 @@ def percent(value: float | None) -> str:
 
 def status_text(row: Row) -> str:
     """The row's verification status in words, with its flags."""
-    text = f"{row.status} by {row.verified_by}" if row.verified_by else row.status
-    return "; ".join([text, *(f"flag: {flag}" for flag in row.flags)])
+    text = row.status_note or (f"{row.status} by {row.verified_by}" if row.verified_by else row.status)
+    same = [f"the same weights as {', '.join(one_line(name, 100) for name in row.also_named[:5])}"
+            + (f" and {len(row.also_named) - 5} more" if len(row.also_named) > 5 else "")] if row.also_named else []
+    return "; ".join([text, *same, *(f"flag: {flag}" for flag in row.flags)])
 
 
-# --- Markdown and JSON ---------------------------------------------------------------------------------------------
+def informative_board(all_boards: list[Board]) -> Board | None:
+    """The board to open first: the threat-model board whose robust accuracies differ most from one another (most
+    distinct values, then most rows), never one where every row is 0% when another has figures above it."""
+    def spread(board: Board) -> tuple:
+        values = [r.robust_accuracy for r in board.rows if r.robust_accuracy is not None]
+        return (board.norm is not None, len({round(v, 4) for v in values if v > 0}), len(board.rows))
+
+    return max(all_boards, key=spread, default=None)
+
+
+def points(value: float | None) -> str:
+    """A gain in percentage points: ``+12.30 pp``."""
+    return "–" if value is None else f"{100 * value:+.2f} pp"
+
+
+# --- Markdown, JSON and the terminal ------------------------------------------------------------------------------
 def board_markdown(board: Board, *, link: bool = True) -> str:
     """One board as a Markdown table with RobustBench's columns and a status column; every cell from a card is
     escaped."""
@@ -191,10 +266,58 @@ def board_markdown(board: Board, *, link: bool = True) -> str:
 def board_json(board: Board) -> dict:
     """One board as plain data (``dd-hub list --json``)."""
     return {"board": board.title, "dataset": board.dataset, "norm": board.norm, "eps": board.eps, "rows": [
-        {"model": r.card.title, "clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
-         "status": r.status, "verified_by": r.verified_by or None, "flags": r.flags, "rho2": r.rho2,
+        {"model": r.card.title, "also_named": r.also_named, "clean_accuracy": r.clean_accuracy,
+         "robust_accuracy": r.robust_accuracy, "status": r.status, "verified_by": r.verified_by or None,
+         "status_text": status_text(r), "flags": r.flags, "rho2": r.rho2,
          "architecture": r.architecture, "method": r.method, "n_examples": r.n_examples,
-         "evaluation": r.evaluation, "published": r.card.published} for r in board.rows]}
+         "evaluation": r.evaluation, "published": r.card.published, "gain": r.gain} for r in board.rows]}
+
+
+#: the terminal table's columns: (header, width at most, dropped in this order when the terminal is too narrow)
+_COLUMNS = [("#", 5, 0), ("model", 48, 0), ("clean", 7, 0), ("robust", 7, 0), ("gain", 10, 2), ("status", 24, 1),
+            ("architecture", 22, 3), ("method", 14, 4), ("n", 7, 5)]
+_UNTESTED_COLUMNS = [("#", 5, 0), ("model", 48, 0), ("clean", 7, 0), ("rho_2", 7, 0), ("architecture", 22, 3),
+                     ("method", 14, 4), ("status", 24, 1)]
+
+
+def board_text(board: Board, width: int = 100) -> str:
+    """One board as an aligned plain-text table that fits ``width`` columns: the narrowest columns of least use are
+    dropped first, then long cells are cut with an ellipsis. Every cell from a card is one safe line."""
+    if board.norm is None:
+        columns = _UNTESTED_COLUMNS
+        cells = [[str(i), r.card.title, percent(r.clean_accuracy), "–" if r.rho2 is None else f"{r.rho2:.4g}",
+                  r.architecture, r.method, "; ".join(r.flags) or "–"] for i, r in enumerate(board.rows, 1)]
+    else:
+        columns = _COLUMNS
+        cells = [[str(i), r.card.title, percent(r.clean_accuracy), percent(r.robust_accuracy), points(r.gain),
+                  status_text(r), r.architecture, r.method, str(r.n_examples or "–")]
+                 for i, r in enumerate(board.rows, 1)]
+    cells = [[one_line(c, 200) for c in row] for row in cells]
+    widths = [min(limit, max([len(header)] + [len(row[i]) for row in cells]))
+              for i, (header, limit, _) in enumerate(columns)]
+    keep = list(range(len(columns)))
+    for drop in sorted({p for _, _, p in columns if p}, reverse=True):
+        if sum(widths[i] + 2 for i in keep) - 2 <= width:
+            break
+        keep = [i for i in keep if columns[i][2] != drop]
+    overflow = sum(widths[i] + 2 for i in keep) - 2 - width
+    if overflow > 0:                                      # the model column gives way, down to 12 characters
+        widths[1] = max(12, widths[1] - overflow)
+
+    def line(row: list[str]) -> str:
+        out = []
+        for i in keep:
+            text = row[i] if len(row[i]) <= widths[i] else row[i][: widths[i] - 1] + "…"
+            out.append(text.rjust(widths[i]) if columns[i][0] in ("#", "clean", "robust", "gain", "rho_2", "n")
+                       else text.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    header = line([h for h, _, _ in columns])
+    title = one_line(board.title, width)
+    return "\n".join([title, header, "-" * min(width, len(header)), *(line(row) for row in cells)]) + "\n"
+
+
+
 
 
 def _name(row: Row, link: bool) -> str:
