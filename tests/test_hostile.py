@@ -467,7 +467,7 @@ def open_record(hub, repo_id: str, author: str, *, card: str | None = None, meas
         text = record.to_json()
     num = len(repo.pulls) + 1
     repo.branches[f"refs/pr/{num}"] = repo.branches["main"]
-    hub.commit(repo_id, f"refs/pr/{num}", {RECORD_NAME: text.encode()}, title)
+    hub.commit(repo_id, f"refs/pr/{num}", {RECORD_NAME: text.encode()}, title, author=author)
     repo.pulls.append({"num": num, "title": title, "author": author, "status": status})
     return num
 
@@ -544,6 +544,18 @@ def test_a_stated_verdict_or_name_is_never_trusted(tmp_path, monkeypatch):
     open_record(hub, "alice/m", "bob", text=json.dumps(forged))
     assert robust_status()[0] == "disputed"                          # recomputed from its numbers
     assert "RobustBench" not in robust_status()[1]
+
+
+def test_the_owner_pushing_to_a_verifiers_pull_request_changes_nothing(tmp_path, monkeypatch):
+    card = card_text(robust=0.5)
+    hub = hub_with_card(tmp_path, monkeypatch, card=card)
+    num = open_record(hub, "alice/m", "bob", card=card, measured=0.1)
+    forged = json.loads(hub.files("alice/m", f"refs/pr/{num}")["dd-hub-verification.json"])
+    for entry in forged["figures"].values():
+        entry["measured"] = entry["card"]
+    hub.commit("alice/m", f"refs/pr/{num}", {"dd-hub-verification.json": json.dumps(forged).encode()}, "fix",
+               author="alice")                                       # the owner rewrites bob's record
+    assert robust_status() == ("disputed", "disputed by bob")
 
 
 def test_a_dispute_survives_closed_and_many_pull_requests_until_a_newer_trusted_record(tmp_path, monkeypatch):
