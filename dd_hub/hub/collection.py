@@ -34,7 +34,8 @@ def load_local_cards(cards_dir: str | Path) -> tuple[list[Card], list[str]]:
         try:
             if card_path.is_symlink():
                 raise InvalidCard("it is a link")
-            card = parse_card(read_text_limited(card_path, MAX_CARD_BYTES), name=folder.name, source=str(card_path))
+            card = listable(parse_card(read_text_limited(card_path, MAX_CARD_BYTES), name=folder.name,
+                                       source=str(card_path)))
         except (InvalidCard, ValueError, OSError) as exc:
             notices.append(f"{where}: not listed, {one_line(exc)}")
             continue
@@ -44,6 +45,13 @@ def load_local_cards(cards_dir: str | Path) -> tuple[list[Card], list[str]]:
         notices += [f"{where}: {problem}" for problem in problems]
         cards.append(card)
     return cards, notices
+
+
+def listable(card: Card) -> Card:
+    """``card``, unless it is a smoke run's (``dd_hub.smoke: true``), which no board lists."""
+    if card.info.get("smoke") is True:
+        raise InvalidCard("a smoke run (--smoke), not a model")
+    return card
 
 
 # --- the Hub -------------------------------------------------------------------------------------------------------
@@ -79,8 +87,8 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
             if text is None:
                 notices.append(f"{repo_id}: not listed, it has no {CARD_NAME} (or it went away)")
                 continue
-            card = parse_card(text.decode("utf-8", errors="replace"), name=repo_id.split("/")[-1], repo_id=repo_id,
-                              source=f"{HUB_URL}/{repo_id}")
+            card = listable(parse_card(text.decode("utf-8", errors="replace"), name=repo_id.split("/")[-1],
+                                       repo_id=repo_id, source=f"{HUB_URL}/{repo_id}"))
             card.revision = revision
             if images:
                 for ref in referenced_images(card.body):
