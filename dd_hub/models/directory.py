@@ -13,9 +13,12 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import timm
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -24,11 +27,11 @@ from ..errors import DDHubError, first_line
 from ..names import CONFIG_NAME, WEIGHTS_NAME
 from ..storage.atomic_io import file_mode, read_json_object, regular_file
 from ..storage.metrics import read_metrics
-from ..storage.weights import check_finite, load_state_dict
+from ..storage.weights import check_finite, load_state_dict, read_weights
 from .normalized import NormalizedModel, model_args_of, normalization_of, unwrap
-from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TIMM_TWINS, TORCHVISION_DATA_CFG, build_torchvision,
-                                 exported_architecture, is_torchvision, output_size, split_prefix, timm_twin,
-                                 torchvision_name, torchvision_names)
+from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_DATA_CFG, TORCHVISION_PREFIX, build_of,
+                                 build_torchvision, exported_architecture, is_torchvision, split_prefix, timm_twin,
+                                 torchvision_names)
 from .twice_differentiable import make_twice_differentiable
 
 #: config.json keys of timm's factory that change how (or whether) weights are loaded, never constructor arguments
@@ -59,17 +62,41 @@ def save_model(model: nn.Module, directory: str | Path, *, label_names: list[str
     if label_names is not None:
         config["label_names"] = list(label_names)
     if is_torchvision(bare):
-        name = torchvision_name(bare)
-        if name not in TIMM_TWINS:
-            config = {**config, **({"model_args": model_args_of(model)} if model_args_of(model) else {})}
-            return _write_model_files(directory,
-                                      lambda tmp: _save_torchvision(bare, name, tmp, config, normalization))
-        bare = timm_twin(bare, name, normalization)
+        architecture = exported_architecture(bare)
+        if split_prefix(architecture) is not None:
+            return _write_model_files(directory, lambda tmp: _save_torchvision(bare, tmp, config, normalization))
+        bare = timm_twin(bare, architecture, normalization)
     if not hasattr(bare, "pretrained_cfg") or not timm.is_model(bare.pretrained_cfg.get("architecture", "")):
         raise DDHubError(f"cannot export {type(bare).__name__}: only timm-registry and torchvision networks can be saved")
     model_args = model_args_of(model) or None
     return _write_model_files(directory, lambda tmp: timm.models.save_for_hf(
         bare, tmp, model_config=config, model_args=model_args, safe_serialization=True))
+
+
+def check_export(model: nn.Module, input_size: Sequence[int], *, label_names: list[str] | None = None) -> None:
+    """Prove that ``model`` can be exported: save it into a temporary folder, load it back with :func:`load_directory`
+    and compare both networks' logits on two random images of ``input_size`` ``(C, H, W)``, in eval mode.
+
+    Cheap (one save, one load, two forwards); meant to run before any training, so that an export that cannot
+    work is refused in one line (a :class:`DDHubError` saying what to do) instead of after hours of work. ``model``
+    is left as it was (weights and training mode).
+    """
+    was_training = model.training
+    images = torch.rand(2, *input_size, generator=torch.Generator().manual_seed(0))
+    try:
+        with tempfile.TemporaryDirectory(prefix="dd-hub-export-check-") as tmp, torch.no_grad():
+            save_model(model, tmp, label_names=label_names)
+            reloaded = load_directory(tmp)
+            device = next(model.parameters()).device
+            expected = model.eval()(images.to(device)).float().cpu()
+            got = reloaded(images).float()
+    finally:
+        model.train(was_training)
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * (1 + float(
+            expected.abs().max()))):
+        gap = (got - expected).abs().max().item() if got.shape == expected.shape else "other shape"
+        raise DDHubError(f"the export of this model does not reload as the same network (largest logit gap {gap}); "
+                         "please report it, and choose another model meanwhile")
 
 
 def _write_model_files(directory: str | Path, write) -> Path:
@@ -86,31 +113,39 @@ def _write_model_files(directory: str | Path, write) -> Path:
     return directory
 
 
-def _save_torchvision(model: nn.Module, name: str, directory: Path, config: dict, normalization: tuple | None) -> None:
-    """A torchvision network with no timm twin: ``architecture: tv:NAME`` + torchvision's preprocessing.
+def _save_torchvision(model: nn.Module, directory: Path, config: dict, normalization: tuple | None) -> None:
+    """A torchvision network exported as built: ``architecture: tv:NAME``, its builder's ``num_classes`` and
+    ``model_args`` (recorded when it was built, see :class:`TorchvisionBuild`) and its preprocessing.
 
     timm cannot build it (``tv:NAME`` is no timm architecture, so timm refuses it instead of loading random
-    weights); :func:`load` can.
+    weights); :func:`load` can, and so can plain torchvision:
+    ``torchvision.models.get_model(NAME, num_classes=num_classes, **model_args)`` takes the weights as they are.
     """
+    build = build_of(model)
     mean, std = normalization or (list(IMAGENET_MEAN), list(IMAGENET_STD))
-    full_config = {"architecture": exported_architecture(model), "library": "torchvision",
-                   "num_classes": output_size(model), **config,
-                   "pretrained_cfg": {**TORCHVISION_DATA_CFG, "tag": "tv_in1k", "mean": list(mean), "std": list(std)}}
+    full_config = {"architecture": TORCHVISION_PREFIX + build.name, "library": "torchvision",
+                   "num_classes": build.num_classes, **config,
+                   **({"model_args": build.model_args} if build.model_args else {}),
+                   "pretrained_cfg": {**build.data_config, "tag": "tv_in1k", "mean": list(mean), "std": list(std)}}
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(directory / WEIGHTS_NAME),
               metadata={"format": "pt"})
     (directory / CONFIG_NAME).write_text(json.dumps(full_config, indent=4) + "\n")
 
 
-def _load_torchvision(config: dict, path: Path) -> NormalizedModel:
+def _load_torchvision(config: dict, path: Path, hashed: str | None = None) -> NormalizedModel:
     name = split_prefix(config["architecture"])
     if name not in torchvision_names():
         raise DDHubError(f"{path / CONFIG_NAME} names unknown torchvision architecture '{name}'")
-    model = build_torchvision(name, num_classes=config["num_classes"], **(config.get("model_args") or {}))
+    build = lambda: build_torchvision(name, num_classes=config["num_classes"], **(config.get("model_args") or {}))
+    _check_size_before_building(build, path)
+    model = build()
     try:
-        model.load_state_dict(load_state_dict(path))
+        model.load_state_dict(read_weights(path / WEIGHTS_NAME, hashed))
     except RuntimeError as exc:
         raise DDHubError(f"weights in {path} do not fit {name}: {first_line(exc)}") from None
     cfg = config["pretrained_cfg"]
+    preprocessing = {k: cfg[k] for k in TORCHVISION_DATA_CFG if k in cfg}
+    model.torchvision_build = replace(model.torchvision_build, data_config={**TORCHVISION_DATA_CFG, **preprocessing})
     return NormalizedModel(model, cfg["mean"], cfg["std"], model_args=config.get("model_args")).eval()
 
 
@@ -122,11 +157,12 @@ def load_directory(path: str | Path, *, links_within: Path | None = None) -> Nor
     Files may not be links, except into ``links_within`` (a Hub snapshot in huggingface_hub's cache).
     """
     path = Path(path)
-    read_metrics(path, required=False, links_within=links_within,
-                 only=(CONFIG_NAME, WEIGHTS_NAME) if links_within is not None else None)
+    metrics = read_metrics(path, required=False, links_within=links_within,
+                           only=(CONFIG_NAME, WEIGHTS_NAME) if links_within is not None else None)
+    hashed = (metrics or {}).get("files", {}).get(WEIGHTS_NAME)
     config = check_model_dir(path, links_within=links_within)
     if split_prefix(config["architecture"]) is not None:
-        return _load_torchvision(config, path)
+        return _load_torchvision(config, path, hashed)
     model_args = dict(config.get("model_args") or {})
     pretrained_cfg = {**config["pretrained_cfg"], "architecture": config["architecture"]}
     for key in ("num_classes", "label_names", "label_descriptions"):
@@ -137,12 +173,14 @@ def load_directory(path: str | Path, *, links_within: Path | None = None) -> Nor
     if "num_classes" in config:
         model_args["num_classes"] = config["num_classes"]
     try:
-        model = timm.create_model(config["architecture"], pretrained=False, pretrained_cfg=pretrained_cfg,
-                                  **model_args)
+        build = lambda: timm.create_model(config["architecture"], pretrained=False, pretrained_cfg=pretrained_cfg,
+                                          **model_args)
+        _check_size_before_building(build, path)
+        model = build()
     except (RuntimeError, ValueError, TypeError, KeyError, AssertionError) as exc:
         raise DDHubError(f"{path / CONFIG_NAME} does not describe a network timm can build ({first_line(exc)})") from None
     try:
-        model.load_state_dict(load_state_dict(path), strict=True)
+        model.load_state_dict(read_weights(path / WEIGHTS_NAME, hashed), strict=True)
     except RuntimeError as exc:
         raise DDHubError(f"the weights in {path} do not fit the network its config.json describes "
                          f"({first_line(exc)}); re-export the model with dd-hub or timm") from None
@@ -150,6 +188,25 @@ def load_directory(path: str | Path, *, links_within: Path | None = None) -> Nor
     data_config = timm.data.resolve_model_data_config(model)
     return NormalizedModel(model, data_config["mean"], data_config["std"],
                            model_args=config.get("model_args")).eval()
+
+
+def _check_size_before_building(build, path: Path) -> None:
+    """Build the network on the meta device (no memory) and refuse it when it needs more bytes of weights than
+    model.safetensors holds: they could never fit, and a 300-byte config.json must not allocate gigabytes first."""
+    try:
+        with torch.device("meta"):
+            probe = build()
+    except (NotImplementedError, RuntimeError) as exc:
+        if "meta" in str(exc).lower():
+            return  # a network whose construction reads tensor values: built for real, as before
+        raise
+    tensors = {id(t): t for t in probe.state_dict(keep_vars=True).values()}   # tied weights once
+    needed = sum(t.numel() * t.element_size() for t in tensors.values())
+    held = (path / WEIGHTS_NAME).stat().st_size
+    if needed > held:
+        raise DDHubError(f"the weights in {path} do not fit the network its config.json describes (it needs "
+                         f"{needed:,} bytes, {WEIGHTS_NAME} holds {held:,}; checked before building it); re-export "
+                         "the model with dd-hub or timm")
 
 
 def check_model_dir(path: Path, *, links_within: Path | None = None) -> dict:
