@@ -135,8 +135,12 @@ def check(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
     if resume and not resumable:
         raise DDHubError("--resume does not apply here: this command cannot continue a run; pass --overwrite to "
                          "start over")
-    if not out_dir.is_dir():
-        return
+    try:
+        if not out_dir.is_dir():
+            return
+        entries = [p.name for p in out_dir.iterdir()]
+    except OSError as exc:
+        raise DDHubError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
     ours = dict.fromkeys((*outputs, *CLEARED))
     found = [name for name in ours if (out_dir / name).exists() or (out_dir / name).is_symlink()]
     if (out_dir / STAGING_DIR / COMMIT_NAME).is_file():
@@ -145,7 +149,7 @@ def check(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
         again = "pass --resume to continue it, " if resumable else ""
         raise DDHubError(f"{out_dir} holds a previous run ({', '.join(found)}); {again}pass --overwrite to replace "
                          "it, or choose another --out")
-    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in ours and p.name not in OURS)
+    foreign = sorted(name for name in entries if name not in ours and name not in OURS)
     if foreign and not found and not overwrite:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise DDHubError(f"{out_dir} is not empty and holds no dd-hub run ({shown}); choose another --out, or pass "
