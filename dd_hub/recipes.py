@@ -19,7 +19,7 @@ from .errors import DDHubError, first_line
 from .evaluation.report import EvalConfig
 from .storage.atomic_io import read_text_limited
 from .storage.limited_yaml import YAMLLimitError, load_yaml
-from .settings import AT_LEAST_ONE, NON_NEGATIVE, OneOf, Settings, build
+from .settings import AT_LEAST_ONE, SEED, OneOf, Settings, build
 from .training.deep_defense import DeepDefenseConfig
 from .training.loop import TrainConfig
 from .training.objectives import AdversarialConfig, ParsevalConfig, list_methods
@@ -39,7 +39,7 @@ class Recipe(Settings):
     aliases: list[str] = field(default_factory=list)
     any_model: bool = False                 # used for any model on `dataset` that no recipe names (see find_recipe)
     method: Annotated[str, OneOf(list_methods)] = "deep_defense"
-    seed: Annotated[int, NON_NEGATIVE] = 1234
+    seed: Annotated[int, SEED] = 1234
     pretrained: bool = False                # start from the library's pretrained weights
     model_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments (timm's model_args)
     license: str | None = None              # the card's license; None: the starting model's (timm's pretrained_cfg)

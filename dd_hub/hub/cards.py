@@ -330,6 +330,10 @@ def impossible_claims(card: Card) -> list[str]:
         if figure.threat_model is not None and isinstance(n, int) and n < MIN_AUTOATTACK_EXAMPLES:
             problems.append(f"{figure.name}: measured on {n} images, fewer than the {MIN_AUTOATTACK_EXAMPLES} a "
                             "board requires")
+        if figure.threat_model is not None and n is None:
+            problems.append(f"{figure.name}: it does not say how many images it was measured on")
+    if clean is None and any(figure.threat_model is not None for figure in card.figures):
+        problems.append("no clean accuracy stated beside the robust figures")
     return problems
 
 
