@@ -366,6 +366,7 @@ def main() -> None:
     parser.add_argument("--check", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--plain", help=argparse.SUPPRESS)
+    parser.add_argument("--render", action="store_true", help="only write the page again from its .json records")
     args = parser.parse_args()
     if args.plain:
         print(json.dumps(plain_check(args.plain)))
@@ -374,6 +375,11 @@ def main() -> None:
         print(json.dumps(check(args.check, args.work)))
         return
     raw = args.out.with_suffix(".json")
+    if args.render:
+        saved = json.loads(raw.read_text())
+        args.out.write_text(render(saved["networks"], saved["meta"]))
+        print(summary(saved["networks"]))
+        return
     previous = {r["name"]: r for r in json.loads(raw.read_text())["networks"]} if raw.exists() else {}
     wanted = set(args.only.split(",")) if args.only else None
     unknown = wanted - {name for _, name in networks()} if wanted else set()
@@ -454,16 +460,19 @@ goes through, with the project's own code (`benchmarks/zoo.py` says exactly how)
 1. **prepare**: the recipe (the family's own, else the generic MNIST recipe), the model built by
    `dd_hub.create_model` for MNIST-5k's grey 28x28 images, and the export check (`check_export`: save, reload, same
    logits). What fails here is *refused* with its one line, before any training;
-2. **objective**: a plain cross-entropy step and a Deep Defense step (the recipe's lambda, c, d and 5 unrolled
-   DeepFool iterations; forward and backward) on a batch of {BATCH} training images, BatchNorm frozen: the median wall
-   time of 3 steps after a warm-up, and the peak resident memory above what the process held before the step;
+2. **reference**: a short run (256 images) of the recipe's reference training, so that BatchNorm's running
+   statistics describe the data when hardening freezes them, as after a real reference training;
+3. **objective**: a plain cross-entropy step and a Deep Defense step (the recipe's lambda, c, d and 5 unrolled
+   DeepFool iterations; forward and backward) on a batch of {BATCH} training images, BatchNorm frozen: the CPU time of
+   one step after a warm-up step (at one thread, the wall time on an idle machine, without the time other jobs
+   held the shared cores), and the warm-up step's peak resident memory above what the process held before it;
 4. **update**: one optimizer step of the training loop with Deep Defense: every weight finite, some changed;
-4. **export**: `save_model`, then `dd_hub.load` and, in a process that never imports dd_hub, plain timm
+5. **export**: `save_model`, then `dd_hub.load` and, in a process that never imports dd_hub, plain timm
    (`timm.create_model("local-dir:DIR", pretrained=True)`) or plain torchvision
    (`torchvision.models.get_model(NAME, num_classes=..., **model_args)` + `load_state_dict`): the same logits
    (relative gap below 1e-4);
-5. **evaluation**: `evaluate` on {BATCH} test images (clean accuracy, DeepFool rho_2, FGS, PGD; AutoAttack and the
-   gradient-masking checks are left out here for time: the `harden` end-to-end tests run them).
+6. **evaluation**: `evaluate` on {BATCH} test images (clean accuracy, DeepFool rho_2, FGS and PGD at epsilon_ref 0.1;
+   AutoAttack and the gradient-masking checks are left out here for time: the `harden` end-to-end tests run them).
 
 The networks are randomly initialised (nothing can be downloaded here), so no accuracy is reported: this table
 says what runs and what it costs, not how robust anything becomes.
