@@ -226,6 +226,9 @@ def parse_record(text: str, source: str = "") -> Verification:
         card_n = entry.get("card_n_examples")
         if not isinstance(key, str) or len(key) > 300:
             raise InvalidRecord(f"figure {name!r}: its identity is too long")
+        stem = key.split("|", 1)[0]
+        if entry["kind"] != {"accuracy": "accuracy", "rho2": "rho2"}.get(stem, "robust_accuracy"):
+            raise InvalidRecord(f"figure {name!r}: its kind is not the one its identity names")
         checked[one_line(key, 300)] = {"kind": entry["kind"], "card": float(entry["card"]),
                                        "measured": float(entry["measured"]), "n_examples": entry["n_examples"],
                                        "card_n_examples": card_n if _whole(card_n) and card_n > 0 else None}
@@ -348,7 +351,6 @@ def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
     members of the organisation (``GET /api/organizations/{org}/members``); None when the Hub does not say."""
     from urllib.parse import quote
 
-
     memo = reader.memo.setdefault("writers", {})
     key = namespace.lower()
     if key in memo:
@@ -362,12 +364,10 @@ def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
             writers = frozenset({namespace}) if user.status == 200 else None
         elif response.status == 200:
             members = {namespace}
-            for page, item in enumerate(_follow(reader, response, what)):
+            for item in _follow(reader, response, what):     # at most MAX_MEMBER_PAGES pages
                 name = item.get("user") if isinstance(item, dict) else None
                 if isinstance(name, str):
                     members.add(name)
-                if page > 100 * MAX_MEMBER_PAGES:
-                    raise InvalidRecord("too many members")
             writers = frozenset(members)
         else:
             writers = None
@@ -423,7 +423,7 @@ def pull_requests(reader: HubReader, repo_id: str) -> tuple[list[dict], bool]:
             if not isinstance(item, dict) or not isinstance(item.get("author"), dict):
                 continue
             num, author = item.get("num"), item["author"].get("name")
-            if _whole(num) and isinstance(author, str) and author:
+            if _whole(num) and is_account_name(author):
                 items.append({"num": num, "author": author, "status": str(item.get("status", "")),
                               "title": str(item.get("title", ""))[:200]})
         total, start = listing.get("count"), listing.get("start", 0)
@@ -501,6 +501,13 @@ def _authors_last_commit(reader: HubReader, repo_id: str, num: int, author: str)
     raise InvalidRecord(f"no commit of the pull request is {one_line(author, 60)}'s alone")
 
 
+def is_account_name(name: object) -> bool:
+    """A Hub account name as the Hub allows them (ASCII letters, digits, ``-``, ``_``, ``.``; at most 96): what a
+    pull request's author must be before its name is shown or compared."""
+    return isinstance(name, str) and 0 < len(name) <= 96 and all(c.isascii() and (c.isalnum() or c in "-_.")
+                                                                   for c in name)
+
+
 def read_trusted_verifiers(path: str | Path | None) -> frozenset[str]:
     """The accounts in a trusted-verifiers file: one Hub account per line, ``#`` comments; empty for None."""
 
@@ -515,7 +522,7 @@ def read_trusted_verifiers(path: str | Path | None) -> frozenset[str]:
         name = line.split("#", 1)[0].strip()
         if not name:
             continue
-        if not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name) or len(name) > 96:
+        if not is_account_name(name):
             raise DDHubError(f"{one_line(path, 200)} line {number}: {one_line(name, 60)!r} is no Hub account name")
         names.add(name)
     return frozenset(names)
