@@ -222,17 +222,12 @@ def _cpu_seconds(step) -> float:
 
 def _peak_mib(step) -> float:
     """Peak resident memory of ``step`` above the resident memory before it, in MiB."""
+    from bench import _status_kib
+
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident set
     before = _status_kib("VmRSS")
     step()
     return round((_status_kib("VmHWM") - before) / 1024, 1)
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _update(start, recipe, record: dict) -> None:
