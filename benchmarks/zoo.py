@@ -10,17 +10,17 @@ Each network runs in a fresh process (``--check NAME``), through the project's o
 1. **prepare** (nothing slow has started: a failure here is a refusal, with its one line): the recipe
    ``find_recipe(NAME, "mnist-5k")`` (the family's own, else the generic MNIST one), the starting point
    ``prepare_start`` (the model built by ``dd_hub.create_model`` for 1x28x28 images: the channels and, where the
-   network cannot take 28x28, the size it is resized to), harden's ``preflight`` (one batch of each phase's
-   objective, the export reloaded) and ``check_export`` (save, reload, same logits);
+   network cannot take 28x28, the size it is resized to) and harden's ``preflight`` (one batch of each phase's
+   objective; the export saved, reloaded and compared);
 2. **reference**: a short run of the recipe's reference training (96 images, cross-entropy, BatchNorm training),
    then BatchNorm's running statistics recomputed exactly over those images, so that they describe the data when
    hardening freezes them, as after a real reference training;
 3. **objective**: a plain cross-entropy step and a Deep Defense step (the recipe's ``defense``: forward, the unrolled
-   DeepFool iterations, backward) on one batch of 8 training images, BatchNorm frozen as in training: the CPU time
-   of one step after a warm-up step (at one thread, its wall time on an idle machine; the CPU time does not count
-   the time other jobs held the shared cores), and the warm-up step's peak resident memory above what the process
-   held before it (``VmHWM`` after resetting it; ``MALLOC_MMAP_THRESHOLD_`` is fixed so that freed tensors leave
-   the resident set);
+   DeepFool iterations, backward) on one batch of 8 training images, BatchNorm frozen as in training, each after
+   the preflight ran the same step on a copy (warm): its CPU time (at one thread, its wall time on an idle machine;
+   the CPU time does not count the time other jobs held the shared cores) and its peak resident memory above what
+   the process held before it (``VmHWM`` after resetting it; ``MALLOC_MMAP_THRESHOLD_`` is fixed so that freed
+   tensors leave the resident set);
 4. **update**: one optimizer step of the project's training loop (``dd_hub.training.loop.train``, the recipe's
    ``harden`` settings, one batch of 8) with Deep Defense; every weight must stay finite and some must change;
 5. **export**: ``save_model``, ``dd_hub.load`` (same logits as the trained model), and plain timm (``local-dir:``)
@@ -66,13 +66,11 @@ FAMILIES = {
     "BEiT": "beit_base_patch16_224", "MaxViT": "maxvit_pico_rw_256", "CoAtNet": "coatnet_pico_rw_224",
     "GCViT": "gcvit_xxtiny", "EfficientFormerV2": "efficientformerv2_s0", "TinyViT": "tiny_vit_5m_224",
     "RepVGG": "repvgg_a0", "MobileOne": "mobileone_s0", "ConViT": "convit_tiny",
-    "PVTv2": "pvt_v2_b0", "LCNet": "lcnet_050", "HGNetV2": "hgnetv2_b0", "RepViT": "repvit_m1",
-    "InceptionNeXt": "inception_next_atto",
+    "PVTv2": "pvt_v2_b0", "LCNet": "lcnet_050",
 }
 #: torchvision builders (``tv:NAME``)
 TORCHVISION = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "vit_b_16", "alexnet",
-               "squeezenet1_1", "shufflenet_v2_x0_5", "regnet_x_400mf", "densenet121", "googlenet", "mnasnet0_5",
-               "swin_t"]
+               "squeezenet1_1", "shufflenet_v2_x0_5", "regnet_x_400mf", "densenet121", "googlenet", "mnasnet0_5"]
 BATCH = 8
 STAGES = ("prepare", "reference", "objective", "update", "export", "evaluation")
 REFERENCE_IMAGES = 96
@@ -110,15 +108,13 @@ def _prepare(name: str, record: dict):
     import torch
 
     from dd_hub.models import unwrap
-    from dd_hub.models.directory import check_export
     from dd_hub.recipes import find_recipe
     from dd_hub.workflows.start import preflight, prepare_start
 
     began = time.perf_counter()
     recipe = find_recipe(name, "mnist-5k")
     start = prepare_start(recipe, allow_random_init=True)
-    preflight(start, recipe, ["deep_defense"])   # harden's own checks before training
-    check_export(start.model, start.spec.input_size, label_names=start.spec.label_names)
+    preflight(start, recipe, ["deep_defense"])   # harden's own checks before training, the export's included
     bare = unwrap(start.model)
     record.update(recipe=recipe.name, module=type(bare).__module__, params_m=round(sum(
         p.numel() for p in bare.parameters()) / 1e6, 2), resize_to=start.model.resize_to,
@@ -206,28 +202,23 @@ def _objective(start, recipe, record: dict) -> None:
             raise FloatingPointError(f"the Deep Defense loss is {out.loss.item()}")
         out.loss.backward()
 
-    for kind, step in (("plain", plain), ("deep_defense", deep_defense)):
-        record[f"{kind}_peak_mib"] = _peak_mib(step)   # the first call is also the warm-up
-        record[f"{kind}_s"] = _cpu_seconds(step)
+    for kind, step in (("plain", plain), ("deep_defense", deep_defense)):  # warm: preflight ran both on a copy
+        record[f"{kind}_peak_mib"], record[f"{kind}_s"] = _peak_mib_and_cpu_seconds(step)
     model.zero_grad(set_to_none=True)
 
 
-def _cpu_seconds(step) -> float:
-    """The process's CPU time of ``step`` (at one thread, its wall time on an idle machine; unlike the wall time,
-    it does not count the time other jobs held the shared cores)."""
-    began = time.process_time()
-    step()
-    return time.process_time() - began
-
-
-def _peak_mib(step) -> float:
-    """Peak resident memory of ``step`` above the resident memory before it, in MiB."""
+def _peak_mib_and_cpu_seconds(step) -> tuple[float, float]:
+    """Peak resident memory of ``step`` above the resident memory before it, in MiB, and its CPU time (at one
+    thread, its wall time on an idle machine; unlike the wall time, it does not count the time other jobs held the
+    shared cores)."""
     from bench import _status_kib
 
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident set
     before = _status_kib("VmRSS")
+    began = time.process_time()
     step()
-    return round((_status_kib("VmHWM") - before) / 1024, 1)
+    seconds = time.process_time() - began
+    return round((_status_kib("VmHWM") - before) / 1024, 1), seconds
 
 
 def _update(start, recipe, record: dict) -> None:
@@ -371,6 +362,7 @@ def run_one(name: str, timeout: float) -> dict:
 def _run_and_print(name: str, timeout: float) -> dict:
     record = run_one(name, timeout)
     print(f"{name}: {record['status']} {record.get('reason', '')}", flush=True)
+    print(json.dumps(record), file=sys.stderr, flush=True)  # the records as they come, for a run that is cut short
     return record
 
 
@@ -476,16 +468,16 @@ For each network, in a fresh process, the stages a `dd-hub harden NAME --dataset
 goes through, with the project's own code (`benchmarks/zoo.py` says exactly how):
 
 1. **prepare**: the recipe (the family's own, else the generic MNIST recipe), the model built by
-   `dd_hub.create_model` for MNIST-5k's grey 28x28 images, `harden`'s own checks before training (`preflight`: one
-   batch of each phase's objective, the export reloaded) and `check_export` (save, reload, same logits). What fails
-   here is *refused* with its one line, before any training;
+   `dd_hub.create_model` for MNIST-5k's grey 28x28 images, and `harden`'s own checks before training
+   (`preflight`: one batch of each phase's objective; the export saved, reloaded and compared). What fails here is
+   *refused* with its one line, before any training;
 2. **reference**: a short run (96 images) of the recipe's reference training, then BatchNorm's running statistics
    recomputed exactly over those images, so that they describe the data when hardening freezes them, as after a
    real reference training (after a few steps they still hold mostly their initial values);
 3. **objective**: a plain cross-entropy step and a Deep Defense step (the recipe's lambda, c, d and 5 unrolled
-   DeepFool iterations; forward and backward) on a batch of {BATCH} training images, BatchNorm frozen: the CPU time of
-   one step after a warm-up step (at one thread, the wall time on an idle machine, without the time other jobs
-   held the shared cores), and the warm-up step's peak resident memory above what the process held before it;
+   DeepFool iterations; forward and backward) on a batch of {BATCH} training images, BatchNorm frozen, each after
+   the preflight ran it on a copy: its CPU time (at one thread, the wall time on an idle machine, without the time
+   other jobs held the shared cores), and its peak resident memory above what the process held before it;
 4. **update**: one optimizer step of the training loop with Deep Defense: every weight finite, some changed;
 5. **export**: `save_model`, then `dd_hub.load` and, in a process that never imports dd_hub, plain timm
    (`timm.create_model("local-dir:DIR", pretrained=True)`) or plain torchvision
