@@ -455,6 +455,14 @@ def _row(r: dict) -> str:
             f"`{r['export']}`: {plain}, same logits | {r['wall_s']:.0f} s |")
 
 
+def _not_run(meta: dict) -> str:
+    missing = meta.get("not_run")
+    if not missing:
+        return ""
+    return (f"\nNot in this table: {', '.join(f'`{name}`' for name in missing)} (this pass was stopped before it "
+            "reached them; the command above runs every network).\n")
+
+
 def render(records: list[dict], meta: dict) -> str:
     header = ("| family | network | result | parameters, input | Deep Defense step / plain step | peak memory "
               "(DD / plain) | export loads without dd_hub | wall |\n|---|---|---|---|---|---|---|---|")
@@ -468,7 +476,7 @@ commit {meta.get('commit', '?')}, at {meta['threads']} thread per process, {meta
 ({meta['machine']}, shared with the other developers' jobs: compare the ratios, not the seconds), {meta['versions']}.
 
 {summary(records)}
-
+{_not_run(meta)}
 ## What is checked
 
 For each network, in a fresh process, the stages a `dd-hub harden NAME --dataset mnist-5k --allow-random-init` run
