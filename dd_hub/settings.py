@@ -66,6 +66,9 @@ class OneOf:
 #: ceilings of iterative budgets (attack steps, restarts): bounded work, whatever a recipe or metrics.json says
 MAX_STEPS = 1000
 MAX_RESTARTS = 100
+#: the longest list, mapping and string any setting may hold (a recorded protocol of 200,000 epsilons is refused)
+MAX_ITEMS = 64
+MAX_STRING = 1000
 
 POSITIVE, NON_NEGATIVE, AT_LEAST_ONE, AT_LEAST_TWO = Range(0, open_low=True), Range(0), Range(1), Range(2)
 STEPS = Range(1, MAX_STEPS)
@@ -127,9 +130,12 @@ def _coerce(hint: Any, value: Any, where: str, noun: str, rules: tuple) -> Any:
         if value not in args:
             raise DDHubError(f"{label} must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
+    if isinstance(value, (list, tuple, dict, str)) and len(value) > (MAX_STRING if isinstance(value, str) else MAX_ITEMS):
+        raise DDHubError(f"{label} must hold at most {MAX_STRING if isinstance(value, str) else MAX_ITEMS} "
+                         f"{'characters' if isinstance(value, str) else 'items'}, got {len(value):,}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise DDHubError(f"{label} must be a list, got {value!r}")
+            raise DDHubError(f"{label} must be a list, got {str(value)[:80]!r}")
         return [_coerce(args[0], item, f"{where}[{i}]", noun, rules) for i, item in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -166,11 +172,15 @@ def _scalar(hint: Any, value: Any, label: str) -> Any:
     raise DDHubError(f"{label} must be {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
-def _check_plain(value: Any, label: str) -> None:
-    """Constructor arguments are plain data (numbers, strings, booleans, null and lists of them), as JSON holds."""
+def _check_plain(value: Any, label: str, depth: int = 0) -> None:
+    """Constructor arguments are plain data (numbers, strings, booleans, null and lists of them), as JSON holds,
+    and small (:data:`MAX_ITEMS`, :data:`MAX_STRING`, lists nested at most 4 deep)."""
+    if isinstance(value, (list, str)) and len(value) > (MAX_STRING if isinstance(value, str) else MAX_ITEMS) \
+            or depth > 4:
+        raise DDHubError(f"{label} is too large (at most {MAX_ITEMS} items, {MAX_STRING} characters, 4 levels)")
     if isinstance(value, list):
         for item in value:
-            _check_plain(item, label)
+            _check_plain(item, label, depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
         raise DDHubError(f"{label} must hold finite numbers, got {value!r}")
     elif not (value is None or isinstance(value, (bool, int, float, str))):

@@ -276,6 +276,17 @@ def test_one_bad_repo_is_a_notice_and_no_token_leaves_the_hub(endpoint):
 
 
 
+def test_decoded_bytes_are_capped_whatever_the_content_encoding(endpoint):
+    endpoint(cards={"a/bomb": "gzip-bomb", "a/twice": "gzip-gzip", "a/good": card_text()})
+    tracemalloc.start()
+    cards, notices = load_hub_cards(images=False, verifications=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [c.repo_id for c in cards] == ["a/good"] and peak < 16 << 20, peak
+    assert any("a/bomb" in n and "bytes allowed" in n for n in notices)
+    assert any("a/twice" in n and "content encoding" in n for n in notices)
+
+
 def test_a_huge_figure_is_a_missing_image_not_a_lost_card(endpoint):
     endpoint(cards={"a/good": card_text(body="# a card\n![curve](huge.png)\n")})
     cards, notices = load_hub_cards(verifications=False, images=True)   # no cardData listed: the card is read
@@ -306,7 +317,7 @@ def test_the_token_goes_to_the_endpoint_origin_only_never_to_its_host_over_plain
             sent.append((url, dict(headers)))
             location = {"https://hub.example/a": "http://hub.example/b"}.get(url)
             yield types.SimpleNamespace(is_redirect=location is not None, headers={"location": location or ""},
-                                        status_code=200, url=url, iter_bytes=lambda _: iter([b"{}"]))
+                                        status_code=200, url=url, iter_raw=lambda _: iter([b"{}"]))
 
     import httpx2
     monkeypatch.setattr(httpx2, "Client", Recorder)
@@ -339,6 +350,25 @@ def test_a_site_rebuild_keeps_the_files_it_did_not_write(tmp_path):
         build_site(loaded, other)
 
 
+def test_a_site_manifest_can_only_delete_unchanged_files_the_site_wrote(tmp_path):
+    loaded, _ = load_local_cards(write_cards(tmp_path / "cards", {"m": card_text()}))
+    site = tmp_path / "site"
+    build_site(loaded, site)
+    (site / ".git").mkdir()
+    user = {".git/HEAD": "ref: refs/heads/main\n", "notes.txt": "mine", "CNAME": "robust.example.org\n"}
+    for name, text in user.items():
+        (site / name).write_text(text)
+    import hashlib
+    marker = site / ".dd-hub-site"
+    marker.write_text(marker.read_text() + "".join(f"{hashlib.sha256(t.encode()).hexdigest()}  {n}\n{n}\n"
+                                                   for n, t in user.items()))   # a hostile manifest
+    (site / "models" / "m.html").write_text("edited by the user")          # a site file the user changed
+    with pytest.raises(DDHubError, match="was not written by dd-hub site"):
+        build_site(loaded, site)
+    assert all((site / name).read_text() == text for name, text in user.items())
+    assert (site / "models" / "m.html").read_text() == "edited by the user"
+
+
 def test_a_site_rebuild_never_deletes_or_writes_through_a_link(tmp_path):
     loaded, _ = load_local_cards(write_cards(tmp_path / "cards", {"m": card_text()}))
     site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
@@ -350,7 +380,7 @@ def test_a_site_rebuild_never_deletes_or_writes_through_a_link(tmp_path):
     (site / "models").symlink_to(elsewhere)                      # e.g. in a cloned Pages repository
     marker = site / ".dd-hub-site"
     marker.write_text(marker.read_text() + "models/x.html\n")    # a manifest naming a file behind the link
-    with pytest.raises(DDHubError, match="is a link or a file where the site needs a folder"):
+    with pytest.raises(DDHubError, match="is a link or a file where the site needs a folder|was not written by"):
         build_site(loaded, site)
     assert sorted(p.name for p in elsewhere.iterdir()) == ["m.html", "x.html"]
     (site / "models").unlink()
