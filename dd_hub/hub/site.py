@@ -393,11 +393,11 @@ def _previous_build(out_dir: Path) -> list[str]:
 
 
 def _site_name(name: str) -> bool:
-    """Whether ``name`` is a file the site writes: index.html, assets/*, models/* (never a hidden file, a CNAME,
-    a .git folder or a user's notes, whatever a manifest lists)."""
+    """Whether ``name`` is a file the site writes: index.html, assets/*, data/*, models/* (never a hidden file, a
+    CNAME, a .git folder or a user's notes, whatever a manifest lists)."""
     parts = name.split("/")
     return not any(part.startswith(".") for part in parts) and (
-        name == "index.html" or parts[0] in ("assets", "models") and len(parts) > 1)
+        name == "index.html" or parts[0] in ("assets", "data", "models") and len(parts) > 1)
 
 
 def _unchanged(path: Path, digest: str | None) -> bool:
