@@ -474,18 +474,18 @@ def open_record(hub, repo_id: str, author: str, *, card: str | None = None, meas
 
 
 def add_to_index(hub, author: str, text: str) -> None:
-    """What ``verify --publish`` also does: the record appended to its author's record index (the boards read
-    these, not each repo's pull requests; a closed pull request leaves the index as it was)."""
-    from hub_server import Repo
+    """What ``verify --publish`` also does: the record added to its author's record index (the boards read these,
+    not each repo's pull requests; closing a pull request leaves the index as it was)."""
+    from hub_server import Repo, card_data
 
-    from dd_hub.hub.record_index import INDEX_FILE, INDEX_TAG, index_repo, index_text
+    from dd_hub.hub.record_index import RECORDS_KEY, index_card, index_repo
 
     index = index_repo(author)
     if index not in hub.repos:
         hub.repos[index] = Repo(owner=author, private=False)
-        hub.commit(index, "main", {"README.md": f"---\ntags:\n- {INDEX_TAG}\n---\n".encode()}, "index")
-    records = json.loads(hub.files(index).get(INDEX_FILE, b'{"records": []}'))["records"]
-    hub.commit(index, "main", {INDEX_FILE: index_text(records + [json.loads(text)]).encode()}, "record")
+    records = (card_data(hub.files(index).get("README.md")) or {}).get(RECORDS_KEY, []) \
+        if hub.repos[index].branches else []
+    hub.commit(index, "main", {"README.md": index_card(records + [json.loads(text)], author).encode()}, "record")
 
 
 def robust_status(trusted=("bob",)) -> tuple[str, str]:
