@@ -339,14 +339,15 @@ def build_site(cards: list[Card], out_dir: str | Path, *, notices: list[str] | N
 MAX_NOTICES = 50
 #: a board row in the site's data: the field order site.js reads (``ROW`` there)
 ROW_FIELDS = ("rank", "slug", "model", "clean", "robust", "gain", "status", "status_text", "flags", "architecture",
-              "method", "dataset", "n", "evaluation", "repo", "published", "rho2")
+              "method", "dataset", "n", "evaluation", "repo", "published", "rho2", "also")
 
 
 def board_rows(board: Board) -> list[list]:
     """The rows of ``board`` as lists in :data:`ROW_FIELDS` order (plain JSON values; strings one safe line)."""
     return [[rank, r.slug, r.card.title, r.clean_accuracy, r.robust_accuracy, r.gain, r.status,
              r.status_note if r.status != "self-reported" else "", "; ".join(r.flags), r.architecture, r.method,
-             r.dataset, r.n_examples, r.evaluation or "", r.card.repo_id or "", int(r.card.published), r.rho2]
+             r.dataset, r.n_examples, r.evaluation or "", r.card.repo_id or "", int(r.card.published), r.rho2,
+             r.also_named[:5] + ([f"{len(r.also_named) - 5} more"] if len(r.also_named) > 5 else [])]
             for rank, r in enumerate(board.rows, 1)]
 
 

@@ -295,6 +295,17 @@ def figure_status(card: Card, figure: Figure, trusted: frozenset[str] | set[str]
     return FigureStatus(SELF_REPORTED, "", SELF_REPORTED)
 
 
+def counted_weights(card: Card) -> str | None:
+    """The sha256 of the weights a trusted, non-owner record measured on the card's current commit (what tells two
+    cards' weights apart when their publisher would rather it did not), or None."""
+    trusted = getattr(card, "trusted", frozenset())
+    for record in reversed(card.verifications):
+        if record.account is not None and record.account in trusted and record.revision is not None \
+                and record.revision == card.revision:
+            return record.weights_sha256
+    return None
+
+
 # --- reading records ----------------------------------------------------------------------------------------------
 def local_verifications(folder: Path, card: Card | None = None) -> tuple[list[Verification], list[str]]:
     """The record beside a local card (if any), re-checked against the folder's weights and protocol when the
@@ -455,7 +466,8 @@ def hub_verifications(reader: HubReader, card: Card, trusted: frozenset[str] | s
             untrusted += 1
         num = pull["num"]
         try:
-            data = reader.file(repo_id, RECORD_NAME, revision=f"refs/pr/{num}", max_bytes=MAX_RECORD_BYTES)
+            commit = _authors_last_commit(reader, repo_id, num, author)
+            data = reader.file(repo_id, RECORD_NAME, revision=commit, max_bytes=MAX_RECORD_BYTES)
             if data is None:
                 raise InvalidRecord("the pull request holds no record")
             record = parse_record(data.decode("utf-8", errors="replace"), f"{repo_id} pull request #{num}")
@@ -473,6 +485,24 @@ def hub_verifications(reader: HubReader, card: Card, trusted: frozenset[str] | s
     if not card.verification_complete:
         problems.append("not every pull request could be read: no figure shown verified")
     return sorted(records, key=lambda r: r.order), problems
+
+
+def _authors_last_commit(reader: HubReader, repo_id: str, num: int, author: str) -> str:
+    """The newest commit of pull request ``num`` made by its author alone: the record is read there, because the
+    repo's owner can push to a pull request's branch (a record someone else committed is not its author's, and a
+    later commit by the owner does not make the author's record go away)."""
+    from urllib.parse import quote
+
+    response = reader.get(f"api/models/{quote(repo_id)}/commits/{quote(f'refs/pr/{num}', safe='')}",
+                          what=f"cannot list the commits of {repo_id} pull request #{num}")
+    commits = response.json() if response.status == 200 else None
+    for item in commits[:100] if isinstance(commits, list) else []:
+        authors = [a.get("user") for a in item.get("authors") or [] if isinstance(a, dict)] \
+            if isinstance(item, dict) else []
+        sha = item.get("id") if isinstance(item, dict) else None
+        if authors == [author] and isinstance(sha, str) and sha.isalnum() and len(sha) <= 64:
+            return sha
+    raise InvalidRecord(f"no commit of the pull request is {one_line(author, 60)}'s alone")
 
 
 def read_trusted_verifiers(path: str | Path | None) -> frozenset[str]:

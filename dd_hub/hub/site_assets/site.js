@@ -6,7 +6,7 @@ var DDHUB = (function () {
 
   /* a board row's fields, in the order the site's builder writes them (dd_hub/hub/site.py, ROW_FIELDS) */
   var F = {rank: 0, slug: 1, model: 2, clean: 3, robust: 4, gain: 5, status: 6, statusText: 7, flags: 8,
-           architecture: 9, method: 10, dataset: 11, n: 12, evaluation: 13, repo: 14, published: 15, rho2: 16};
+           architecture: 9, method: 10, dataset: 11, n: 12, evaluation: 13, repo: 14, published: 15, rho2: 16, also: 17};
   /* a search entry's fields (boards: positions in the index's list of boards) */
   var S = {slug: 0, model: 1, architecture: 2, method: 3, dataset: 4, boards: 5};
 
@@ -126,6 +126,10 @@ var DDHUB = (function () {
     } else if (column.key === "status") {
       td.className += " status-" + value;
       td.appendChild(el("span", row[F.statusText] || value));
+      if (row[F.also].length) {
+        td.appendChild(el("br"));
+        td.appendChild(el("span", "same weights as " + row[F.also].join(", "), "muted"));
+      }
       if (row[F.flags]) { td.appendChild(el("br")); td.appendChild(el("span", "\u2691 " + row[F.flags], "flag")); }
     } else if (column.key === "repo") {
       if (!row[F.published]) {
