@@ -643,3 +643,33 @@ def test_verification_marks_cost_one_listing_page_whatever_the_number_of_models(
         cards, notices = load_hub_cards(trusted=frozenset({"bob"}), limit=n)
         assert len(cards) == n and notices == []
         assert fake_hub.requests == [("GET", "/api/models")] * (-(-n // 10) + 1)   # the pages, and one of indexes
+
+
+def test_list_from_a_folder_limits_fits_the_terminal_and_names_what_exists(tmp_path, monkeypatch):
+    from dd_hub.cli import main
+
+    cards_dir = write_cards(tmp_path / "cards")
+    monkeypatch.setenv("COLUMNS", "72")
+    table = CliRunner().invoke(main, ["list", "--from", str(cards_dir)])
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert lines[0] == "mnist-5k · L∞, ε = 0.3" and all(len(line) <= 72 for line in lines)
+    limited = CliRunner().invoke(main, ["list", "--from", str(cards_dir), "--limit", "2", "--json"])
+    assert {row["model"] for board in __import__("json").loads(limited.output) for row in board["rows"]} == \
+        {f"{ORG}/{HOSTILE}", f"{ORG}/lenet-alpha"}                      # the first two folders by name
+    empty = CliRunner().invoke(main, ["list", "--from", str(cards_dir), "--dataset", "cifar10"])
+    assert empty.exit_code == 0 and "for dataset cifar10" in empty.output
+    assert "mnist-5k · L∞, ε = 0.3" in empty.output                    # what there is instead
+
+
+def test_show_finds_a_folder_by_path_or_name_and_says_what_it_needs(tmp_path, monkeypatch):
+    from dd_hub.cli import main
+
+    cards_dir = write_cards(tmp_path / "model_cards")
+    monkeypatch.chdir(tmp_path)
+    by_name = CliRunner().invoke(main, ["show", "lenet-alpha"])
+    by_path = CliRunner().invoke(main, ["show", str(cards_dir / "lenet-alpha")])
+    assert by_name.exit_code == 0 and by_path.exit_code == 0 and "autoattack@mnist-linf" in by_name.output
+    elsewhere = CliRunner().invoke(main, ["show", "lenet-alpha", "--from", str(tmp_path / "nowhere")])
+    assert elsewhere.exit_code == 2 and elsewhere.output.startswith("error: no folder 'lenet-alpha'")
+    assert elsewhere.output.count("\n") == 1 and "ORG/NAME" in elsewhere.output
