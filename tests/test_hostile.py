@@ -533,9 +533,16 @@ def test_verdicts_come_from_the_verifiers_own_sample_within_bounded_tolerance(ar
     assert result == verdict and (margin is None or margin <= MAX_MARGIN)
 
 
-def test_verify_refuses_a_wide_tolerance_or_a_tiny_sample_before_any_work():
+def test_verify_refuses_a_wide_tolerance_or_a_tiny_sample_before_any_work(tmp_path):
     assert_one_line_error(run_cli("verify", "alice/m", "--tolerance", "1"), "--tolerance")
     assert_one_line_error(run_cli("verify", "alice/m", "--max-examples", "2"), "--max-examples")
+    assert_one_line_error(run_cli("verify", "alice/m", "--out", str(tmp_path / "no" / "r.json")), "--out")
+    from dd_hub.hub.verification import read_trusted_verifiers
+
+    assert read_trusted_verifiers(Path(__file__).parents[1] / "model_cards" / "trusted-verifiers.txt") == frozenset()
+    (tmp_path / "trusted.txt").write_text("bob\n<script>\n")
+    assert_one_line_error(run_cli("list", "--from", str(tmp_path), "--trusted-verifiers", str(tmp_path / "trusted.txt")),
+                          "no Hub account name")
 
 
 def test_only_trusted_non_owner_records_on_the_current_commit_verify(tmp_path, monkeypatch):

@@ -226,6 +226,9 @@ def parse_record(text: str, source: str = "") -> Verification:
         card_n = entry.get("card_n_examples")
         if not isinstance(key, str) or len(key) > 300:
             raise InvalidRecord(f"figure {name!r}: its identity is too long")
+        stem = key.split("|", 1)[0]
+        if entry["kind"] != {"accuracy": "accuracy", "rho2": "rho2"}.get(stem, "robust_accuracy"):
+            raise InvalidRecord(f"figure {name!r}: its kind is not the one its identity names")
         checked[one_line(key, 300)] = {"kind": entry["kind"], "card": float(entry["card"]),
                                        "measured": float(entry["measured"]), "n_examples": entry["n_examples"],
                                        "card_n_examples": card_n if _whole(card_n) and card_n > 0 else None}
@@ -350,7 +353,6 @@ def repo_writers(reader: HubReader, namespace: str, *, exists: bool = False) -> 
     user, without asking the Hub."""
     from urllib.parse import quote
 
-
     memo = reader.memo.setdefault("writers", {})
     key = namespace.lower()
     if key in memo:
@@ -366,12 +368,10 @@ def repo_writers(reader: HubReader, namespace: str, *, exists: bool = False) -> 
             writers = frozenset({namespace}) if user.status == 200 else None
         elif response.status == 200:
             members = {namespace}
-            for page, item in enumerate(_follow(reader, response, what)):
+            for item in _follow(reader, response, what):     # at most MAX_MEMBER_PAGES pages
                 name = item.get("user") if isinstance(item, dict) else None
                 if isinstance(name, str):
                     members.add(name)
-                if page > 100 * MAX_MEMBER_PAGES:
-                    raise InvalidRecord("too many members")
             writers = frozenset(members)
         else:
             writers = None

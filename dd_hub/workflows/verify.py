@@ -62,6 +62,9 @@ def verify(name_or_path: str | Path, *, max_examples: int | None = None, toleran
     if max_examples is not None and max_examples < MIN_EXAMPLES:
         raise DDHubError(f"--max-examples must be at least {MIN_EXAMPLES}: fewer images give no verdict (the boards' "
                          "minimum)")
+    if out is not None and (Path(out).is_dir() or not Path(out).parent.is_dir()):
+        raise DDHubError(f"--out {one_line(out, 200)} must be a file in an existing folder (checked before the "
+                         "re-measurement, not after)")
     path = Path(str(name_or_path).removeprefix("local-dir:"))
     budget = Budget()
     token = resolve_token(token)
