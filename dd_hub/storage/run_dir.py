@@ -132,19 +132,26 @@ def prepare(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
     except OSError as exc:
         raise DDHubError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
     recover(out_dir)
-    found = [name for name in dict.fromkeys((*outputs, *CLEARED)) if (out_dir / name).exists()]
-    if resume and overwrite:
-        raise DDHubError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
-    if found and not resume and not overwrite:
-        again = "pass --resume to continue it, " if resumable else ""
-        raise DDHubError(f"{out_dir} holds a previous run ({', '.join(found)}); {again}pass --overwrite to replace "
-                         "it, or choose another --out")
+    check_free(out_dir, resume=resume, overwrite=overwrite, outputs=outputs, resumable=resumable)
     if not resume:
         for path in (out_dir / name for name in CLEARED):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)  # a link is removed, never what it points to
+
+
+def check_free(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
+               outputs: tuple[str, ...] = RUN_FILES, resumable: bool = True) -> None:
+    """Refuse to write over a previous run in ``out_dir`` unless told (see :func:`prepare`); changes nothing, so a
+    run checks it before any slow work."""
+    if resume and overwrite:
+        raise DDHubError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
+    found = [name for name in dict.fromkeys((*outputs, *CLEARED)) if (out_dir / name).exists()]
+    if found and not resume and not overwrite:
+        again, python = ("pass --resume to continue it, ", "resume=True, ") if resumable else ("", "")
+        raise DDHubError(f"{out_dir} holds a previous run ({', '.join(found)}); {again}pass --overwrite to replace "
+                         f"it, or choose another --out (from Python: {python}overwrite=True or another out_dir)")
 
 
 def check_settings(out_dir: Path, settings: dict, *, resume: bool) -> list[str]:

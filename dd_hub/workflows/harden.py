@@ -62,6 +62,7 @@ def harden(
     'no', 'bf16' or 'fp16' (GPU). ``input_size`` resizes folder/timm datasets to that square size.
     """
     out_dir = Path(out_dir)
+    run_dir.check_free(out_dir, resume=resume, overwrite=overwrite)  # before any slow work; prepare checks again
     set_seed(recipe.seed)
     start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init,
                           input_size=input_size)
