@@ -222,10 +222,11 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
 
 @main.command()
 @click.argument("model")
-@click.option("--max-examples", type=POSITIVE_INT, help="Re-measure on a class-balanced subset of N test images "
-              "(default: all the images the card was measured on).")
-@click.option("--tolerance", type=click.FloatRange(0, 1), default=0.02, show_default=True,
-              help="Absolute tolerance on accuracies (widened by two standard errors on a smaller subset).")
+@click.option("--max-examples", type=click.IntRange(min=100), help="Re-measure on a class-balanced subset of N "
+              ">= 100 test images (default: all the images the card was measured on).")
+@click.option("--tolerance", type=click.FloatRange(0, 0.05), default=0.02, show_default=True,
+              help="Absolute tolerance on accuracies, at most 0.05 (widened by two standard errors of a smaller "
+              "subset, never beyond 0.10; boards recompute every verdict themselves).")
 @click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
 @click.option("--device", help="cpu, cuda, ... (default: the GPU when there is one).")
 @click.option("--publish", is_flag=True, help="Open a pull request with the record on the model's Hub repo.")
@@ -234,14 +235,18 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
 def verify(model, max_examples, tolerance, data_dir, device, publish, out, quiet) -> None:
     """Re-measure the figures of MODEL's card (ORG/NAME on the Hub, or a model directory) from its weights with
     the protocol its metrics.json records, and report agreement figure by figure."""
+    from .text import one_line
     from .workflows.verify import verify as run_verify
 
     result = run_verify(model, max_examples=max_examples, tolerance=tolerance, data_dir=data_dir, device=device,
                         progress=not quiet, publish=publish, out=out)
     click.echo(result.table)
     if result.unmeasured:
-        click.echo(f"Not re-measured by the recorded protocol: {', '.join(result.unmeasured)}")
-    verdict = "every figure agrees" if result.agrees else "some figures DISAGREE"
+        click.echo(f"Not re-measured by the recorded protocol on the threat model the card states: "
+                   f"{', '.join(one_line(name, 60) for name in result.unmeasured)}")
+    verdicts = set(result.verdicts.values())
+    verdict = ("every figure agrees" if result.agrees else "some figures DISAGREE" if "disagrees" in verdicts
+               else "no verdict (too few images)")
     click.echo(f"Verified by {result.record.verified_by}: {verdict}.")
     if result.written:
         click.echo(f"Record written to {result.written}")
@@ -272,6 +277,18 @@ def publish(model_dir, repo_id, private, revision, dry_run, cards_dir) -> None:
         click.echo(f"Updated {write_index(cards_dir)}")
 
 
+trusted_option = click.option(
+    "--trusted-verifiers", "trusted_file", type=click.Path(dir_okay=False),
+    help="A file of Hub accounts (one a line) whose `dd-hub verify` records rank figures as verified; records of "
+    "other accounts are shown as re-measured, not verified (default: nobody).")
+
+
+def _trusted(path: str | None) -> frozenset[str]:
+    from .hub.verification import read_trusted_verifiers
+
+    return read_trusted_verifiers(path)
+
+
 def _notices(notices: list[str]) -> None:
     from .text import one_line
 
@@ -282,50 +299,85 @@ def _notices(notices: list[str]) -> None:
 @main.command("list")
 @click.option("--dataset", help="Only checkpoints evaluated on this dataset (dd-hub name, e.g. mnist-5k).")
 @click.option("--threat-model", help="Only this threat model (e.g. mnist-linf, cifar10-l2, imagenet-linf).")
-@click.option("--author", help="Only this user or organization.")
-@click.option("--limit", type=POSITIVE_INT, default=100, show_default=True, help="At most this many models.")
+@click.option("--author", help="Only this user or organization (from the Hub).")
+@click.option("--limit", type=POSITIVE_INT, default=100, show_default=True,
+              help="At most this many models (the first, by name, of a --from folder).")
 @click.option("--from", "cards_dir", type=click.Path(file_okay=False),
               help="Rank local card folders DIR/*/README.md (e.g. model_cards) instead of the Hub's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the boards as JSON.")
-def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json) -> None:
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print the boards as Markdown tables.")
+@trusted_option
+def list_cmd(dataset, threat_model, author, limit, cards_dir, as_json, as_markdown, trusted_file) -> None:
     """Leaderboards of dd-hub checkpoints: one per dataset and threat model, ranked by AutoAttack robust accuracy,
     each figure marked verified or self-reported (filtered on the Hub side by dd-hub's dataset and threat-model
-    tags)."""
+    tags), as a table that fits the terminal."""
     import json
+    import shutil
 
-    from .hub.boards import board_json, board_markdown, boards, select_boards
-    from .hub.collection import find_published, load_local_cards
+    from .hub.boards import board_json, board_markdown, board_text, boards, select_boards
 
+    if as_json and as_markdown:
+        raise DDHubError("choose one of --json and --markdown")
     if threat_model:
-        from .attacks.threat_models import threat_model as check_threat_model
+        from .threat_models import threat_model as check_threat_model
 
         check_threat_model(threat_model)   # before any request
+    trusted = _trusted(trusted_file)
     if cards_dir:
-        cards, notices = load_local_cards(cards_dir)
+        from .hub.collection import load_local_cards
+
+        cards, notices = load_local_cards(cards_dir, limit=limit, images=False)
     else:
-        cards, notices = find_published(dataset=dataset, threat_model=threat_model, author=author, limit=limit)
-    ranked = select_boards(boards(cards), dataset=dataset, threat_model=threat_model)
+        from .hub.collection import find_published
+
+        cards, notices = find_published(dataset=dataset, threat_model=threat_model, author=author, limit=limit,
+                                        trusted=trusted)
+    all_boards = boards(cards)
+    ranked = select_boards(all_boards, dataset=dataset, threat_model=threat_model)
     _notices(notices)
     if as_json:
         click.echo(json.dumps([board_json(b) for b in ranked], indent=2))
     elif not ranked:
-        click.echo("No dd-hub checkpoints found.")
-    else:
+        click.echo(_nothing_found(dataset, threat_model, author, cards_dir, all_boards))
+    elif as_markdown:
         click.echo("\n".join(board_markdown(b) for b in ranked), nl=False)
+    else:
+        width = shutil.get_terminal_size((120, 24)).columns
+        click.echo("\n".join(board_text(b, width) for b in ranked), nl=False)
+
+
+def _nothing_found(dataset, threat_model, author, cards_dir, all_boards) -> str:
+    """What an empty listing says: what was asked, and what there is instead."""
+    asked = " and ".join(f"{k} {v}" for k, v in (("dataset", dataset), ("threat model", threat_model),
+                                                 ("author", author)) if v)
+    where = cards_dir or "the Hub"
+    if not asked:
+        return f"No dd-hub checkpoints in {where}."
+    if cards_dir:
+        exists = sorted({b.title for b in all_boards})
+    else:
+        from .hub.collection import hub_datasets
+
+        exists = [f"dataset {name}" for name in hub_datasets(author=author)]
+    there = f" There are boards for: {', '.join(exists)}." if exists else f" {where} has no dd-hub checkpoints."
+    return f"No dd-hub checkpoints in {where} for {asked}.{there}"
 
 
 @main.command()
-@click.argument("repo_id")
+@click.argument("model")
+@click.option("--from", "cards_dir", type=click.Path(file_okay=False),
+              help="Where to look for a card folder given by name (default: model_cards).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def show(repo_id, as_json) -> None:
-    """Robustness figures of one published checkpoint (ORG/NAME) or local model directory, from its card."""
+def show(model, cards_dir, as_json) -> None:
+    """Robustness figures of one checkpoint: a local model or card folder (its path, or its name in model_cards/),
+    or a published one (ORG/NAME), from its card."""
     import json
 
     from .hub.collection import show as read_card
     from .text import one_line
 
-    card = read_card(repo_id)
-    title = one_line(f"{repo_id}: {card.info.get('architecture', '?')} on {card.info.get('dataset', '?')}", 300)
+    card = read_card(model, cards_dir=cards_dir)
+    title = one_line(f"{model}: {card.info.get('architecture', '?')} on {card.info.get('dataset', '?')}", 300)
     figures = card.values()
     if as_json:
         click.echo(json.dumps({"model": title, "figures": figures, "flags": card.problems}, indent=2))
@@ -347,10 +399,11 @@ def show(repo_id, as_json) -> None:
 def cards(cards_dir, model_dirs, repo_id) -> None:
     """Regenerate CARDS_DIR/index.md, the leaderboards of the cards this project keeps."""
     from .hub.boards import write_index
-    from .hub.catalogue import add_card
 
     if repo_id and len(model_dirs) != 1:
         raise DDHubError("--repo-id goes with exactly one --add DIR")
+    if model_dirs:
+        from .hub.catalogue import add_card   # reads model folders: torch (regenerating the index alone does not)
     for model_dir in model_dirs:
         click.echo(f"Added {add_card(model_dir, cards_dir, repo_id)}")
     click.echo(f"Wrote {write_index(cards_dir)}")
@@ -370,18 +423,20 @@ def methods_cmd() -> None:
 @click.option("--from", "cards_dir", type=click.Path(file_okay=False),
               help="Build from local card folders DIR/*/README.md (e.g. model_cards) instead of the Hub.")
 @click.option("--author", help="From the Hub: only this user or organization.")
-@click.option("--limit", type=POSITIVE_INT, default=1000, show_default=True,
-              help="From the Hub: at most this many models.")
-def site_cmd(out_dir, cards_dir, author, limit) -> None:
+@click.option("--limit", type=POSITIVE_INT, default=100_000, show_default=True,
+              help="At most this many models (the first, by name, of a --from folder).")
+@trusted_option
+def site_cmd(out_dir, cards_dir, author, limit, trusted_file) -> None:
     """Build a static leaderboard site (boards per dataset and AutoAttack threat model, one page per model) in
     OUT_DIR, from the Hub's dd-hub models or from local model cards; open OUT_DIR/index.html in a browser."""
     from .hub.collection import load_hub_cards, load_local_cards
     from .hub.site import build_site
 
+    trusted = _trusted(trusted_file)
     if cards_dir:
-        cards, notices = load_local_cards(cards_dir)
+        cards, notices = load_local_cards(cards_dir, limit=limit)
     else:
-        cards, notices = load_hub_cards(limit=limit, author=author)
+        cards, notices = load_hub_cards(limit=limit, author=author, trusted=trusted)
     result = build_site(cards, out_dir, notices=notices)
     _notices(notices)
     click.echo(f"Wrote {result.index} ({len(cards)} model(s), {len(result.boards)} board(s))")

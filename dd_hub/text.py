@@ -11,7 +11,9 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 def one_line(text: object, limit: int = 300) -> str:
     """``text`` as one printable line: control characters (terminal escape sequences, newlines, bidi overrides)
     become spaces, runs of spaces one, and it is cut at ``limit`` characters."""
-    cleaned = "".join(" " if unicodedata.category(c).startswith("C") else c for c in str(text))
+    cleaned = str(text)
+    if not (cleaned.isascii() and cleaned.isprintable()):   # printable ASCII (the usual case) has nothing to clean
+        cleaned = "".join(" " if unicodedata.category(c).startswith("C") else c for c in cleaned)
     cleaned = " ".join(cleaned.split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 

@@ -11,11 +11,15 @@ pointing at ``http://127.0.0.1:<port>``:
 - ``POST /api/models/{repo}/commit/{rev}``                 NDJSON header/file/deletedFile lines -> new commit
 - ``POST /api/models/{repo}/branch/{branch}``              a branch starting at the head of main
 - ``GET  /api/models`` and ``/api/models/{repo}[/revision/{rev}]``   listing (tag filters, author, search,
-  cardData) and model info, with the card data parsed from README.md like the Hub does
+  cardData, ``expand``, pages of 1,000 linked by ``Link: next``) and model info, with the card data parsed from
+  README.md like the Hub does
 - ``GET  /api/models/{repo}/tree/{rev}``                   the file list snapshot_download asks for
 - ``HEAD|GET /{repo}/resolve/{rev}/{path}``                file download with X-Repo-Commit / ETag headers
 - ``POST /api/models/{repo}/commit/main?create_pr=1``      a pull request (``refs/pr/N``), open to any signed-in user
-- ``GET  /api/models/{repo}/discussions``                  the pull requests, with their authors
+- ``GET  /api/models/{repo}/discussions``                  the pull requests, with their authors, newest first, 50 a
+  page (``?p=N``; ``count`` and ``start`` say where the page is), open, merged and closed alike
+- ``GET  /api/organizations/{org}/members``                the members of an organisation (404 for a user)
+- ``GET  /api/users/{name}/overview``                      a user's overview (404 for an organisation or nobody)
 
 Only the standard library serves HTTP (http.server + threading); README front matter is parsed with PyYAML, which the
 real Hub also does server side. State lives in memory; ``requests`` records (method, path) for assertions.
@@ -29,9 +33,14 @@ import threading
 from pathlib import Path
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import yaml
+
+#: models per page of the listing, the most the Hub's listing returns at once
+PAGE_SIZE = 1000
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+DISCUSSIONS_PER_PAGE = 50
 
 
 @dataclass
@@ -54,7 +63,7 @@ def card_data(readme: bytes | None) -> dict | None:
     end = text.find("\n---", 3)
     if end < 0:
         return None
-    data = yaml.safe_load(text[3:end])
+    data = yaml.load(text[3:end], Loader=_YAML_LOADER)  # noqa: S506 (a safe loader)
     return data if isinstance(data, dict) else None
 
 
@@ -67,6 +76,7 @@ class FakeHub:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
+        self.card_data: dict[str, dict] = {}          # commit -> its README's front matter, parsed once
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -124,7 +134,9 @@ class FakeHub:
     def model_json(self, repo_id: str, sha: str, *, siblings: bool) -> dict:
         repo = self.repos[repo_id]
         snapshot = repo.commits.get(sha, {})
-        data = card_data(snapshot.get("README.md")) or {}
+        if sha not in self.card_data:
+            self.card_data[sha] = card_data(snapshot.get("README.md")) or {}
+        data = self.card_data[sha]
         tags = list(data.get("tags") or [])
         if data.get("library_name"):
             tags.append(data["library_name"])
@@ -143,6 +155,7 @@ class FakeHub:
                 item["model-index"] = data["model-index"]
         if siblings:
             item["siblings"] = [{"rfilename": p, "size": len(c)} for p, c in sorted(snapshot.items())]
+        item["author"] = repo.owner
         return item
 
 
@@ -235,6 +248,10 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             with hub.lock:
                 if method == "GET" and parts[:2] == ["api", "whoami-v2"]:
                     return self._whoami()
+                if method == "GET" and parts[:2] == ["api", "organizations"] and parts[3:] == ["members"]:
+                    return self._members(parts[2])
+                if method == "GET" and parts[:2] == ["api", "users"] and parts[3:] == ["overview"]:
+                    return self._user_overview(parts[2])
                 if method == "POST" and parts[:3] == ["api", "repos", "create"]:
                     return self._create(json.loads(body or b"{}"))
                 if method == "POST" and parts[:2] == ["api", "validate-yaml"]:
@@ -248,7 +265,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                     if method == "POST" and rest[:1] == ["commit"]:
                         return self._commit(repo_id, "/".join(rest[1:]), body, pull)
                     if method == "GET" and rest[:1] == ["discussions"]:
-                        return self._discussions(repo_id)
+                        return self._discussions(repo_id, int((query.get("p") or ["0"])[0]))
                     if method == "POST" and rest[:1] == ["branch"]:
                         return self._branch(repo_id, "/".join(rest[1:]))
                     if method == "GET" and rest[:1] == ["tree"] and len(rest) >= 2:
@@ -311,7 +328,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return None
             return self._repo_or_error(repo_id)
 
-        def _discussions(self, repo_id: str) -> None:
+        def _discussions(self, repo_id: str, page: int) -> None:
             repo = self._repo_or_error(repo_id)
             if repo is None:
                 return
@@ -319,7 +336,22 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                       "author": {"name": p["author"]}, "repo": {"name": repo_id, "type": "model"},
                       "createdAt": "2026-01-01T00:00:00.000Z", "pinned": False, "numComments": 1, "topReactions": []}
                      for p in reversed(repo.pulls)]
-            self._send(200, {"discussions": items, "count": len(items), "start": 0, "numClosedDiscussions": 0})
+            start = page * DISCUSSIONS_PER_PAGE
+            closed = sum(p["status"] == "closed" for p in repo.pulls)
+            self._send(200, {"discussions": items[start:start + DISCUSSIONS_PER_PAGE], "count": len(items),
+                             "start": start, "numClosedDiscussions": closed})
+
+        def _members(self, org: str) -> None:
+            members = sorted(user for user, orgs in hub.orgs.items() if org in orgs)
+            if not members:
+                return self._error(404, "Organization not found")
+            self._send(200, [{"user": user, "fullname": user, "type": "user", "isFollowing": False}
+                             for user in members])
+
+        def _user_overview(self, name: str) -> None:
+            if name not in set(hub.tokens.values()) or any(name in orgs for orgs in hub.orgs.values()):
+                return self._error(404, "User not found")
+            self._send(200, {"user": name, "fullname": name, "type": "user", "numModels": 0, "orgs": []})
 
         def _commit(self, repo_id: str, revision: str, body: bytes, pull: bool = False) -> None:
             repo = self._readable_by_user(repo_id) if pull else self._writable_repo(repo_id)
@@ -380,26 +412,39 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._send(200, entries)  # flat listing: this double's repos hold no folders
 
         def _list(self, query: dict[str, list[str]]) -> None:
+            """The Hub's model listing: tag filters, author, search; ``expand`` (huggingface_hub's
+            ``list_models(expand=[...])``) picks the fields of each entry (``id`` always), ``cardData=true`` or
+            ``full=true`` the old way; at most :data:`PAGE_SIZE` entries a page, the next page linked (``Link: <...>;
+            rel="next"``, a ``cursor``) like the Hub's."""
             user = self._user()
             wanted = set(query.get("filter", []))
             author = (query.get("author") or [None])[0]
             search = (query.get("search") or [""])[0].lower()
+            expand = query.get("expand", []) + query.get("expand[]", [])
             with_card = (query.get("cardData") or query.get("full") or ["false"])[0].lower() == "true" or \
-                "cardData" in query.get("expand", [])
-            items = []
-            for repo_id in sorted(hub.repos):
-                if not hub.may_read(user, repo_id):
+                "cardData" in expand
+            matching = [repo_id for repo_id in sorted(hub.repos) if hub.may_read(user, repo_id)
+                        and (not author or hub.repos[repo_id].owner == author) and search in repo_id.lower()]
+            start = int((query.get("cursor") or ["0"])[0])
+            page_size = min(int((query.get("limit") or [PAGE_SIZE])[0]), PAGE_SIZE)
+            items, position = [], start
+            while position < len(matching) and len(items) < page_size:
+                repo_id = matching[position]
+                position += 1
+                item = hub.model_json(repo_id, hub.repos[repo_id].branches["main"], siblings="siblings" in expand)
+                if not wanted <= set(item["tags"]):
                     continue
-                item = hub.model_json(repo_id, hub.repos[repo_id].branches["main"], siblings=False)
-                if not wanted <= set(item["tags"]) or (author and item["author"] != author) or \
-                        search not in repo_id.lower():
-                    continue
-                if not with_card:
+                if expand:
+                    item = {"id": item["id"], "_id": item["id"], **{k: item[k] for k in expand if k in item}}
+                elif not with_card:
                     item.pop("cardData", None)
                     item.pop("model-index", None)
                 items.append(item)
-            limit = int((query.get("limit") or [len(items)])[0])
-            self._send(200, items[:limit])
+            headers = {}
+            if position < len(matching):
+                rest = [(k, v) for k, values in query.items() if k != "cursor" for v in values]
+                headers["Link"] = f'<{hub.url}/api/models?{urlencode(rest + [("cursor", position)])}>; rel="next"'
+            self._send(200, items, headers=headers)
 
         def _resolve(self, method: str, repo_id: str, revision: str, path: str) -> None:
             head = method == "HEAD"

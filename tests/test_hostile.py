@@ -278,7 +278,7 @@ def test_one_bad_repo_is_a_notice_and_no_token_leaves_the_hub(endpoint):
 
 def test_a_huge_figure_is_a_missing_image_not_a_lost_card(endpoint):
     endpoint(cards={"a/good": card_text(body="# a card\n![curve](huge.png)\n")})
-    cards, notices = load_hub_cards(verifications=False)
+    cards, notices = load_hub_cards(verifications=False, images=True)   # no cardData listed: the card is read
     assert [c.repo_id for c in cards] == ["a/good"] and notices == []
     assert cards[0].missing_images == ["huge.png"] and cards[0].images == {}
 
@@ -399,3 +399,152 @@ def test_a_torchvision_or_timm_config_missing_its_keys_is_one_line(tmp_path, con
     with pytest.raises(DDHubError, match=reason) as caught:
         load_directory(tmp_path)
     assert "\n" not in str(caught.value)
+
+
+# --- verification records: what a determined publisher with several accounts tries --------------------------------
+def hub_with_card(tmp_path, monkeypatch, *, card: str, repo_id: str = "alice/m", orgs: dict | None = None):
+    """The Hub double holding one public repo with ``card`` (alice's token in the environment)."""
+    from hub_server import FakeHub, Repo, point_client_at
+
+    hub = FakeHub(tokens={"hf_alice": "alice", "hf_bob": "bob", "hf_carol": "carol", "hf_mallory": "mallory"},
+                  orgs=orgs or {}).start()
+    point_client_at(hub, tmp_path / "hf_home", monkeypatch, "hf_alice")
+    hub.repos[repo_id] = Repo(owner=repo_id.split("/")[0], private=False)
+    hub.commit(repo_id, "main", {"README.md": card.encode()}, "upload")
+    return hub
+
+
+def open_record(hub, repo_id: str, author: str, *, card: str | None = None, measured: float | None = None,
+                n: int = 1000, status: str = "open", revision: str | None = None, text: str | None = None,
+                title: str = "dd-hub verification") -> int:
+    """A pull request by ``author`` holding a record of the robust figure of ``card`` (measured as ``measured``,
+    the card's own value by default), or ``text`` as the record."""
+    from dd_hub.hub.cards import parse_card
+    from dd_hub.hub.verification import RECORD_NAME, Verification, card_dataset, figure_identity
+
+    repo = hub.repos[repo_id]
+    if text is None:
+        parsed = parse_card(card, name="m", repo_id=repo_id)
+        figures = {}
+        for figure in parsed.figures:
+            value = figure.value if measured is None or figure.kind != "robust_accuracy" else measured
+            figures[figure_identity(figure, card_dataset(parsed, figure))] = {
+                "kind": figure.kind, "card": figure.value, "measured": value, "n_examples": n,
+                "card_n_examples": figure.args.get("n_examples")}
+        record = Verification(verified_by=author, date="2026-01-01", dd_hub_version="test", repo_id=repo_id,
+                              revision=revision or repo.branches["main"], tolerance=0.02,
+                              weights_sha256="0" * 64, protocol="p", figures=figures)
+        text = record.to_json()
+    num = len(repo.pulls) + 1
+    repo.branches[f"refs/pr/{num}"] = repo.branches["main"]
+    hub.commit(repo_id, f"refs/pr/{num}", {RECORD_NAME: text.encode()}, title)
+    repo.pulls.append({"num": num, "title": title, "author": author, "status": status})
+    return num
+
+
+def robust_status(trusted=("bob",)) -> tuple[str, str]:
+    from dd_hub.hub.verification import figure_status
+
+    (card,), _ = load_hub_cards(images=False, trusted=frozenset(trusted))
+    (figure,) = [f for f in card.figures if f.threat_model is not None]
+    status = figure_status(card, figure)
+    return status.status, status.text
+
+
+def test_a_figure_is_matched_by_its_threat_model_not_by_its_name():
+    from dd_hub.hub.cards import parse_card
+    from dd_hub.hub.verification import card_dataset, figure_identity
+
+    honest = parse_card(card_text(norm="l2", eps=2.0), name="m")
+    relabelled = parse_card(card_text(norm="linf", eps=0.0314).replace("dataset: mnist-5k", "dataset: cifar10"),
+                            name="m")
+    identity = [figure_identity(f, card_dataset(c, f)) for c in (honest, relabelled) for f in c.figures
+                if f.threat_model is not None]
+    assert identity[0] != identity[1] and "cifar10|linf|0.0314" in identity[1]
+    noise = parse_card(card_text(eps=0.3000000001), name="m")
+    assert [figure_identity(f, "mnist-5k") for f in noise.figures] == \
+        [figure_identity(f, "mnist-5k") for f in parse_card(card_text(eps=0.3), name="m").figures]
+
+
+@pytest.mark.parametrize("args, verdict", [
+    (("robust_accuracy", 0.28, 0.10, 30, 100_000), "too few images"),     # a tiny sample: no verdict at all
+    (("robust_accuracy", 0.50, 0.10, 2, 1000, 1.0), "too few images"),    # --max-examples 2 --tolerance 1
+    (("robust_accuracy", 0.50, 0.10, 100, 1000, 1.0), "disagrees"),       # tolerance capped, margin bounded
+    (("robust_accuracy", 0.28, 0.10, 100, 100_000), "disagrees"),         # the card's n_examples widens nothing
+    (("robust_accuracy", 0.51, 0.50, 1000, 1000), "agrees"),
+    (("rho2", 0.30, 0.20, 1000, 1000), "disagrees"),
+])
+def test_verdicts_come_from_the_verifiers_own_sample_within_bounded_tolerance(args, verdict):
+    from dd_hub.hub.verification import MAX_MARGIN, judge
+
+    result, margin = judge(*args)
+    assert result == verdict and (margin is None or margin <= MAX_MARGIN)
+
+
+def test_verify_refuses_a_wide_tolerance_or_a_tiny_sample_before_any_work():
+    assert_one_line_error(run_cli("verify", "alice/m", "--tolerance", "1"), "--tolerance")
+    assert_one_line_error(run_cli("verify", "alice/m", "--max-examples", "2"), "--max-examples")
+
+
+def test_only_trusted_non_owner_records_on_the_current_commit_verify(tmp_path, monkeypatch):
+    card = card_text()
+    hub = hub_with_card(tmp_path, monkeypatch, card=card, repo_id="acme/m", orgs={"carol": ["acme"]})
+    assert robust_status() == ("self-reported", "self-reported")
+    open_record(hub, "acme/m", "carol", card=card)                  # a member of the owning organisation
+    assert robust_status(trusted=("bob", "carol"))[0] == "self-reported"
+    open_record(hub, "acme/m", "mallory", card=card)                # someone nobody trusts
+    status, text = robust_status()
+    assert status == "re-measured" and "re-measured by mallory" in text and "not on the trusted list" in text
+    open_record(hub, "acme/m", "bob", card=card, revision="f" * 40)  # trusted, but another commit
+    assert robust_status()[0] == "re-measured"
+    open_record(hub, "acme/m", "bob", card=card)
+    assert robust_status() == ("verified", "verified by bob")
+
+
+def test_a_stated_verdict_or_name_is_never_trusted(tmp_path, monkeypatch):
+    card = card_text(robust=0.5)
+    hub = hub_with_card(tmp_path, monkeypatch, card=card)
+    num = open_record(hub, "alice/m", "bob", card=card, measured=0.1)
+    text = hub.files("alice/m", f"refs/pr/{num}")["dd-hub-verification.json"].decode()
+    forged = json.loads(text)
+    for entry in forged["figures"].values():
+        entry.update(agrees=True, margin=1.0)                       # what it concludes is ignored
+    forged["verified_by"] = "RobustBench team"
+    hub.repos["alice/m"].pulls.clear()
+    open_record(hub, "alice/m", "bob", text=json.dumps(forged))
+    assert robust_status()[0] == "disputed"                          # recomputed from its numbers
+    assert "RobustBench" not in robust_status()[1]
+
+
+def test_a_dispute_survives_closed_and_many_pull_requests_until_a_newer_trusted_record(tmp_path, monkeypatch):
+    card = card_text(robust=0.5)
+    hub = hub_with_card(tmp_path, monkeypatch, card=card)
+    open_record(hub, "alice/m", "bob", card=card, measured=0.1, status="closed")
+    for _ in range(60):                                              # more than a page of the owner's own PRs
+        open_record(hub, "alice/m", "alice", card=card, title="dd-hub verification by alice")
+    assert robust_status() == ("disputed", "disputed by bob")
+    open_record(hub, "alice/m", "bob", card=card)                   # bob re-measures the current commit: settled
+    assert robust_status() == ("verified", "verified by bob")
+
+
+def test_a_local_record_is_checked_against_the_folders_weights_or_shown_unchecked(tmp_path):
+    from dd_hub.hub.verification import RECORD_NAME, Verification, figure_status, local_verifications
+
+    folder = write_cards(tmp_path / "cards", {"m": card_text()}) / "m"
+    (card,), _ = load_local_cards(tmp_path / "cards")
+    (figure,) = [f for f in card.figures if f.threat_model is not None]
+    from dd_hub.hub.verification import card_dataset, figure_identity
+    record = Verification(verified_by="RobustBench team", date="2026-01-01", dd_hub_version="x", repo_id=None,
+                          revision=None, tolerance=0.02, weights_sha256="0" * 64, protocol="p",
+                          figures={figure_identity(figure, card_dataset(card, figure)): {
+                              "kind": figure.kind, "card": figure.value, "measured": figure.value,
+                              "n_examples": 1000}})
+    (folder / RECORD_NAME).write_text(record.to_json())
+    (card,), _ = load_local_cards(tmp_path / "cards")
+    status = figure_status(card, figure, trusted={"RobustBench team", "local"})
+    assert status.status == "re-measured" and "unchecked" in status.text and "RobustBench" not in status.text
+    (folder / "model.safetensors").write_bytes(b"weights")           # a model folder: the record is re-checked
+    (folder / "metrics.json").write_text(json.dumps(seal(
+        {"model": {}, "recipe": {}, "hardened": {}, "reference": {}}, folder)))
+    records, problems = local_verifications(folder, card)
+    assert records == [] and "other weights" in problems[0]

@@ -403,7 +403,7 @@ def with_autoattack(metrics: dict, **robust: float) -> dict:
     return metrics
 
 
-def test_list_is_a_board_per_threat_model_ranked_by_autoattack(hub, hub_env, tmp_path):
+def test_list_is_a_board_per_threat_model_ranked_by_autoattack(hub, hub_env, tmp_path, monkeypatch):
     figures = {"alice/a-robust": (0.40, 0.95), "alice/b-accurate": (0.10, 0.99), "dd-org/c-middle": (0.25, 0.97)}
     for seed, (repo_id, (robust, clean)) in enumerate(figures.items()):
         write_model_dir(tmp_path / repo_id, with_autoattack(fake_metrics(clean=clean), mnist_linf=robust), seed=seed)
@@ -418,10 +418,19 @@ def test_list_is_a_board_per_threat_model_ranked_by_autoattack(hub, hub_env, tmp
     assert [r["model"] for r in boards[0]["rows"]] == ["alice/a-robust", "dd-org/c-middle", "alice/b-accurate"]
     assert [r["robust_accuracy"] for r in boards[0]["rows"]] == [0.40, 0.25, 0.10]
     assert boards[0]["rows"][0]["evaluation"] == "custom (apgd-ce, apgd-t)"
-    table = run_cli("list", "--threat-model", "mnist-linf").output.splitlines()
+    table = run_cli("list", "--threat-model", "mnist-linf", "--markdown").output.splitlines()
     assert table[2].startswith("| # | model | clean | AutoAttack robust | status | architecture | method | eps | n_examples |")
     assert [row.split("|")[2].strip() for row in table[4:]] == ["alice/a-robust", "dd-org/c-middle",
                                                                 "alice/b-accurate"]
+    monkeypatch.setenv("COLUMNS", "80")
+    aligned = run_cli("list", "--threat-model", "mnist-linf").output.splitlines()   # the terminal's table
+    assert aligned[0] == "mnist-5k · L∞, ε = 0.3" and aligned[1].split()[:4] == ["#", "model", "clean", "robust"]
+    assert [line.split()[1] for line in aligned[3:]] == ["alice/a-robust", "dd-org/c-middle", "alice/b-accurate"]
+    assert all(len(line) <= 80 for line in aligned)                  # fits an 80-column terminal
+    assert len({line.index("%") for line in aligned[3:]}) == 1       # aligned
+    empty = run_cli("list", "--dataset", "imagenet").output
+    assert "No dd-hub checkpoints in the Hub for dataset imagenet" in empty
+    assert "dataset cifar10" in empty and "dataset mnist-5k" in empty  # names what exists
     assert [b["dataset"] for b in json.loads(run_cli("list", "--json").output)] == ["cifar10", "mnist-5k"]
     bad = CliRunner().invoke(main, ["list", "--threat-model", "svhn-linf"])
     assert bad.exit_code == 2 and "unknown threat model 'svhn-linf'" in bad.output

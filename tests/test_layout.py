@@ -100,7 +100,7 @@ FLOORS = [
     {"training", "evaluation"},
     {"models", "data"},
     {"attacks", "storage"},
-    {"settings", "text", "registration"},
+    {"settings", "text", "registration", "threat_models"},
     {"names", "errors", "version"},
 ]
 

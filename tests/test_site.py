@@ -311,25 +311,34 @@ def fake_hub(tmp_path, monkeypatch):
     server.stop()
 
 
-def test_load_hub_cards_downloads_cards_and_their_figures(fake_hub, tmp_path):
+def publish_cards(hub, cards_dir: Path) -> None:
+    """Every card folder of ``cards_dir`` as a repo ``ORG/<folder>`` of the Hub double."""
     from hub_server import Repo
 
-    cards_dir = write_cards(tmp_path / "cards")
     for folder in sorted(p for p in cards_dir.iterdir() if p.is_dir()):
         repo_id = f"{ORG}/{folder.name}"
-        fake_hub.repos[repo_id] = Repo(owner=ORG, private=False)
+        hub.repos[repo_id] = Repo(owner=ORG, private=False)
         files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        fake_hub.commit(repo_id, "main", files, "upload")
-    cards, notices = load_hub_cards()
+        hub.commit(repo_id, "main", files, "upload")
+
+
+def test_hub_cards_come_from_the_listing_pages_not_a_request_per_card(fake_hub, tmp_path, monkeypatch):
+    import hub_server
+
+    monkeypatch.setattr(hub_server, "PAGE_SIZE", 2)                     # 5 models: 3 pages
+    publish_cards(fake_hub, write_cards(tmp_path / "cards"))
+    fake_hub.requests.clear()
+    cards, notices = load_hub_cards(verifications=False)
     assert notices == []
     assert sorted(c.repo_id for c in cards) == sorted(f"{ORG}/{n}" for n in [*MODELS, HOSTILE])
+    assert fake_hub.requests == [("GET", "/api/models")] * 3            # the pages, nothing per card
     alpha = next(c for c in cards if c.repo_id == f"{ORG}/lenet-alpha")
-    assert list(alpha.images) == ["robustness_curve.png"]
-    assert alpha.images["robustness_curve.png"].startswith(b"\x89PNG")
+    assert alpha.hub_images == ["robustness_curve.png"] and alpha.images == {}   # linked, never downloaded
+    assert alpha.revision == fake_hub.repos[f"{ORG}/lenet-alpha"].branches["main"]
+    assert [f.key for f in alpha.figures] == [f.key for f in load_local_cards(tmp_path / "cards")[0][1].figures]
     hostile = next(c for c in cards if c.repo_id == f"{ORG}/{HOSTILE}")
-    assert list(hostile.images) == ["figs/curve.png"]
-    result = build_site(cards, tmp_path / "out")
-    assert len(parse(result.index).rows["board-mnist-5k-linf-0.3"]) == 4
+    assert hostile.hub_images == ["figs/curve.png"]
+    assert len(load_hub_cards(verifications=False, limit=3)[0]) == 3   # --limit stops the pages
 
 
 def test_unreachable_hub_fails_in_seconds_with_one_line(monkeypatch):
@@ -463,3 +472,29 @@ def test_browser_loads_nothing_remote_on_the_hostile_page(site, browser):
     assert any(url.endswith("figs__curve.png") for url in loaded)
     assert all(url.startswith("file://") for url in loaded), loaded
     assert browser.execute_script("return document.querySelectorAll('script').length") == 1
+
+
+def test_browsing_never_imports_torch(tmp_path):
+    """`list --from`, `show DIR`, `show NAME`, `cards` and `site --from` read Markdown: no torch, timm or torchvision
+    (which take seconds to import), checked in a fresh process."""
+    import subprocess
+    import sys
+
+    cards_dir = write_cards(tmp_path / "model_cards")
+    script = f"""
+import sys
+from dd_hub.cli import main
+for args in (["list", "--from", "model_cards"], ["list", "--from", "model_cards", "--json"],
+             ["show", "model_cards/lenet-alpha"], ["show", "lenet-alpha"], ["cards", "model_cards"],
+             ["site", "out", "--from", "model_cards"]):
+    try:
+        main(args, standalone_mode=False)
+    except SystemExit as exc:
+        assert not exc.code, (args, exc.code)
+heavy = sorted(m for m in ("torch", "timm", "torchvision", "matplotlib") if m in sys.modules)
+assert not heavy, heavy
+print("no torch")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=cards_dir.parent, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("no torch"), done.stderr[-2000:]

@@ -2,9 +2,10 @@
 
 alice publishes a truthful model and a lying one (the same weights, a card claiming 100% under AutoAttack); before
 anyone verifies them both are self-reported (the lie also flagged: robust above clean); bob re-measures both with
-`dd-hub verify --publish`, which opens a pull request with his record on each repo; then the board shows the
-truthful figures verified by bob and the lying ones disputed, in `dd-hub list --json` and on the site. A record
-alice opens on her own repo does not count. A local folder is verified the same way, its record beside it.
+`dd-hub verify --publish`, which opens a pull request with his record on each repo; then a board that trusts bob
+shows the truthful figures verified by bob and the lying ones disputed, in `dd-hub list --json` and on the site; a
+board that does not trust him shows them re-measured. A record alice opens on her own repo does not count. A local
+folder is verified the same way, its record beside it.
 """
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ from hub_server import FakeHub, Repo, point_client_at
 pytestmark = pytest.mark.slow
 ALICE, BOB = "hf_test_alice_secret", "hf_test_bob_secret"
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=200",
-        "--set", "evaluation.max_examples=40", "--set", "evaluation.deepfool_steps=5",
+        "--set", "evaluation.max_examples=100", "--set", "evaluation.deepfool_steps=5",
         "--set", "evaluation.pgd_steps=3", "--set", "evaluation.sanity_max_examples=20",
-        "--set", "evaluation.autoattack_max_examples=10", "--quiet"]
+        "--set", "evaluation.autoattack_max_examples=100", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,8 @@ def board_rows(*args: str) -> dict[str, dict]:
 
 
 def test_verify_round_trip_on_the_hub(hub, hardened, tmp_path, monkeypatch):
+    trusted = tmp_path / "trusted.txt"
+    trusted.write_text("# accounts this board trusts\nbob\n")
     assert run_cli("publish", str(hardened), "--repo-id", "alice/truthful").exit_code == 0
     publish_lie(hub, hardened, "alice/liar")
 
@@ -88,14 +91,17 @@ def test_verify_round_trip_on_the_hub(hub, hardened, tmp_path, monkeypatch):
     assert record["verified_by"] == "bob" and record["revision"] == hub.repos["alice/liar"].branches["main"]
     assert BOB not in json.dumps(record) and ALICE not in json.dumps(record)
 
-    after = board_rows()
+    untrusted = board_rows()
+    assert {row["status"] for row in untrusted.values()} == {"re-measured"}
+    assert all("not on the trusted list" in row["status_text"] for row in untrusted.values())
+    after = board_rows("--trusted-verifiers", str(trusted))
     for key, row in after.items():
         if key.startswith("alice/truthful"):
             assert row["status"] == "verified" and row["verified_by"] == "bob", row
         else:
             assert row["status"] == "disputed" and row["verified_by"] == "bob", row
 
-    cards, notices = load_hub_cards()
+    cards, notices = load_hub_cards(trusted=frozenset({"bob"}))
     site = build_site(cards, tmp_path / "site", notices=notices)
     index = site.index.read_text()
     assert "status-verified" in index and "status-disputed" in index and "by bob" in index
@@ -109,17 +115,21 @@ def test_a_re_published_model_is_no_longer_verified_by_an_old_record(hub, harden
     assert run_cli("verify", "alice/truthful", "--publish", "--quiet").exit_code == 0
     monkeypatch.setenv("HF_TOKEN", ALICE)
     assert run_cli("publish", str(hardened), "--repo-id", "alice/truthful").exit_code == 0  # a new commit
-    rows = board_rows()
-    assert {row["status"] for row in rows.values()} == {"self-reported"}
+    trusted = Path(os.environ["HF_HOME"]).parent / "trusted.txt"
+    trusted.write_text("bob\n")
+    rows = board_rows("--trusted-verifiers", str(trusted))
+    assert {row["status"] for row in rows.values()} == {"re-measured"}
+    assert all("older commit" in row["status_text"] for row in rows.values())
 
 
 def test_verify_a_local_folder_writes_its_record_beside_the_card(hardened, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "no_login"))
     record = tmp_path / "record.json"
-    result = run_cli("verify", str(hardened), "--out", str(record), "--max-examples", "20", "--quiet")
+    result = run_cli("verify", str(hardened), "--out", str(record), "--max-examples", "100", "--quiet")
     assert result.exit_code == 0, result.output
     data = json.loads(record.read_text())
-    assert data["verified_by"] == "local" and data["repo_id"] is None and data["settings"]["max_examples"] == 20
-    assert all(entry["margin"] >= 0.02 for key, entry in data["figures"].items() if key != "rho2")
+    assert data["verified_by"] == "local" and data["repo_id"] is None and data["settings"]["max_examples"] == 100
+    assert all(entry["n_examples"] == 100 for entry in data["figures"].values())
+    assert "agrees" in result.output and "DISAGREES" not in result.output
     assert os.path.getsize(record) < 100_000

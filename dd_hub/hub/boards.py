@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..names import INDEX_NAME
 from ..storage.atomic_io import write_text_atomic
-from ..text import markdown_cell, markdown_table, unique_names
+from ..text import markdown_cell, markdown_table, one_line, unique_names
 from .cards import HUB_URL, Card, Figure
 from .collection import load_local_cards
 from .verification import figure_status
@@ -25,7 +25,7 @@ from .verification import figure_status
 DEFAULT_METHOD = "deep_defense"
 NO_THREAT_MODEL = "no standard threat model evaluated"
 NORM_LABELS = {"linf": "L∞", "l2": "L2"}
-STATUS_ORDER = {"verified": 0, "self-reported": 1, "disputed": 2}
+STATUS_ORDER = {"verified": 0, "self-reported": 1, "re-measured": 1, "disputed": 2}
 
 
 @dataclass
@@ -37,8 +37,9 @@ class Row:
     clean_accuracy: float | None
     robust: Figure | None = None
     rho2: float | None = None
-    status: str = "self-reported"    # of the robust figure: verified, disputed or self-reported
+    status: str = "self-reported"    # of the robust figure: verified, disputed, re-measured or self-reported
     verified_by: str = ""
+    status_note: str = ""            # the status in words (figure_status's text)
     flags: list[str] = field(default_factory=list)
 
     @property
@@ -64,6 +65,20 @@ class Row:
         if version == "custom" and isinstance(attacks, list) and attacks:
             version += f" ({', '.join(map(str, attacks))})"
         return version or None
+
+    @property
+    def reference_robust(self) -> float | None:
+        """The reference model's robust accuracy at this row's threat model, where the card names it."""
+        if self.robust is None:
+            return None
+        return self.card.reference.get("autoattack", {}).get(str(self.robust.args.get("threat_model")))
+
+    @property
+    def gain(self) -> float | None:
+        """Robust accuracy gained over the reference model (a fraction; negative for a loss), where the card
+        names the reference's figure."""
+        reference = self.reference_robust
+        return None if reference is None or self.robust is None else self.robust.value - reference
 
     @property
     def architecture(self) -> str:
@@ -117,8 +132,9 @@ def boards(cards: list[Card]) -> list[Board]:
             untested.append(Row(card, names[id(card)], **common))
             continue
         for figure in entries:
-            status, who = figure_status(card, figure)
-            row = Row(card, names[id(card)], robust=figure, status=status, verified_by=who, **common)
+            status = figure_status(card, figure)
+            row = Row(card, names[id(card)], robust=figure, status=status.status, verified_by=status.by,
+                      status_note=status.text, **common)
             dataset = str(card.info.get("dataset") or figure.dataset)
             rows = by_threat.setdefault((dataset, figure.args["norm"], _eps_key(figure.args["eps"])), {})
             previous = rows.get(id(card))
@@ -142,7 +158,7 @@ def select_boards(all_boards: list[Board], *, dataset: str | None = None,
                   threat_model: str | None = None) -> list[Board]:
     """The boards of ``dataset`` (plus the board of cards without a threat model) and of ``threat_model`` (its
     board only). The Hub's tag filter picks cards; a card evaluated at several threat models has a board for each."""
-    from ..attacks.threat_models import threat_model as norm_and_eps
+    from ..threat_models import threat_model as norm_and_eps
 
     budget = None if threat_model is None else norm_and_eps(threat_model)
     return [b for b in all_boards if (dataset in (None, b.dataset) or b.norm is None)
@@ -164,11 +180,26 @@ def percent(value: float | None) -> str:
 
 def status_text(row: Row) -> str:
     """The row's verification status in words, with its flags."""
-    text = f"{row.status} by {row.verified_by}" if row.verified_by else row.status
+    text = row.status_note or (f"{row.status} by {row.verified_by}" if row.verified_by else row.status)
     return "; ".join([text, *(f"flag: {flag}" for flag in row.flags)])
 
 
-# --- Markdown and JSON ---------------------------------------------------------------------------------------------
+def informative_board(all_boards: list[Board]) -> Board | None:
+    """The board to open first: the threat-model board whose robust accuracies differ most from one another (most
+    distinct values, then most rows), never one where every row is 0% when another has figures above it."""
+    def spread(board: Board) -> tuple:
+        values = [r.robust_accuracy for r in board.rows if r.robust_accuracy is not None]
+        return (board.norm is not None, len({round(v, 4) for v in values if v > 0}), len(board.rows))
+
+    return max(all_boards, key=spread, default=None)
+
+
+def points(value: float | None) -> str:
+    """A gain in percentage points: ``+12.30 pp``."""
+    return "–" if value is None else f"{100 * value:+.2f} pp"
+
+
+# --- Markdown, JSON and the terminal ------------------------------------------------------------------------------
 def board_markdown(board: Board, *, link: bool = True) -> str:
     """One board as a Markdown table with RobustBench's columns and a status column; every cell from a card is
     escaped."""
@@ -192,9 +223,56 @@ def board_json(board: Board) -> dict:
     """One board as plain data (``dd-hub list --json``)."""
     return {"board": board.title, "dataset": board.dataset, "norm": board.norm, "eps": board.eps, "rows": [
         {"model": r.card.title, "clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
-         "status": r.status, "verified_by": r.verified_by or None, "flags": r.flags, "rho2": r.rho2,
+         "status": r.status, "verified_by": r.verified_by or None, "status_text": status_text(r), "flags": r.flags, "rho2": r.rho2,
          "architecture": r.architecture, "method": r.method, "n_examples": r.n_examples,
-         "evaluation": r.evaluation, "published": r.card.published} for r in board.rows]}
+         "evaluation": r.evaluation, "published": r.card.published, "gain": r.gain} for r in board.rows]}
+
+
+#: the terminal table's columns: (header, width at most, dropped in this order when the terminal is too narrow)
+_COLUMNS = [("#", 5, 0), ("model", 48, 0), ("clean", 7, 0), ("robust", 7, 0), ("gain", 10, 2), ("status", 24, 1),
+            ("architecture", 22, 3), ("method", 14, 4), ("n", 7, 5)]
+_UNTESTED_COLUMNS = [("#", 5, 0), ("model", 48, 0), ("clean", 7, 0), ("rho_2", 7, 0), ("architecture", 22, 3),
+                     ("method", 14, 4), ("status", 24, 1)]
+
+
+def board_text(board: Board, width: int = 100) -> str:
+    """One board as an aligned plain-text table that fits ``width`` columns: the narrowest columns of least use are
+    dropped first, then long cells are cut with an ellipsis. Every cell from a card is one safe line."""
+    if board.norm is None:
+        columns = _UNTESTED_COLUMNS
+        cells = [[str(i), r.card.title, percent(r.clean_accuracy), "–" if r.rho2 is None else f"{r.rho2:.4g}",
+                  r.architecture, r.method, "; ".join(r.flags) or "–"] for i, r in enumerate(board.rows, 1)]
+    else:
+        columns = _COLUMNS
+        cells = [[str(i), r.card.title, percent(r.clean_accuracy), percent(r.robust_accuracy), points(r.gain),
+                  status_text(r), r.architecture, r.method, str(r.n_examples or "–")]
+                 for i, r in enumerate(board.rows, 1)]
+    cells = [[one_line(c, 200) for c in row] for row in cells]
+    widths = [min(limit, max([len(header)] + [len(row[i]) for row in cells]))
+              for i, (header, limit, _) in enumerate(columns)]
+    keep = list(range(len(columns)))
+    for drop in sorted({p for _, _, p in columns if p}, reverse=True):
+        if sum(widths[i] + 2 for i in keep) - 2 <= width:
+            break
+        keep = [i for i in keep if columns[i][2] != drop]
+    overflow = sum(widths[i] + 2 for i in keep) - 2 - width
+    if overflow > 0:                                      # the model column gives way, down to 12 characters
+        widths[1] = max(12, widths[1] - overflow)
+
+    def line(row: list[str]) -> str:
+        out = []
+        for i in keep:
+            text = row[i] if len(row[i]) <= widths[i] else row[i][: widths[i] - 1] + "…"
+            out.append(text.rjust(widths[i]) if columns[i][0] in ("#", "clean", "robust", "gain", "rho_2", "n")
+                       else text.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    header = line([h for h, _, _ in columns])
+    title = one_line(board.title, width)
+    return "\n".join([title, header, "-" * min(width, len(header)), *(line(row) for row in cells)]) + "\n"
+
+
+
 
 
 def _name(row: Row, link: bool) -> str:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..evaluation.report import Report, format_comparison
-from ..models.torchvision_compat import split_prefix
 from ..text import markdown_table
-from .figures import attack_curves
+from .cards import figure_key  # noqa: F401  (a figure's name; defined with the card reader)
 from ..registration import is_own_architecture
 from ..settings import is_finite_number
 
@@ -79,6 +77,8 @@ def eval_results(metrics: dict) -> list[EvalResult]:
     """The hardened model's figures as ``EvalResult``s, comparable ones first: clean accuracy and AutoAttack at
     the standard threat models, then rho_2 with its space, then the paper's protocol (FGS and PGD at fractions of
     epsilon_ref) and fixed-epsilon curves. Accuracies are fractions, exactly as in metrics.json."""
+    from .figures import attack_curves  # (matplotlib and torch stay out of the browsing commands)
+
     report = metrics["hardened"]
     common = _dataset_fields(metrics)
     n, seed = report["n_examples"], metrics.get("seed")
@@ -112,33 +112,17 @@ def eval_results(metrics: dict) -> list[EvalResult]:
 
 def comparison_table(metrics: dict) -> str:
     """The before/after Markdown table (reference vs hardened) of a metrics.json."""
+    from ..evaluation.report import Report, format_comparison
+
     return format_comparison({"reference": Report.from_dict(metrics["reference"]),
                               "hardened": Report.from_dict(metrics["hardened"])})
-
-
-def figure_key(metric_type: str, args: dict) -> str:
-    """A figure's name across dd-hub: ``clean_accuracy``, ``rho2``, ``autoattack@<threat model>``,
-    ``<attack>@<fraction>eps_ref`` or ``<attack>@<eps>`` (attack fgs, pgd)."""
-    def number(value) -> str:
-        return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)[:40]
-
-    if metric_type == "accuracy":
-        return "clean_accuracy"
-    if metric_type == "rho2":
-        return "rho2"
-    attack = str(args.get("attack", metric_type))[:40]
-    if "threat_model" in args:
-        return f"{attack}@{str(args['threat_model'])[:40]}"
-    if "fraction" in args:
-        return f"{attack}@{number(args['fraction'])}eps_ref"
-    if "eps" in args:
-        return f"{attack}@{number(args['eps'])}"
-    return attack
 
 
 def report_metrics(report: dict) -> dict[str, float]:
     """Figure name (:func:`figure_key`) -> value, read from one report of metrics.json (the names a card's
     reader gives its ``model-index`` figures, :meth:`dd_hub.hub.cards.Card.values`)."""
+    from .figures import attack_curves
+
     figures = {"clean_accuracy": report["clean_accuracy"], "rho2": report["rho2"]}
     figures.update({f"autoattack@{name}": r["accuracy"] for name, r in report.get("autoattack", {}).items()})
     for attack, at_eps, at_ref, _ in attack_curves(report):
@@ -172,6 +156,8 @@ def render_card(metrics: dict, comparison: str | None = None, *, curve_file: str
 
 def timm_loadable(metrics: dict) -> bool:
     """Whether plain timm can build the architecture (torchvision networks without a timm twin cannot)."""
+    from ..models.torchvision_compat import split_prefix
+
     return split_prefix(metrics["model"]["architecture"]) is None
 
 
@@ -193,8 +179,20 @@ def card_data(metrics: dict, repo_id: str, published: bool = True) -> ModelCardD
         dd_hub={"architecture": info["architecture"], "dataset": info["dataset"], "recipe": recipe["name"],
                 "method": recipe.get("method", "deep_defense"), "rho_space": recipe["rho_space"],
                 "threat_models": threat_models, "version": metrics.get("dd_hub_version"), "published": published,
-                **({"repo_id": repo_id} if published else {})},
+                **({"repo_id": repo_id} if published else {}), **reference_block(metrics)},
     )
+
+
+def reference_block(metrics: dict) -> dict:
+    """``{"reference": {...}}``: the reference model's clean accuracy and AutoAttack robust accuracy per threat model,
+    measured on the same images (so the boards show each model's gain over it); empty without a reference."""
+    reference = metrics.get("reference") or {}
+    figures = {"clean_accuracy": reference.get("clean_accuracy"),
+               "autoattack": {name: r.get("accuracy") for name, r in sorted(reference.get("autoattack", {}).items())
+                              if is_finite_number(r.get("accuracy"))}}
+    if not is_finite_number(figures["clean_accuracy"]):
+        return {}
+    return {"reference": figures if figures["autoattack"] else {"clean_accuracy": figures["clean_accuracy"]}}
 
 
 def search_tags(dataset: str, threat_models: list[str]) -> list[str]:

@@ -29,7 +29,6 @@ import yaml
 
 from ..errors import DDHubError, first_line
 from ..text import one_line
-from .card import figure_key
 from .client import validate_repo_id
 
 HUB_URL = "https://huggingface.co"
@@ -50,6 +49,26 @@ MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?")
 FRONT_MATTER = re.compile(r"\A\s*---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 FIGURE_TYPES = ("accuracy", "robust_accuracy", "rho2")
 NORMS = ("linf", "l2")
+
+
+def figure_key(metric_type: str, args: dict) -> str:
+    """A figure's name across dd-hub: ``clean_accuracy``, ``rho2``, ``autoattack@<threat model>``,
+    ``<attack>@<fraction>eps_ref`` or ``<attack>@<eps>`` (attack fgs, pgd)."""
+    def number(value) -> str:
+        return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)[:40]
+
+    if metric_type == "accuracy":
+        return "clean_accuracy"
+    if metric_type == "rho2":
+        return "rho2"
+    attack = str(args.get("attack", metric_type))[:40]
+    if "threat_model" in args:
+        return f"{attack}@{str(args['threat_model'])[:40]}"
+    if "fraction" in args:
+        return f"{attack}@{number(args['fraction'])}eps_ref"
+    if "eps" in args:
+        return f"{attack}@{number(args['eps'])}"
+    return attack
 
 
 class InvalidCard(ValueError):
@@ -96,6 +115,11 @@ class Card:
     missing_images: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)        # claims that cannot be true
     verifications: list = field(default_factory=list)         # dd_hub.hub.verification.Verification
+    reference: dict = field(default_factory=dict)             # the reference model's figures (``_reference``)
+    base_model: str | None = None    # the Hub id of the starting weights, as the card states it
+    hub_images: list[str] = field(default_factory=list)       # PNGs of its Hub repo (linked, never copied)
+    trusted: frozenset = frozenset()                         # accounts whose records rank as verified
+    verification_complete: bool = True                       # False when not every pull request could be read
 
     @property
     def published(self) -> bool:
@@ -126,49 +150,95 @@ class Card:
 
 
 # --- parsing ------------------------------------------------------------------------------------------------------
-class _LimitedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases and with a depth and node limit."""
-
-    def __init__(self, stream) -> None:
-        super().__init__(stream)
-        self.depth = self.nodes = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise InvalidCard("its YAML uses aliases, which cards may not")
-        self.depth += 1
-        self.nodes += 1
-        if self.depth > MAX_YAML_DEPTH or self.nodes > MAX_YAML_NODES:
-            raise InvalidCard(f"its YAML is deeper than {MAX_YAML_DEPTH} or larger than {MAX_YAML_NODES} nodes")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)    # libyaml's C loader when PyYAML was built with it
+_OPENS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSES = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
 
-def parse_card(text: str, *, name: str, repo_id: str | None = None, source: str = "") -> Card:
-    """A :class:`Card` from a README's text, or :class:`InvalidCard` with a one-line reason."""
-    if len(text.encode("utf-8", errors="replace")) > MAX_CARD_BYTES:
-        raise InvalidCard(f"it is larger than {MAX_CARD_BYTES:,} bytes")
-    match = FRONT_MATTER.match(text)
-    if match is None:
-        raise InvalidCard("it has no YAML front matter")
+def load_yaml(text: str) -> Any:
+    """``text`` as YAML (safe types only), or :class:`InvalidCard`: its events are read first by libyaml's
+    parser (which keeps its own stack, so no nesting reaches Python's), and an alias (no "billion laughs"), more than
+    :data:`MAX_YAML_DEPTH` levels or :data:`MAX_YAML_NODES` nodes refuse it before anything is built; then the C
+    loader builds it."""
+    depth = nodes = 0
     try:
-        data = yaml.load(match.group(1), Loader=_LimitedLoader)  # noqa: S506 (safe loader, aliases refused)
+        for event in yaml.parse(text, Loader=_YAML_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                raise InvalidCard("its YAML uses aliases, which cards may not")
+            if isinstance(event, _CLOSES):
+                depth -= 1
+                continue
+            if not isinstance(event, (yaml.ScalarEvent, *_OPENS)):
+                continue
+            nodes += 1
+            if depth + 1 > MAX_YAML_DEPTH or nodes > MAX_YAML_NODES:
+                raise InvalidCard(f"its YAML is deeper than {MAX_YAML_DEPTH} or larger than {MAX_YAML_NODES} nodes")
+            depth += isinstance(event, _OPENS)
+        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 (a safe loader; aliases refused above)
     except InvalidCard:
         raise
     except (yaml.YAMLError, RecursionError, ValueError) as exc:
         raise InvalidCard(f"its YAML cannot be read ({first_line(exc)[:MAX_TEXT]})") from None
+
+
+def check_metadata_limits(data: Any) -> None:
+    """The same depth and node limits as :func:`load_yaml`, for card metadata that arrives as JSON (the Hub's
+    listing): :class:`InvalidCard` when it breaks them. Walks without recursion."""
+    stack, nodes = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_YAML_DEPTH or nodes > MAX_YAML_NODES:
+            raise InvalidCard(f"its metadata is deeper than {MAX_YAML_DEPTH} or larger than {MAX_YAML_NODES} nodes")
+        if isinstance(value, dict):
+            stack += [(item, depth + 1) for item in value.values()]
+        elif isinstance(value, list):
+            stack += [(item, depth + 1) for item in value]
+
+
+def parse_card(text: str, *, name: str, repo_id: str | None = None, source: str = "") -> Card:
+    """A :class:`Card` from a README's text, or :class:`InvalidCard` with a one-line reason."""
+    if len(text) > MAX_CARD_BYTES or len(text.encode("utf-8", errors="replace")) > MAX_CARD_BYTES:
+        raise InvalidCard(f"it is larger than {MAX_CARD_BYTES:,} bytes")
+    match = FRONT_MATTER.match(text)
+    if match is None:
+        raise InvalidCard("it has no YAML front matter")
+    return card_from_metadata(load_yaml(match.group(1)), name=name, repo_id=repo_id, source=source,
+                              body=text[match.end():])
+
+
+def card_from_metadata(data: Any, *, name: str, repo_id: str | None = None, source: str = "",
+                       body: str = "") -> Card:
+    """A :class:`Card` from a card's parsed metadata (its front matter, or the ``cardData`` of the Hub's listing),
+    validated like :func:`parse_card`; ``body`` is the Markdown after the front matter, when it was read."""
     if not isinstance(data, dict):
         raise InvalidCard("its front matter is not a mapping")
     info = _info(data.get("dd_hub"))
     if repo_id is None:
         repo_id = _repo_id(info.get("repo_id"))
     library = data.get("library_name") if isinstance(data.get("library_name"), str) else None
+    block = data.get("dd_hub") if isinstance(data.get("dd_hub"), dict) else {}
     card = Card(name=one_line(name, MAX_TEXT), repo_id=repo_id, info=info, library=one_line(library or "", 40) or None,
-                figures=_figures(data.get("model-index"), info), body=text[match.end():], source=source)
+                figures=_figures(data.get("model-index"), info), body=body, source=source,
+                reference=_reference(block.get("reference")),
+                base_model=_repo_id(data.get("base_model")) if isinstance(data.get("base_model"), str) else None)
     card.problems = impossible_claims(card)
     return card
+
+
+def _reference(block: Any) -> dict:
+    """The ``dd_hub.reference`` block (the reference model's clean and AutoAttack accuracies on the same images),
+    validated: ``{"clean_accuracy": x, "autoattack": {threat model: y}}``, or empty."""
+    if not isinstance(block, dict):
+        return {}
+    reference: dict = {"autoattack": {}}
+    if block.get("clean_accuracy") is not None:
+        reference["clean_accuracy"] = _number(block["clean_accuracy"], "the reference's clean accuracy", 0.0, 1.0)
+    autoattack = block.get("autoattack") if isinstance(block.get("autoattack"), dict) else {}
+    for key, value in list(autoattack.items())[:20]:
+        if isinstance(key, str):
+            reference["autoattack"][one_line(key, 60)] = _number(value, f"the reference's {key[:40]!r}", 0.0, 1.0)
+    return reference
 
 
 def _info(block: Any) -> dict:

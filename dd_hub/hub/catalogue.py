@@ -16,7 +16,7 @@ from ..storage.atomic_io import copy_atomic, write_bytes_atomic
 from ..storage.metrics import read_metrics
 from .client import validate_repo_id
 from .upload import FIGURES, card_files
-from .verification import RECORD_NAME
+from .verification import RECORD_NAME, local_verifications
 
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -31,15 +31,34 @@ def add_card(model_dir: str | Path, cards_dir: str | Path, repo_id: str | None =
     if not _FOLDER_NAME.match(name) or name in (".", ".."):
         raise DDHubError(f"{name[:100]!r} cannot name a card folder (letters, digits, '.', '_', '-'; no path)")
     target = cards_dir / name
-    if cards_dir.resolve() not in (target.resolve().parent,) or target.is_symlink():
-        raise DDHubError(f"{target} is not a folder inside {cards_dir}")
+    if cards_dir.exists() and not cards_dir.is_dir():
+        raise DDHubError(f"{cards_dir} is a file, not a folder of cards; choose another --cards-dir or CARDS_DIR")
+    if cards_dir.resolve() not in (target.resolve().parent,) or target.is_symlink() \
+            or (target.exists() and not target.is_dir()):
+        raise DDHubError(f"{target} is not a folder inside {cards_dir}; move it away or choose another folder")
     files = card_files(model_dir, repo_id, published=repo_id is not None)
-    target.mkdir(parents=True, exist_ok=True)
+    record = _checked_record(model_dir)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DDHubError(f"cannot create {target}: {exc.strerror or exc}") from None
     write_bytes_atomic(target / CARD_NAME, files[CARD_NAME])
     for figure in FIGURES:
         if figure in files:
             copy_atomic(files[figure], target / figure)
-    record = model_dir / RECORD_NAME
-    if record.is_file() and not record.is_symlink():
+    if record is not None:
         copy_atomic(record, target / RECORD_NAME)
     return target
+
+
+def _checked_record(model_dir: Path) -> Path | None:
+    """The folder's verification record when it measured this folder's weights with its protocol; a one-line
+    error when it is there but did not (a record is copied only as what it is)."""
+    record = model_dir / RECORD_NAME
+    if not record.is_file() and not record.is_symlink():
+        return None
+    records, problems = local_verifications(model_dir, None)
+    if problems or not records or records[0].checked is not True:
+        reason = problems[0] if problems else "verification record not used: nothing to check it against"
+        raise DDHubError(f"{model_dir}: {reason}; remove {RECORD_NAME} or run `dd-hub verify {model_dir}` again")
+    return record

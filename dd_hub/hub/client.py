@@ -127,6 +127,7 @@ class HubReader:
         self.token, self.budget = token, budget or Budget()
         self.base = endpoint()
         self.origin = _origin(self.base)
+        self.memo: dict = {}     # answers a command reuses (e.g. an organisation's members)
 
     def get(self, path: str, *, params: dict | None = None, max_bytes: int = MAX_JSON_BYTES,
             what: str = "cannot read from the Hub") -> HubResponse:
@@ -341,6 +342,9 @@ def hub_errors(action: str, repo_id: str | None = None) -> Iterator[None]:
     except OSError as exc:  # connection refused, DNS, timeouts (httpx's errors are OSErrors underneath or below)
         raise DDHubError(f"{action}: cannot reach the Hub ({type(exc).__name__}); check the network or "
                          "HF_ENDPOINT") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # an answer that is not what the Hub sends
+        raise DDHubError(f"{action}: the Hub's answer is malformed ({type(exc).__name__}: "
+                         f"{first_line(exc)[:100]}); check HF_ENDPOINT") from None
     except Exception as exc:
         if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "h11"):
             raise DDHubError(f"{action}: cannot reach the Hub ({type(exc).__name__}); check the network or "

@@ -1,6 +1,12 @@
-"""Collecting cards for the boards: every card of a local catalogue folder, or every dd-hub card on the Hub, each
-with its figures' images and the verification records that concern it; one bad card or repo is a one-line notice,
-never the end of the listing. ``show`` reads one card.
+"""Collecting cards for the boards: every card of a local catalogue folder, or every dd-hub card on the Hub, with the
+verification records that concern it; one bad card or repo is a one-line notice, never the end of the listing.
+``show`` reads one card.
+
+The Hub is read by pages, not per card: the model listing (``GET /api/models``, up to :data:`PAGE_SIZE` models a page,
+``expand`` = :data:`LISTING_FIELDS`, as huggingface_hub's ``list_models(expand=[...])`` asks) already holds each
+card's metadata (``cardData``, with its ``model-index``), its commit and its files, so the boards need no request per
+card: a card's body is downloaded only by ``show`` (and for a listing entry without ``cardData``), its figures are
+linked from the Hub, never copied.
 """
 from __future__ import annotations
 
@@ -10,83 +16,109 @@ from ..errors import DDHubError
 from ..names import CARD_NAME
 from ..storage.atomic_io import read_text_limited
 from ..text import one_line
-from .cards import (HUB_URL, MAX_CARD_BYTES, MAX_IMAGE_BYTES, MAX_TEXT, Card, InvalidCard, _repo_id, parse_card,
-                    read_local_image, referenced_images)
+from .cards import (HUB_URL, MAX_CARD_BYTES, MAX_IMAGE_BYTES, MAX_IMAGES, MAX_TEXT, Card, InvalidCard, _repo_id,
+                    card_from_metadata, check_metadata_limits, local_path, parse_card, read_local_image,
+                    referenced_images)
 from .client import Budget, HubReader, HubTooLarge, resolve_token, validate_repo_id
 from .verification import hub_verifications, local_verifications
 
 HUB_TAG = "dd-hub"
+#: models per listing page: the most the Hub's listing returns in one page
+PAGE_SIZE = 1000
+#: what each listing entry carries (the Hub's ``expand`` properties): the card's metadata, its commit, its files
+LISTING_FIELDS = ("author", "cardData", "sha", "siblings")
+#: the default catalogue folder, where ``show NAME`` looks for a local card folder of that name
+CATALOGUE = "model_cards"
 
 
 # --- local folders -------------------------------------------------------------------------------------------------
-def load_local_cards(cards_dir: str | Path) -> tuple[list[Card], list[str]]:
-    """Every ``cards_dir/*/README.md`` with the PNGs it references from its folder and the verification records
-    beside it; returns (cards, notices). A card that cannot be read becomes a one-line notice, never an error."""
+def load_local_cards(cards_dir: str | Path, *, limit: int | None = None,
+                     images: bool = True) -> tuple[list[Card], list[str]]:
+    """The first ``limit`` (by folder name) ``cards_dir/*/README.md`` with the verification records beside them and,
+    with ``images``, the PNGs they reference from their folder; returns (cards, notices). A card that cannot be read
+    becomes a one-line notice, never an error."""
     cards_dir = Path(cards_dir)
     if not cards_dir.is_dir():
         raise DDHubError(f"{cards_dir} is not a directory of model cards (expected {cards_dir}/*/{CARD_NAME})")
     cards, notices = [], []
     for folder in sorted(p for p in cards_dir.iterdir() if p.is_dir() and not p.is_symlink()):
+        if limit is not None and len(cards) >= limit:
+            break
         card_path = folder / CARD_NAME
         if not card_path.is_file():
             continue
         where = one_line(str(card_path), MAX_TEXT)
         try:
-            if card_path.is_symlink():
-                raise InvalidCard("it is a link")
-            card = parse_card(read_text_limited(card_path, MAX_CARD_BYTES), name=folder.name, source=str(card_path))
+            card = _read_local_card(folder)
         except (InvalidCard, ValueError, OSError) as exc:
             notices.append(f"{where}: not listed, {one_line(exc)}")
             continue
-        for ref in referenced_images(card.body):
-            card.add_image(ref, read_local_image(folder, ref))
+        if images:
+            for ref in referenced_images(card.body):
+                card.add_image(ref, read_local_image(folder, ref))
         card.verifications, problems = local_verifications(folder, card)
         notices += [f"{where}: {problem}" for problem in problems]
         cards.append(card)
     return cards, notices
 
 
+def _read_local_card(folder: Path) -> Card:
+    card_path = folder / CARD_NAME
+    if card_path.is_symlink():
+        raise InvalidCard("it is a link")
+    return parse_card(read_text_limited(card_path, MAX_CARD_BYTES), name=folder.name, source=str(card_path))
+
+
 # --- the Hub -------------------------------------------------------------------------------------------------------
-def list_hub_models(reader: HubReader, *, limit: int = 1000, author: str | None = None,
-                    tags: tuple[str, ...] = ()) -> list[str]:
-    """Ids of the Hub's models tagged ``dd-hub`` (and ``tags``), at most ``limit``."""
-    params: dict = {"filter": [HUB_TAG, *tags], "limit": str(min(limit, 1000))}
+def hub_listing(reader: HubReader, *, limit: int = PAGE_SIZE, author: str | None = None,
+                tags: tuple[str, ...] = (), fields: tuple[str, ...] = LISTING_FIELDS) -> list[dict]:
+    """The Hub's listing of the models tagged ``dd-hub`` (and ``tags``), at most ``limit``, each entry a dict with
+    a valid ``id`` (repeated ids dropped): ``ceil(limit / PAGE_SIZE)`` requests at most."""
+    params: dict = {"filter": [HUB_TAG, *tags], "limit": str(min(limit, PAGE_SIZE))}
+    if fields:
+        params["expand"] = list(fields)
     if author:
         params["author"] = author
-    ids = []
+    items, seen = [], set()
     for item in reader.pages("api/models", params=params, limit=limit,
                              what="cannot list the dd-hub models on the Hub"):
         repo_id = item.get("id") or item.get("modelId") if isinstance(item, dict) else None
-        if isinstance(repo_id, str) and _repo_id(repo_id) and repo_id not in ids:
-            ids.append(repo_id)
-    return ids
+        if isinstance(repo_id, str) and _repo_id(repo_id) and repo_id.lower() not in seen:  # ids ignore case
+            seen.add(repo_id.lower())
+            items.append({**item, "id": repo_id})
+    return items
+
+
+def list_hub_models(reader: HubReader, *, limit: int = 1000, author: str | None = None,
+                    tags: tuple[str, ...] = ()) -> list[str]:
+    """Ids of the Hub's models tagged ``dd-hub`` (and ``tags``), at most ``limit``."""
+    return [item["id"] for item in hub_listing(reader, limit=limit, author=author, tags=tags, fields=())]
 
 
 def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str | None = None,
-                   tags: tuple[str, ...] = (), images: bool = True,
-                   verifications: bool = True) -> tuple[list[Card], list[str]]:
-    """dd-hub checkpoints on the Hub (tag ``dd-hub``): each card, the PNGs it references (``images``) and the
-    verification records of its pull requests (``verifications``); returns (cards, notices).
+                   tags: tuple[str, ...] = (), images: bool = False, verifications: bool = True,
+                   trusted: frozenset[str] = frozenset()) -> tuple[list[Card], list[str]]:
+    """dd-hub checkpoints on the Hub (tag ``dd-hub``), built from the pages of the Hub's listing (module
+    docstring), with the verification records of their pull requests (``verifications``; records by ``trusted``
+    accounts rank as verified); returns (cards, notices).
 
-    Every request is bounded (:mod:`dd_hub.hub.client`); a repo that cannot be read (403, a huge or malformed card,
-    a timeout) becomes a notice and is skipped; an unreachable Hub is a one-line :class:`DDHubError`.
+    A listing entry without ``cardData`` (a Hub that does not expand it) costs a download of its card, and then,
+    with ``images``, of the PNGs its body shows. Every request is bounded (:mod:`dd_hub.hub.client`); a repo that
+    cannot be read (403, a huge or malformed card, a timeout) becomes a notice and is skipped; an unreachable Hub is a
+    one-line :class:`DDHubError`.
     """
     reader = HubReader(resolve_token(token), Budget())
     cards, notices = [], []
-    for repo_id in sorted(list_hub_models(reader, limit=limit, author=author, tags=tags)):
+    for item in sorted(hub_listing(reader, limit=limit, author=author, tags=tags), key=lambda i: i["id"]):
+        repo_id = item["id"]
         try:
-            text, revision = reader.download(repo_id, CARD_NAME, max_bytes=MAX_CARD_BYTES)
-            if text is None:
+            card = _listed_card(reader, item, images)
+            if card is None:
                 notices.append(f"{repo_id}: not listed, it has no {CARD_NAME} (or it went away)")
                 continue
-            card = parse_card(text.decode("utf-8", errors="replace"), name=repo_id.split("/")[-1], repo_id=repo_id,
-                              source=f"{HUB_URL}/{repo_id}")
-            card.revision = revision
-            if images:
-                for ref in referenced_images(card.body):
-                    card.add_image(ref, _image(reader, repo_id, ref))
+            card.trusted = trusted
             if verifications:
-                card.verifications, problems = hub_verifications(reader, card)
+                card.verifications, problems = hub_verifications(reader, card, trusted)
                 notices += [f"{repo_id}: {problem}" for problem in problems]
         except (InvalidCard, DDHubError) as exc:
             if reader.budget.remaining() <= 0:
@@ -97,6 +129,42 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
     return cards, notices
 
 
+def _listed_card(reader: HubReader, item: dict, images: bool) -> Card | None:
+    """The card of one listing entry: from its ``cardData`` (JSON, under the card limits), else downloaded."""
+    repo_id = item["id"]
+    name, source = repo_id.split("/")[-1], f"{HUB_URL}/{repo_id}"
+    data = item.get("cardData")
+    if data is None:
+        text, revision = reader.download(repo_id, CARD_NAME, max_bytes=MAX_CARD_BYTES)
+        if text is None:
+            return None
+        card = parse_card(text.decode("utf-8", errors="replace"), name=name, repo_id=repo_id, source=source)
+        card.revision = revision
+        if images:
+            for ref in referenced_images(card.body):
+                card.add_image(ref, _image(reader, repo_id, ref))
+        return card
+    check_metadata_limits(data)
+    card = card_from_metadata(data, name=name, repo_id=repo_id, source=source)
+    sha = item.get("sha")
+    card.revision = sha if isinstance(sha, str) and sha.isalnum() and len(sha) <= 64 else None
+    card.hub_images = _png_files(item.get("siblings"))
+    return card
+
+
+def _png_files(siblings: object) -> list[str]:
+    """The PNGs of a repo's file list (listing ``siblings``), as safe relative paths, at most :data:`MAX_IMAGES`."""
+    found: list[str] = []
+    for entry in siblings if isinstance(siblings, list) else []:
+        name = entry.get("rfilename") if isinstance(entry, dict) else None
+        path = local_path(name) if isinstance(name, str) and len(name) <= MAX_TEXT else None
+        if path is not None and path.lower().endswith(".png") and path not in found:
+            found.append(path)
+        if len(found) == MAX_IMAGES:
+            break
+    return found
+
+
 def _image(reader: HubReader, repo_id: str, ref: str) -> bytes | None:
     """The PNG a Hub card shows as ``ref``; one over :data:`MAX_IMAGE_BYTES` is a missing image, not a lost card."""
     try:
@@ -105,34 +173,65 @@ def _image(reader: HubReader, repo_id: str, ref: str) -> bytes | None:
         return None
 
 
-def show(repo_id: str, *, token: str | None = None) -> Card:
-    """One checkpoint's card, from a local model directory or from the Hub (validated like every card)."""
-    path = Path(repo_id)
-    if path.is_dir():
-        card_path = path / CARD_NAME
+def show(name: str, *, token: str | None = None, cards_dir: str | Path | None = None) -> Card:
+    """One checkpoint's card (validated like every card), from a local model or card folder given by its path or by
+    its name in ``cards_dir`` (default :data:`CATALOGUE`), else from the Hub (``ORG/NAME``)."""
+    folder = local_folder(name, cards_dir)
+    if folder is not None:
+        card_path = folder / CARD_NAME
         if not card_path.is_file() or card_path.is_symlink():
-            raise DDHubError(f"{path} has no {CARD_NAME}")
-        text, name, source = read_text_limited(card_path, MAX_CARD_BYTES), path.name, str(card_path)
-        repo = None
-    else:
-        repo = validate_repo_id(repo_id)
-        data = HubReader(resolve_token(token)).file(repo, CARD_NAME, max_bytes=MAX_CARD_BYTES,
-                                                     what=f"cannot read the card of {repo}")
-        if data is None:
-            raise DDHubError(f"{repo} has no {CARD_NAME} on the Hub (or no such repo)")
-        text, name, source = data.decode("utf-8", errors="replace"), repo.split("/")[-1], f"{HUB_URL}/{repo}"
+            raise DDHubError(f"{folder} has no {CARD_NAME}")
+        try:
+            return _read_local_card(folder)
+        except (InvalidCard, ValueError, OSError) as exc:
+            raise DDHubError(f"the card of {one_line(name, MAX_TEXT)} cannot be read: {one_line(exc)}") from None
+    if "/" not in name:
+        where = Path(cards_dir or CATALOGUE)
+        raise DDHubError(f"no folder {one_line(name, MAX_TEXT)!r} here or in {where}/, and a Hub model is named "
+                         "ORG/NAME; give a model folder's path, a card folder's name, or ORG/NAME")
+    repo = validate_repo_id(name)
+    data = HubReader(resolve_token(token)).file(repo, CARD_NAME, max_bytes=MAX_CARD_BYTES,
+                                                 what=f"cannot read the card of {repo}")
+    if data is None:
+        raise DDHubError(f"{repo} has no {CARD_NAME} on the Hub (or no such repo)")
     try:
-        return parse_card(text, name=name, repo_id=repo, source=source)
+        return parse_card(data.decode("utf-8", errors="replace"), name=repo.split("/")[-1], repo_id=repo,
+                          source=f"{HUB_URL}/{repo}")
     except InvalidCard as exc:
-        raise DDHubError(f"the card of {one_line(repo_id, MAX_TEXT)} cannot be read: {exc}") from None
+        raise DDHubError(f"the card of {one_line(name, MAX_TEXT)} cannot be read: {exc}") from None
+
+
+def local_folder(name: str, cards_dir: str | Path | None = None) -> Path | None:
+    """The folder ``name`` names: a path to a folder, or a folder of that name in ``cards_dir`` (default
+    :data:`CATALOGUE`); None when there is none."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        return None
+    candidate = Path(cards_dir or CATALOGUE) / name
+    return candidate if candidate.is_dir() and not candidate.is_symlink() else None
 
 
 def find_published(*, dataset: str | None = None, threat_model: str | None = None, author: str | None = None,
-                   limit: int = 100, token: str | None = None) -> tuple[list[Card], list[str]]:
+                   limit: int = 100, token: str | None = None, trusted: frozenset[str] = frozenset()
+                   ) -> tuple[list[Card], list[str]]:
     """dd-hub cards on the Hub for ``dd-hub list``, filtered on the Hub side by dd-hub's dataset and threat-model
     tags; no figure images are downloaded (the list shows none)."""
     from .card import search_tags
 
     tags = tuple(tag for tag in search_tags(dataset or "", [threat_model] if threat_model else [])
                  if (dataset and tag.startswith("dd-hub-dataset-")) or tag.startswith("dd-hub-threat-model-"))
-    return load_hub_cards(limit=limit, author=author, token=token, tags=tags, images=False)
+    return load_hub_cards(limit=limit, author=author, token=token, tags=tags, trusted=trusted)
+
+
+def hub_datasets(*, token: str | None = None, author: str | None = None) -> list[str]:
+    """The datasets of the dd-hub models on the Hub (from their ``dd-hub-dataset-*`` tags), for a listing that found
+    nothing: one listing page, without card data."""
+    reader = HubReader(resolve_token(token), Budget())
+    prefix = "dd-hub-dataset-"
+    found = set()
+    for item in hub_listing(reader, limit=PAGE_SIZE, author=author, fields=("tags",)):
+        tags = item.get("tags") if isinstance(item.get("tags"), list) else []
+        found.update(one_line(t[len(prefix):], 60) for t in tags if isinstance(t, str) and t.startswith(prefix))
+    return sorted(found)

@@ -65,9 +65,10 @@ def _figures(card: Card) -> tuple[list[dict], str | None]:
     """The model page's figure rows, and the test images they share (None when they differ)."""
     rows = []
     for figure in card.figures:
-        status, by = figure_status(card, figure)
+        status = figure_status(card, figure)
         text = percent(figure.value) if figure.kind in ("accuracy", "robust_accuracy") else f"{figure.value:.4g}"
-        rows.append({"name": figure.name, "text": text, "status": status, "by": by,
+        rows.append({"name": figure.name, "text": text, "status": status.status, "by": status.by,
+                     "note": status.text if status.status == "re-measured" else "",
                      "dataset": f"{figure.dataset} ({figure.split or '?'})",
                      "settings": ", ".join(f"{k}={one_line(v, 80)}" for k, v in figure.args.items())})
     datasets = {row["dataset"] for row in rows}

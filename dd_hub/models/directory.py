@@ -13,9 +13,12 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import timm
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -26,9 +29,9 @@ from ..storage.atomic_io import file_mode, read_json_object, regular_file
 from ..storage.metrics import read_metrics
 from ..storage.weights import check_finite, load_state_dict
 from .normalized import NormalizedModel, model_args_of, normalization_of, unwrap
-from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TIMM_TWINS, TORCHVISION_DATA_CFG, build_torchvision,
-                                 exported_architecture, is_torchvision, output_size, split_prefix, timm_twin,
-                                 torchvision_name, torchvision_names)
+from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_DATA_CFG, TORCHVISION_PREFIX, build_of,
+                                 build_torchvision, exported_architecture, is_torchvision, split_prefix, timm_twin,
+                                 torchvision_names)
 from .twice_differentiable import make_twice_differentiable
 
 #: config.json keys of timm's factory that change how (or whether) weights are loaded, never constructor arguments
@@ -59,17 +62,41 @@ def save_model(model: nn.Module, directory: str | Path, *, label_names: list[str
     if label_names is not None:
         config["label_names"] = list(label_names)
     if is_torchvision(bare):
-        name = torchvision_name(bare)
-        if name not in TIMM_TWINS:
-            config = {**config, **({"model_args": model_args_of(model)} if model_args_of(model) else {})}
-            return _write_model_files(directory,
-                                      lambda tmp: _save_torchvision(bare, name, tmp, config, normalization))
-        bare = timm_twin(bare, name, normalization)
+        architecture = exported_architecture(bare)
+        if split_prefix(architecture) is not None:
+            return _write_model_files(directory, lambda tmp: _save_torchvision(bare, tmp, config, normalization))
+        bare = timm_twin(bare, architecture, normalization)
     if not hasattr(bare, "pretrained_cfg") or not timm.is_model(bare.pretrained_cfg.get("architecture", "")):
         raise DDHubError(f"cannot export {type(bare).__name__}: only timm-registry and torchvision networks can be saved")
     model_args = model_args_of(model) or None
     return _write_model_files(directory, lambda tmp: timm.models.save_for_hf(
         bare, tmp, model_config=config, model_args=model_args, safe_serialization=True))
+
+
+def check_export(model: nn.Module, input_size: Sequence[int], *, label_names: list[str] | None = None) -> None:
+    """Prove that ``model`` can be exported: save it into a temporary folder, load it back with :func:`load_directory`
+    and compare both networks' logits on two random images of ``input_size`` ``(C, H, W)``, in eval mode.
+
+    Cheap (one save, one load, two forwards); meant to run before any training, so that an export that cannot
+    work is refused in one line (a :class:`DDHubError` saying what to do) instead of after hours of work. ``model``
+    is left as it was (weights and training mode).
+    """
+    was_training = model.training
+    images = torch.rand(2, *input_size, generator=torch.Generator().manual_seed(0))
+    try:
+        with tempfile.TemporaryDirectory(prefix="dd-hub-export-check-") as tmp, torch.no_grad():
+            save_model(model, tmp, label_names=label_names)
+            reloaded = load_directory(tmp)
+            device = next(model.parameters()).device
+            expected = model.eval()(images.to(device)).float().cpu()
+            got = reloaded(images).float()
+    finally:
+        model.train(was_training)
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * (1 + float(
+            expected.abs().max()))):
+        gap = (got - expected).abs().max().item() if got.shape == expected.shape else "other shape"
+        raise DDHubError(f"the export of this model does not reload as the same network (largest logit gap {gap}); "
+                         "please report it, and choose another model meanwhile")
 
 
 def _write_model_files(directory: str | Path, write) -> Path:
@@ -86,16 +113,20 @@ def _write_model_files(directory: str | Path, write) -> Path:
     return directory
 
 
-def _save_torchvision(model: nn.Module, name: str, directory: Path, config: dict, normalization: tuple | None) -> None:
-    """A torchvision network with no timm twin: ``architecture: tv:NAME`` + torchvision's preprocessing.
+def _save_torchvision(model: nn.Module, directory: Path, config: dict, normalization: tuple | None) -> None:
+    """A torchvision network exported as built: ``architecture: tv:NAME``, its builder's ``num_classes`` and
+    ``model_args`` (recorded when it was built, see :class:`TorchvisionBuild`) and its preprocessing.
 
     timm cannot build it (``tv:NAME`` is no timm architecture, so timm refuses it instead of loading random
-    weights); :func:`load` can.
+    weights); :func:`load` can, and so can plain torchvision:
+    ``torchvision.models.get_model(NAME, num_classes=num_classes, **model_args)`` takes the weights as they are.
     """
+    build = build_of(model)
     mean, std = normalization or (list(IMAGENET_MEAN), list(IMAGENET_STD))
-    full_config = {"architecture": exported_architecture(model), "library": "torchvision",
-                   "num_classes": output_size(model), **config,
-                   "pretrained_cfg": {**TORCHVISION_DATA_CFG, "tag": "tv_in1k", "mean": list(mean), "std": list(std)}}
+    full_config = {"architecture": TORCHVISION_PREFIX + build.name, "library": "torchvision",
+                   "num_classes": build.num_classes, **config,
+                   **({"model_args": build.model_args} if build.model_args else {}),
+                   "pretrained_cfg": {**build.data_config, "tag": "tv_in1k", "mean": list(mean), "std": list(std)}}
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(directory / WEIGHTS_NAME),
               metadata={"format": "pt"})
     (directory / CONFIG_NAME).write_text(json.dumps(full_config, indent=4) + "\n")
@@ -111,6 +142,8 @@ def _load_torchvision(config: dict, path: Path) -> NormalizedModel:
     except RuntimeError as exc:
         raise DDHubError(f"weights in {path} do not fit {name}: {first_line(exc)}") from None
     cfg = config["pretrained_cfg"]
+    preprocessing = {k: cfg[k] for k in TORCHVISION_DATA_CFG if k in cfg}
+    model.torchvision_build = replace(model.torchvision_build, data_config={**TORCHVISION_DATA_CFG, **preprocessing})
     return NormalizedModel(model, cfg["mean"], cfg["std"], model_args=config.get("model_args")).eval()
 
 

@@ -83,8 +83,9 @@ def create_model(
         config = timm.data.resolve_model_data_config(model)
         mean, std = config["mean"], config["std"]
     else:
-        model = build_torchvision(bare, num_classes=num_classes, pretrained=pretrained, **model_args)
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        model = build_torchvision(bare, num_classes=num_classes, pretrained=pretrained, input_size=input_size,
+                                  **model_args)
+        mean, std = _torchvision_normalization(pretrained, mean, std)
     if checkpoint_path is not None:
         try:
             model.load_state_dict(load_state_dict(checkpoint_path))
@@ -92,6 +93,18 @@ def create_model(
             raise DDHubError(f"checkpoint {checkpoint_path} does not fit '{name}': {first_line(exc)}") from None
     make_twice_differentiable(model)
     return NormalizedModel(model, mean, std, model_args=model_args)
+
+
+def _torchvision_normalization(pretrained: bool, mean: Sequence[float] | None,
+                                std: Sequence[float] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A torchvision network keeps its 3 input channels and ImageNet's statistics, except that one trained from
+    scratch on grey images takes the data's grey statistics on each channel. Since the normalization inside
+    :class:`NormalizedModel` broadcasts, a grey image enters as three equal channels: the same function as a
+    one-channel first convolution whose kernel is the sum of the three (timm's ``in_chans=1``), with the stock
+    architecture kept, so the export loads in plain torchvision."""
+    if pretrained or mean is None or std is None or len(mean) != 1 or len(std) != 1:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(mean) * 3, tuple(std) * 3
 
 
 def _input_overlay(bare: str, pretrained: bool, input_size: Sequence[int] | None, mean: Sequence[float] | None,

@@ -9,24 +9,24 @@ beside a local card, or published as a pull request on the model's repo, so that
 from __future__ import annotations
 
 import datetime
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DDHubError
-from ..hub.card import report_metrics
-from ..hub.cards import MAX_CARD_BYTES, Card, InvalidCard, parse_card
+from ..hub.card import eval_results
+from ..hub.cards import MAX_CARD_BYTES, Card, Figure, InvalidCard, parse_card
 from ..hub.client import Budget, HubReader, hub_api, hub_call, resolve_token, validate_repo_id
-from ..hub.verification import PR_TITLE, RECORD_NAME, Verification
-from ..names import CARD_NAME
+from ..hub.loading import cache_root, resolve
+from ..hub.verification import (DEFAULT_TOLERANCE, MAX_TOLERANCE, MIN_EXAMPLES, PR_TITLE, RECORD_NAME, Verification,
+                                card_dataset, figure_identity, judge, protocol_digest)
+from ..names import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from ..storage.atomic_io import read_text_limited, write_text_atomic
+from ..storage.metrics import read_metrics
 from ..text import markdown_cell, markdown_table, one_line
 from ..version import __version__
 from .evaluate import evaluate_saved
 
-#: absolute tolerance on accuracies (fractions); rho_2 is compared relatively, at this fraction of its value
-TOLERANCE = 0.02
-RHO_TOLERANCE = 0.05
+TOLERANCE = DEFAULT_TOLERANCE
 
 
 @dataclass
@@ -36,12 +36,14 @@ class VerifyResult:
     record: Verification
     table: str
     unmeasured: list[str]
+    verdicts: dict[str, str]
     written: Path | None = None
     pull_request: str | None = None
 
     @property
     def agrees(self) -> bool:
-        return all(entry["agrees"] for entry in self.record.figures.values())
+        """Every figure re-measured on enough images, and every one agrees."""
+        return bool(self.verdicts) and all(v == "agrees" for v in self.verdicts.values())
 
 
 def verify(name_or_path: str | Path, *, max_examples: int | None = None, tolerance: float = TOLERANCE,
@@ -50,8 +52,12 @@ def verify(name_or_path: str | Path, *, max_examples: int | None = None, toleran
     """Re-measure the card of ``name_or_path`` (a model directory or ``ORG/NAME`` on the Hub); see the module
     docstring. ``publish`` opens a pull request with the record on the Hub repo; ``out`` writes the record to a file
     (default for a local directory: ``DIR/dd-hub-verification.json``)."""
-    if not 0 <= tolerance <= 1:
-        raise DDHubError(f"the tolerance is a fraction in [0, 1], not {tolerance}")
+    if not (isinstance(tolerance, (int, float)) and 0 <= tolerance <= MAX_TOLERANCE):
+        raise DDHubError(f"the tolerance is a fraction in [0, {MAX_TOLERANCE}] (a wider one verifies nothing), not "
+                         f"{one_line(tolerance, 40)}")
+    if max_examples is not None and max_examples < MIN_EXAMPLES:
+        raise DDHubError(f"--max-examples must be at least {MIN_EXAMPLES}: fewer images give no verdict (the boards' "
+                         "minimum)")
     path = Path(str(name_or_path).removeprefix("local-dir:"))
     budget = Budget()
     token = resolve_token(token)
@@ -63,55 +69,76 @@ def verify(name_or_path: str | Path, *, max_examples: int | None = None, toleran
         repo_id = validate_repo_id(str(name_or_path).removeprefix("hf-hub:"))
         card, revision = _hub_card(repo_id, token, budget)
         target = f"{repo_id}@{revision}" if revision else repo_id
-    claims = {figure.key: figure for figure in card.figures}
+    claims: dict[str, Figure] = {}
+    unmeasured = []
+    for figure in card.figures:
+        identity = figure_identity(figure, card_dataset(card, figure))
+        if identity is None or identity in claims:
+            unmeasured.append(figure.key)
+        else:
+            claims[identity] = figure
     if not claims:
         raise DDHubError(f"the card of {one_line(name_or_path, 100)} holds no figures to verify")
     who = _who(token, budget) if repo_id or token else "local"  # before the evaluation: a missing token fails fast
+    folder = resolve(target, metrics=True)
+    links_within = cache_root(folder)
+    metrics = read_metrics(folder, links_within=links_within,
+                           only=None if links_within is None else (CONFIG_NAME, WEIGHTS_NAME))
     overrides = {"max_examples": max_examples, "autoattack_max_examples": max_examples} if max_examples else {}
-    report = evaluate_saved(target, data_dir=data_dir, overrides=overrides, device=device, progress=progress)
-    measured = report_metrics(report.to_dict())
-    sizes = {f"autoattack@{name}": figure["n_examples"] for name, figure in report.autoattack.items()}
-    figures, unmeasured = {}, []
-    for key, claim in sorted(claims.items()):
-        if key not in measured:
-            unmeasured.append(key)
+    report = evaluate_saved(folder, data_dir=data_dir, overrides=overrides, device=device, progress=progress)
+    measured = measured_figures(metrics, report.to_dict())
+    figures, verdicts, rows = {}, {}, []
+    for identity, claim in claims.items():
+        found = measured.get(identity)
+        if found is None:
+            unmeasured.append(claim.key)
             continue
-        n = sizes.get(key, report.n_examples)
-        margin = _margin(claim.kind, claim.value, tolerance, n, claim.args.get("n_examples"))
-        figures[key] = {"card": claim.value, "measured": measured[key], "margin": margin,
-                        "agrees": abs(measured[key] - claim.value) <= margin}
+        n, card_n = found.args.get("n_examples"), claim.args.get("n_examples")
+        verdict, margin = judge(claim.kind, claim.value, found.value, n, card_n, tolerance)
+        figures[identity] = {"kind": claim.kind, "card": claim.value, "measured": found.value, "n_examples": n,
+                             "card_n_examples": card_n if isinstance(card_n, int) else None}
+        verdicts[identity] = verdict
+        rows.append([markdown_cell(claim.key), f"{claim.value:.4g}", f"{found.value:.4g}", n,
+                     "–" if margin is None else f"±{margin:.3g}",
+                     {"agrees": "agrees", "disagrees": "DISAGREES"}.get(verdict, f"no verdict ({verdict})")])
     if not figures:
-        raise DDHubError("none of the card's figures could be re-measured with its recorded protocol")
+        raise DDHubError("none of the card's figures could be re-measured with its recorded protocol on the threat "
+                         "model it states")
     record = Verification(verified_by=who, date=datetime.date.today().isoformat(), dd_hub_version=__version__,
                           repo_id=repo_id, revision=revision, tolerance=tolerance,
-                          n_examples={key: sizes.get(key, report.n_examples) for key in figures}, figures=figures,
+                          weights_sha256=metrics["files"][WEIGHTS_NAME], protocol=protocol_digest(metrics),
+                          figures=figures,
                           settings={"max_examples": max_examples, "subset_seed": report.subset_seed,
                                     "rho_space": report.rho_space, "deepfool": report.deepfool,
                                     "eps_ref": report.eps_ref, "eps_ref_source": report.eps_ref_source})
-    result = VerifyResult(record, _table(figures), unmeasured)
+    table = markdown_table(["figure", "card", "measured", "images", "tolerance", "verdict"], rows)
+    result = VerifyResult(record, table, unmeasured, verdicts)
     written = Path(out) if out else (path / RECORD_NAME if path.is_dir() else None)
     if written is not None:
         write_text_atomic(written, record.to_json())
         result.written = written
     if publish:
-        result.pull_request = _open_pull_request(record, token, Budget())  # the evaluation's minutes are not the Hub's
+        result.pull_request = _open_pull_request(record, verdicts, token, Budget())  # not the evaluation's minutes
     return result
 
 
-def _margin(kind: str, claim: float, tolerance: float, n: int, claimed_n: object) -> float:
-    """The tolerance of one figure: ``tolerance`` for accuracies, widened by two standard errors when re-measured
-    on fewer images than the card's; a relative tolerance for rho_2."""
-    if kind == "rho2":
-        return RHO_TOLERANCE * abs(claim)
-    if isinstance(claimed_n, int) and n < claimed_n:
-        return tolerance + 2 * math.sqrt(max(claim * (1 - claim), 1e-4) / max(n, 1))
-    return tolerance
+def measured_figures(metrics: dict, report: dict) -> dict[str, Figure]:
+    """identity -> figure of a re-measured report, read back exactly as a card's reader reads the card dd-hub
+    renders for it (so both sides name a threat model the same way)."""
+    from huggingface_hub.repocard_data import eval_results_to_model_index
 
+    from ..hub.cards import _figures
 
-def _table(figures: dict[str, dict]) -> str:
-    rows = [[markdown_cell(key), f"{v['card']:.4g}", f"{v['measured']:.4g}", f"±{v['margin']:.3g}",
-             "agrees" if v["agrees"] else "DISAGREES"] for key, v in figures.items()]
-    return markdown_table(["figure", "card", "measured", "tolerance", "verdict"], rows)
+    model = {"dataset_hub_id": "measured", **metrics["model"]}
+    model_index = eval_results_to_model_index("measured", eval_results({**metrics, "model": model,
+                                                                        "hardened": report}))
+    dataset = str(metrics["model"].get("dataset") or metrics["recipe"].get("dataset"))
+    found = {}
+    for figure in _figures(model_index, {"dataset": dataset}):
+        identity = figure_identity(figure, dataset)
+        if identity is not None:
+            found.setdefault(identity, figure)
+    return found
 
 
 def _local_card(folder: Path) -> Card:
@@ -145,10 +172,11 @@ def _who(token: str | None, budget: Budget) -> str:
     return name
 
 
-def _open_pull_request(record: Verification, token: str | None, budget: Budget) -> str | None:
+def _open_pull_request(record: Verification, verdicts: dict[str, str], token: str | None,
+                       budget: Budget) -> str | None:
     from huggingface_hub import CommitOperationAdd
 
-    agree = sum(entry["agrees"] for entry in record.figures.values())
+    agree = sum(verdict == "agrees" for verdict in verdicts.values())
     title = f"{PR_TITLE} by {record.verified_by}: {agree} of {len(record.figures)} figures agree"
     operation = CommitOperationAdd(path_in_repo=RECORD_NAME, path_or_fileobj=record.to_json().encode("utf-8"))
     commit = hub_call(f"cannot open a pull request on {record.repo_id}", lambda: hub_api(token).create_commit(
