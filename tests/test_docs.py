@@ -45,7 +45,8 @@ USER, TOKEN = "newcomer", "hf_docs_test_secret"
 BLOCK_TIMEOUT_S = 300
 
 _SMALL_TRAINING = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=100",
-                   "--max-examples", "20", "--set", "evaluation.autoattack_max_examples=10"]
+                   "--max-examples", "20", "--set", "evaluation.autoattack_max_examples=10",
+                   "--set", "evaluation.deepfool_steps=10", "--set", "evaluation.pgd_steps=5"]
 #: options appended to every dd-hub command of a block, by subcommand
 SMALL = {"harden": [*_SMALL_TRAINING, "--quiet"], "reproduce": [*_SMALL_TRAINING, "--quiet"],
          "sweep": [*_SMALL_TRAINING, "--quiet"], "eval": ["--max-examples", "20", "--quiet"],
