@@ -16,7 +16,7 @@ register_with_timm()
 
 _EXPORTS = {
     "deepfool": "attacks", "deepfool_unrolled": "attacks", "fgs": "attacks", "pgd": "attacks",
-    "autoattack": "attacks", "AttackResult": "attacks",
+    "autoattack": "attacks", "ddn": "attacks", "AttackResult": "attacks",
     "DeepDefenseConfig": "training.deep_defense", "DeepDefenseLoss": "training.deep_defense",
     "DDHubError": "errors",
     "create_dataset": "data.datasets",
@@ -30,7 +30,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names are resolved by __getattr__
-    from .attacks import AttackResult, autoattack, deepfool, deepfool_unrolled, fgs, pgd
+    from .attacks import AttackResult, autoattack, ddn, deepfool, deepfool_unrolled, fgs, pgd
     from .data.datasets import create_dataset
     from .errors import DDHubError
     from .evaluation.report import EvalConfig, Report, evaluate

@@ -87,7 +87,7 @@ def recipe_options(command: Callable) -> Callable:
                      "otherwise)."),
         click.option("--epochs", type=COUNT, help="Shortcut for --set harden.epochs=N."),
         click.option("--lr", type=POSITIVE_FLOAT, help="Shortcut for --set harden.lr=X."),
-        click.option("--seed", type=COUNT, help="Shortcut for --set seed=N."),
+        click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Shortcut for --set seed=N (0 to 2**32-1)."),
         click.option("--max-examples", type=POSITIVE_INT, help="Shortcut for --set evaluation.max_examples=N: a "
                      "class-balanced subset of N test images."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",

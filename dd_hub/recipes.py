@@ -17,12 +17,15 @@ from .attacks.threat_models import standard_threat_models
 from .data.datasets import DataConfig
 from .errors import DDHubError, first_line
 from .evaluation.report import EvalConfig
-from .settings import AT_LEAST_ONE, NON_NEGATIVE, OneOf, Settings, build
+from .storage.atomic_io import read_text_limited
+from .storage.limited_yaml import YAMLLimitError, load_yaml
+from .settings import AT_LEAST_ONE, SEED, OneOf, Settings, build
 from .training.deep_defense import DeepDefenseConfig
 from .training.loop import TrainConfig
 from .training.objectives import AdversarialConfig, ParsevalConfig, list_methods
 
 NOUN = "recipe key"
+MAX_RECIPE_BYTES = 512 << 10
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Recipe(Settings):
     aliases: list[str] = field(default_factory=list)
     any_model: bool = False                 # used for any model on `dataset` that no recipe names (see find_recipe)
     method: Annotated[str, OneOf(list_methods)] = "deep_defense"
-    seed: Annotated[int, NON_NEGATIVE] = 1234
+    seed: Annotated[int, SEED] = 1234
     pretrained: bool = False                # start from the library's pretrained weights
     model_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments (timm's model_args)
     license: str | None = None              # the card's license; None: the starting model's (timm's pretrained_cfg)
@@ -105,11 +108,12 @@ def parse_override(text: str) -> tuple[str, Any]:
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(read_text_limited(path, MAX_RECIPE_BYTES))
     except OSError as exc:
-        raise DDHubError(f"cannot read recipe {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise DDHubError(f"recipe {path} is not valid YAML: {first_line(exc)}") from None
+        raise DDHubError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    except (YAMLLimitError, ValueError) as exc:   # too large, not UTF-8, aliases, too deep, not YAML
+        raise DDHubError(f"recipe {path} is refused: {first_line(exc)}; recipes are read under the limits of "
+                         "cards (512 KiB, no YAML aliases, 16 levels)") from None
     try:
         return recipe_from_dict(data, overrides)
     except DDHubError as exc:

@@ -7,11 +7,16 @@ when the test ends; request loops are bounded by the client under test.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
+
+
+GZIP_BOMB = gzip.compress(b"\0" * (20 << 20), compresslevel=9)   # 20 KB that decode to 20 MiB
+GZIP_TWICE = gzip.compress(GZIP_BOMB)
 
 
 class _Server:
@@ -55,7 +60,8 @@ class Elsewhere(_Server):
 
 class HostileHub(_Server):
     """``listing``: 'normal', 'trickle', 'huge', 'loop' or 'elsewhere'; ``cards``: repo id -> README text, or
-    'forbidden' (403), 'redirect' (to ``elsewhere``), 'huge' (a 2 GB body announced and streamed);
+    'forbidden' (403), 'redirect' (to ``elsewhere``), 'huge' (a 2 GB body announced and streamed), 'gzip-bomb' (20 KB
+    of gzip that decode to 20 MiB), 'gzip-gzip' (the same, gzipped twice, ``Content-Encoding: gzip, gzip``);
     a card's figure named ``huge.png`` is 2 GB too."""
 
     def __init__(self, listing: str = "normal", cards: dict[str, str] | None = None,
@@ -127,6 +133,10 @@ class HostileHub(_Server):
                     return self.send(302, b"", {"Location": f"{hub.elsewhere.url}/card"})
                 if card == "huge":
                     return self.stream_forever(2 << 30, b"x" * 65536, 0.0)
+                if card in ("gzip-bomb", "gzip-gzip"):
+                    twice = card == "gzip-gzip"
+                    return self.send(200, GZIP_TWICE if twice else GZIP_BOMB,
+                                     {"Content-Encoding": "gzip, gzip" if twice else "gzip"})
                 self.send(200, card.encode(), {"X-Repo-Commit": "a" * 40})
 
         super().__init__("127.0.0.1", Handler)

@@ -73,6 +73,7 @@ class FakeHub:
     def __init__(self, tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None) -> None:
         self.tokens = tokens or {}                    # token -> user
         self.orgs = orgs or {}                        # user -> org names the user may write to
+        self.quirks: dict[str, bytes] = {}            # route ('whoami', 'create', 'model_info') -> a 200 body to send
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -279,7 +280,16 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self._error(404, f"no route for {method} {url.path} in the Hub test double")
 
         # --- routes --------------------------------------------------------------------------------------------
+        def _quirk(self, route: str) -> bool:
+            """Answer ``route`` with the body a test planted (a hostile Hub), if any."""
+            if route not in hub.quirks:
+                return False
+            self._send(200, raw=hub.quirks[route])
+            return True
+
         def _whoami(self) -> None:
+            if self._quirk("whoami"):
+                return
             user = self._user()
             if user is None:
                 return self._error(401, "Invalid credentials in Authorization header")
@@ -288,6 +298,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                              "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
 
         def _create(self, payload: dict) -> None:
+            if self._quirk("create"):
+                return
             user = self._user()
             if user is None:
                 return self._error(401, "Invalid credentials in Authorization header")
@@ -395,6 +407,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._send(200, {})
 
         def _model_info(self, repo_id: str, revision: str) -> None:
+            if self._quirk("model_info"):
+                return
             resolved = self._revision_or_error(repo_id, revision)
             if resolved is None:
                 return

@@ -5,6 +5,7 @@ model), ``labels=None`` means the model's predictions, ``norm`` is ``'l2'`` or `
 clips to the valid box by default and ``bounds=None`` leaves the result unconstrained.
 """
 from .autoattack import AutoAttackResult, autoattack
+from .ddn import ddn
 from .deepfool import UnrolledResult, deepfool, deepfool_unrolled
 from .fgs import fgs, fgs_direction
 from .pgd import pgd
@@ -12,6 +13,6 @@ from .random_search import random_search
 from .result import AttackResult
 from .threat_models import THREAT_MODELS, standard_threat_models, threat_model
 
-__all__ = ["AttackResult", "AutoAttackResult", "THREAT_MODELS", "UnrolledResult", "autoattack", "deepfool",
+__all__ = ["AttackResult", "AutoAttackResult", "THREAT_MODELS", "UnrolledResult", "autoattack", "ddn", "deepfool",
            "deepfool_unrolled", "fgs", "fgs_direction", "pgd", "random_search", "standard_threat_models",
            "threat_model"]

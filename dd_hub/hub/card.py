@@ -179,7 +179,9 @@ def card_data(metrics: dict, repo_id: str, published: bool = True) -> ModelCardD
         dd_hub={"architecture": info["architecture"], "dataset": info["dataset"], "recipe": recipe["name"],
                 "method": recipe.get("method", "deep_defense"), "rho_space": recipe["rho_space"],
                 "threat_models": threat_models, "version": metrics.get("dd_hub_version"), "published": published,
-                **({"repo_id": repo_id} if published else {}), **reference_block(metrics)},
+                **({"repo_id": repo_id} if published else {}), **reference_block(metrics),
+                **({"weights_sha256": metrics["files"]["model.safetensors"]}   # once sealed: publish, cards --add
+                   if isinstance(metrics.get("files"), dict) and "model.safetensors" in metrics["files"] else {})},
     )
 
 

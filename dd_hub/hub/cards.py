@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import yaml
-
-from ..errors import DDHubError, first_line
+from ..errors import DDHubError
+from ..storage.limited_yaml import YAMLLimitError, load_yaml as load_limited_yaml
 from ..text import one_line
 from .client import validate_repo_id
 
@@ -150,35 +149,13 @@ class Card:
 
 
 # --- parsing ------------------------------------------------------------------------------------------------------
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)    # libyaml's C loader when PyYAML was built with it
-_OPENS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
-_CLOSES = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-
-
 def load_yaml(text: str) -> Any:
-    """``text`` as YAML (safe types only), or :class:`InvalidCard`: its events are read first by libyaml's
-    parser (which keeps its own stack, so no nesting reaches Python's), and an alias (no "billion laughs"), more than
-    :data:`MAX_YAML_DEPTH` levels or :data:`MAX_YAML_NODES` nodes refuse it before anything is built; then the C
-    loader builds it."""
-    depth = nodes = 0
+    """``text`` as YAML under :mod:`dd_hub.storage.limited_yaml`'s limits (no alias, :data:`MAX_YAML_DEPTH` levels,
+    :data:`MAX_YAML_NODES` nodes, nothing built before they are checked), or :class:`InvalidCard`."""
     try:
-        for event in yaml.parse(text, Loader=_YAML_LOADER):
-            if isinstance(event, yaml.AliasEvent):
-                raise InvalidCard("its YAML uses aliases, which cards may not")
-            if isinstance(event, _CLOSES):
-                depth -= 1
-                continue
-            if not isinstance(event, (yaml.ScalarEvent, *_OPENS)):
-                continue
-            nodes += 1
-            if depth + 1 > MAX_YAML_DEPTH or nodes > MAX_YAML_NODES:
-                raise InvalidCard(f"its YAML is deeper than {MAX_YAML_DEPTH} or larger than {MAX_YAML_NODES} nodes")
-            depth += isinstance(event, _OPENS)
-        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 (a safe loader; aliases refused above)
-    except InvalidCard:
-        raise
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
-        raise InvalidCard(f"its YAML cannot be read ({first_line(exc)[:MAX_TEXT]})") from None
+        return load_limited_yaml(text, max_depth=MAX_YAML_DEPTH, max_nodes=MAX_YAML_NODES)
+    except YAMLLimitError as exc:
+        raise InvalidCard(str(exc)) from None
 
 
 def check_metadata_limits(data: Any) -> None:
@@ -353,6 +330,10 @@ def impossible_claims(card: Card) -> list[str]:
         if figure.threat_model is not None and isinstance(n, int) and n < MIN_AUTOATTACK_EXAMPLES:
             problems.append(f"{figure.name}: measured on {n} images, fewer than the {MIN_AUTOATTACK_EXAMPLES} a "
                             "board requires")
+        if figure.threat_model is not None and n is None:
+            problems.append(f"{figure.name}: it does not say how many images it was measured on")
+    if clean is None and any(figure.threat_model is not None for figure in card.figures):
+        problems.append("no clean accuracy stated beside the robust figures")
     return problems
 
 

@@ -5,14 +5,16 @@ Input: validated cards (:mod:`dd_hub.hub.cards`), read from local card folders o
 one board for the cards without a threat model, one page per model, each figure with its verification status.
 
 Pages are rendered from Jinja2 templates (``templates/``) with autoescaping on, so every string from a card is
-escaped; card bodies are rendered with the ``markdown`` package with raw HTML escaped, then passed through a
+escaped; card bodies are rendered with markdown-it-py (CommonMark, linear time) with raw HTML escaped, then passed through a
 tag/attribute whitelist whose links keep http(s)/mailto schemes only, and enter the templates as that sanitised
 HTML. The site is self-contained static HTML, CSS and JavaScript: no URL outside it is ever loaded (no CDN, no web
 font, no remote image; remote images in a card are shown as links), so it works opened from ``file://``. The output
 is deterministic: the same cards give the same bytes.
 
 Rebuilding into a folder keeps every file the previous build did not write (a ``CNAME``, a ``.git`` folder: how
-GitHub Pages sites are kept); the files it wrote are listed in the folder's ``.dd-hub-site`` manifest. A folder that
+GitHub Pages sites are kept); the files it wrote are listed with their sha256 in the folder's ``.dd-hub-site``
+manifest, and a rebuild removes only those that are still unchanged and are site files (``index.html``,
+``assets/``, ``models/``), whatever a manifest lists. A folder that
 is not a dd-hub site, or a user file where the new site needs to write, is refused with one line.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from urllib.parse import quote, urlsplit
 from ..errors import DDHubError
 from ..names import SITE_MARKER
 from ..registration import is_own_architecture
+from ..storage.atomic_io import sha256_file
 from ..text import one_line, unique_names
 from .boards import NORM_LABELS, Board, boards, format_eps, percent, slugs
 from .cards import HUB_URL, Card, local_path
@@ -94,13 +97,15 @@ def _model_page(env, card: Card, slug: str, image_files: dict[str, str]) -> str:
 
 # --- Markdown, sanitised ------------------------------------------------------------------------------------------
 def _markdown():
+    """CommonMark with tables and strikethrough (markdown-it-py, whose parser runs in about linear time on
+    pathological input such as ``'[a](' * 25000``, where Python-Markdown's took minutes); raw HTML in a card is
+    shown as text, never interpreted."""
     try:
-        import markdown
+        from markdown_it import MarkdownIt
     except ImportError:
-        raise DDHubError("the site needs the markdown package: pip install 'markdown>=3.5'") from None
-    md = markdown.Markdown(extensions=["tables", "fenced_code"], output_format="html")
-    md.preprocessors.deregister("html_block")   # raw HTML in a card is shown as text, never interpreted
-    md.inlinePatterns.deregister("html")
+        raise DDHubError("the site needs markdown-it-py: pip install 'markdown-it-py>=3.0'") from None
+    md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+    md.validateLink = lambda url: True   # every link becomes <a>: the sanitizer keeps its text and drops bad schemes
     return md
 
 
@@ -196,12 +201,12 @@ class _Sanitizer(HTMLParser):
 def render_markdown(text: str, *, images: dict[str, str] | None = None, repo_id: str | None = None) -> str:
     """A card body as sanitised HTML: Markdown (tables, fenced code) with raw HTML escaped; image paths of
     ``images`` (as written in the card -> path of the copy, relative to the page) shown, other images as links.
-    Bodies longer than :data:`MAX_BODY_CHARS` are cut there (the Markdown renderer's time grows faster than
-    linearly with its input), with a note."""
+    Bodies longer than :data:`MAX_BODY_CHARS` are cut there, with a note: the time to render is linear in the
+    input and bounded."""
     text = text or ""
     cut = len(text) > MAX_BODY_CHARS
     sanitizer = _Sanitizer(images or {}, repo_id)
-    sanitizer.feed(_markdown().convert(text[:MAX_BODY_CHARS]))
+    sanitizer.feed(_markdown().render(text[:MAX_BODY_CHARS]))
     sanitizer.close()
     note = (f'<p class="notice">The card\'s text is longer than {MAX_BODY_CHARS:,} characters; the rest is not '
             "shown here.</p>") if cut else ""
@@ -260,8 +265,9 @@ def build_site(cards: list[Card], out_dir: str | Path, *, notices: list[str] | N
         (work / "index.html").write_text(env.get_template("index.html.j2").render(
             title="dd-hub leaderboard", up="", boards=all_boards, cards=cards, notices=notices), encoding="utf-8")
         written = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
-        (work / SITE_MARKER).write_text("built by `dd-hub site`; it rewrites the files listed below on a rebuild "
-                                        "and keeps every other file\n" + "\n".join(written) + "\n")
+        (work / SITE_MARKER).write_text("built by `dd-hub site`; it rewrites the files listed below (sha256, name) "
+                                        "on a rebuild if they are unchanged, and keeps every other file\n" + "".join(
+                                            f"{sha256_file(work / name)}  {name}\n" for name in written))
         _replace(out_dir, work, previous, written)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -281,7 +287,33 @@ def _previous_build(out_dir: Path) -> list[str]:
             raise DDHubError(f"{out_dir} holds files and is not a dd-hub site; choose a new or empty folder")
         return []
     listed = marker.read_text(encoding="utf-8", errors="replace").splitlines()[1:]
-    return [name for name in listed if name and local_path(name) == name]
+    ours = []
+    for line in listed[:1_000_000]:
+        digest, sep, name = line.partition("  ")
+        if not sep:
+            digest, name = None, line          # a manifest of an older dd-hub: names only
+        if name and local_path(name) == name and _site_name(name) and _unchanged(out_dir / name, digest):
+            ours.append(name)
+    return ours
+
+
+def _site_name(name: str) -> bool:
+    """Whether ``name`` is a file the site writes: index.html, assets/*, models/* (never a hidden file, a CNAME,
+    a .git folder or a user's notes, whatever a manifest lists)."""
+    parts = name.split("/")
+    return not any(part.startswith(".") for part in parts) and (
+        name == "index.html" or parts[0] in ("assets", "models") and len(parts) > 1)
+
+
+def _unchanged(path: Path, digest: str | None) -> bool:
+    """The file is still what the site wrote (its recorded sha256), or not there; a file changed since is the
+    user's now."""
+    if not path.is_file() or path.is_symlink() or digest is None:
+        return True
+    try:
+        return path.stat().st_size <= 64 << 20 and sha256_file(path) == digest
+    except OSError:
+        return False
 
 
 def _replace(out_dir: Path, work: Path, previous: list[str], written: list[str]) -> None:

@@ -295,6 +295,17 @@ def figure_status(card: Card, figure: Figure, trusted: frozenset[str] | set[str]
     return FigureStatus(SELF_REPORTED, "", SELF_REPORTED)
 
 
+def counted_weights(card: Card) -> str | None:
+    """The sha256 of the weights a trusted, non-owner record measured on the card's current commit (what tells two
+    cards' weights apart when their publisher would rather it did not), or None."""
+    trusted = getattr(card, "trusted", frozenset())
+    for record in reversed(card.verifications):
+        if record.account is not None and record.account in trusted and record.revision is not None \
+                and record.revision == card.revision:
+            return record.weights_sha256
+    return None
+
+
 # --- reading records ----------------------------------------------------------------------------------------------
 def local_verifications(folder: Path, card: Card | None = None) -> tuple[list[Verification], list[str]]:
     """The record beside a local card (if any), re-checked against the folder's weights and protocol when the

@@ -27,7 +27,7 @@ from ..errors import DDHubError, first_line
 from ..names import CONFIG_NAME, WEIGHTS_NAME
 from ..storage.atomic_io import file_mode, read_json_object, regular_file
 from ..storage.metrics import read_metrics
-from ..storage.weights import check_finite, load_state_dict
+from ..storage.weights import check_finite, load_state_dict, read_weights
 from .normalized import NormalizedModel, model_args_of, normalization_of, unwrap
 from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_DATA_CFG, TORCHVISION_PREFIX, build_of,
                                  build_torchvision, exported_architecture, is_torchvision, split_prefix, timm_twin,
@@ -132,13 +132,15 @@ def _save_torchvision(model: nn.Module, directory: Path, config: dict, normaliza
     (directory / CONFIG_NAME).write_text(json.dumps(full_config, indent=4) + "\n")
 
 
-def _load_torchvision(config: dict, path: Path) -> NormalizedModel:
+def _load_torchvision(config: dict, path: Path, hashed: str | None = None) -> NormalizedModel:
     name = split_prefix(config["architecture"])
     if name not in torchvision_names():
         raise DDHubError(f"{path / CONFIG_NAME} names unknown torchvision architecture '{name}'")
-    model = build_torchvision(name, num_classes=config["num_classes"], **(config.get("model_args") or {}))
+    build = lambda: build_torchvision(name, num_classes=config["num_classes"], **(config.get("model_args") or {}))
+    _check_size_before_building(build, path)
+    model = build()
     try:
-        model.load_state_dict(load_state_dict(path))
+        model.load_state_dict(read_weights(path / WEIGHTS_NAME, hashed))
     except RuntimeError as exc:
         raise DDHubError(f"weights in {path} do not fit {name}: {first_line(exc)}") from None
     cfg = config["pretrained_cfg"]
@@ -155,11 +157,12 @@ def load_directory(path: str | Path, *, links_within: Path | None = None) -> Nor
     Files may not be links, except into ``links_within`` (a Hub snapshot in huggingface_hub's cache).
     """
     path = Path(path)
-    read_metrics(path, required=False, links_within=links_within,
-                 only=(CONFIG_NAME, WEIGHTS_NAME) if links_within is not None else None)
+    metrics = read_metrics(path, required=False, links_within=links_within,
+                           only=(CONFIG_NAME, WEIGHTS_NAME) if links_within is not None else None)
+    hashed = (metrics or {}).get("files", {}).get(WEIGHTS_NAME)
     config = check_model_dir(path, links_within=links_within)
     if split_prefix(config["architecture"]) is not None:
-        return _load_torchvision(config, path)
+        return _load_torchvision(config, path, hashed)
     model_args = dict(config.get("model_args") or {})
     pretrained_cfg = {**config["pretrained_cfg"], "architecture": config["architecture"]}
     for key in ("num_classes", "label_names", "label_descriptions"):
@@ -170,12 +173,14 @@ def load_directory(path: str | Path, *, links_within: Path | None = None) -> Nor
     if "num_classes" in config:
         model_args["num_classes"] = config["num_classes"]
     try:
-        model = timm.create_model(config["architecture"], pretrained=False, pretrained_cfg=pretrained_cfg,
-                                  **model_args)
+        build = lambda: timm.create_model(config["architecture"], pretrained=False, pretrained_cfg=pretrained_cfg,
+                                          **model_args)
+        _check_size_before_building(build, path)
+        model = build()
     except (RuntimeError, ValueError, TypeError, KeyError, AssertionError) as exc:
         raise DDHubError(f"{path / CONFIG_NAME} does not describe a network timm can build ({first_line(exc)})") from None
     try:
-        model.load_state_dict(load_state_dict(path), strict=True)
+        model.load_state_dict(read_weights(path / WEIGHTS_NAME, hashed), strict=True)
     except RuntimeError as exc:
         raise DDHubError(f"the weights in {path} do not fit the network its config.json describes "
                          f"({first_line(exc)}); re-export the model with dd-hub or timm") from None
@@ -183,6 +188,25 @@ def load_directory(path: str | Path, *, links_within: Path | None = None) -> Nor
     data_config = timm.data.resolve_model_data_config(model)
     return NormalizedModel(model, data_config["mean"], data_config["std"],
                            model_args=config.get("model_args")).eval()
+
+
+def _check_size_before_building(build, path: Path) -> None:
+    """Build the network on the meta device (no memory) and refuse it when it needs more bytes of weights than
+    model.safetensors holds: they could never fit, and a 300-byte config.json must not allocate gigabytes first."""
+    try:
+        with torch.device("meta"):
+            probe = build()
+    except (NotImplementedError, RuntimeError) as exc:
+        if "meta" in str(exc).lower():
+            return  # a network whose construction reads tensor values: built for real, as before
+        raise
+    tensors = {id(t): t for t in probe.state_dict(keep_vars=True).values()}   # tied weights once
+    needed = sum(t.numel() * t.element_size() for t in tensors.values())
+    held = (path / WEIGHTS_NAME).stat().st_size
+    if needed > held:
+        raise DDHubError(f"the weights in {path} do not fit the network its config.json describes (it needs "
+                         f"{needed:,} bytes, {WEIGHTS_NAME} holds {held:,}; checked before building it); re-export "
+                         "the model with dd-hub or timm")
 
 
 def check_model_dir(path: Path, *, links_within: Path | None = None) -> dict:

@@ -1,6 +1,7 @@
 """Reading weights: safetensors only. Pickled checkpoints can run code when loaded, so they are refused."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -30,6 +31,38 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise DDHubError(f"{path} is not a readable safetensors file ({exc}); it may be truncated or corrupt") from None
+    check_finite(state, str(path))
+    return state
+
+
+def read_weights(path: str | Path, expected_sha256: str | None = None, *, max_bytes: int | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """Weights from a ``.safetensors`` file read once into memory, its sha256 checked against ``expected_sha256``
+    (what metrics.json recorded) on those very bytes, and loaded from them: no other process can swap the file
+    between the check and the load."""
+    import hashlib
+
+    from safetensors.torch import load as load_bytes
+
+    path = Path(path)
+    if path.suffix in PICKLE_SUFFIXES or not path.is_file():
+        return load_state_dict(path)  # the right error
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise DDHubError(f"{path} is {size:,} bytes, over the {max_bytes:,} allowed (DD_HUB_MAX_WEIGHTS_BYTES)")
+            data = fh.read()
+    except OSError as exc:
+        raise DDHubError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise DDHubError(f"{path} is not the file metrics.json was measured on (it changed while it was being "
+                         "loaded, or was swapped); rerun `dd-hub harden` instead of mixing the files of two runs")
+    try:
+        state = load_bytes(data)
+    except (SafetensorError, ValueError) as exc:
+        raise DDHubError(f"{path} is not a readable safetensors file ({exc}); it may be truncated or corrupt") from None
+    del data
     check_finite(state, str(path))
     return state
 
