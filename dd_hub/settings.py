@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Collection
 
-from .errors import DDHubError
+from .errors import DDHubError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ class OneOf:
 
     def check(self, value: Any, label: str) -> None:
         if value not in self.names():
-            raise DDHubError(f"{label} must be one of {', '.join(self.names())}, got {_short(value)}")
+            raise DDHubError(f"{label} must be one of {', '.join(self.names())}, got {_short(value)}"
+                             f"{did_you_mean(str(value)[:100], self.names())}")
 
 
 #: ceilings of iterative budgets (attack steps, restarts): bounded work, whatever a recipe or metrics.json says
@@ -103,7 +104,8 @@ def build(cls: type, data: Any, where: str = "", *, noun: str = "key") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise DDHubError(f"unknown {noun} '{_join(where, unknown[0])}'; valid keys here: {', '.join(sorted(names))}")
+        raise DDHubError(f"unknown {noun} '{_join(where, unknown[0])}'{did_you_mean(str(unknown[0]), names)}; valid "
+                         f"keys here: {', '.join(sorted(names))}")
     kwargs = {key: value_of(hints[key], value, _join(where, key), noun=noun) for key, value in data.items()}
     try:
         return cls(**kwargs)
@@ -135,7 +137,8 @@ def _coerce(hint: Any, value: Any, where: str, noun: str, rules: tuple) -> Any:
         return value if isinstance(value, hint) else build(hint, value, where, noun=noun)
     if origin is typing.Literal:
         if value not in args:
-            raise DDHubError(f"{label} must be one of {', '.join(map(repr, args))}, got {_short(value)}")
+            raise DDHubError(f"{label} must be one of {', '.join(map(repr, args))}, got {_short(value)}"
+                             f"{did_you_mean(str(value)[:100], [str(a) for a in args])}")
         return value
     if origin is list:
         if not isinstance(value, (list, tuple)):

@@ -65,3 +65,4 @@ def unique_names(bases: Iterable[str], *, suffix: str = "") -> list[str]:
         taken.add(name.lower())
         names.append(name)
     return names
+

@@ -49,7 +49,7 @@ def load_local_cards(cards_dir: str | Path, *, limit: int | None = None,
             continue
         where = one_line(str(card_path), MAX_TEXT)
         try:
-            card = _read_local_card(folder)
+            card = listable(_read_local_card(folder))
         except (InvalidCard, ValueError, OSError) as exc:
             notices.append(f"{where}: not listed, {one_line(exc)}")
             continue
@@ -67,6 +67,13 @@ def _read_local_card(folder: Path) -> Card:
     if card_path.is_symlink():
         raise InvalidCard("it is a link")
     return parse_card(read_text_limited(card_path, MAX_CARD_BYTES), name=folder.name, source=str(card_path))
+
+
+def listable(card: Card) -> Card:
+    """``card``, unless it is a smoke run's (``dd_hub.smoke: true``), which no board lists."""
+    if card.info.get("smoke") is True:
+        raise InvalidCard("a smoke run (--smoke), not a model")
+    return card
 
 
 # --- the Hub -------------------------------------------------------------------------------------------------------
@@ -116,6 +123,7 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
             if card is None:
                 notices.append(f"{repo_id}: not listed, it has no {CARD_NAME} (or it went away)")
                 continue
+            card = listable(card)
             card.trusted = trusted
             if verifications:
                 card.verifications, problems = hub_verifications(reader, card, trusted)

@@ -6,7 +6,6 @@ be had raise a one-line :class:`DDHubError` instead of leaving random weights be
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Sequence
 
@@ -14,7 +13,7 @@ import timm
 import torch
 from torch import nn
 
-from ..errors import DDHubError, first_line
+from ..errors import DDHubError, did_you_mean, first_line
 from ..storage.weights import load_state_dict
 from .normalized import NormalizedModel
 from .twice_differentiable import make_twice_differentiable
@@ -29,7 +28,7 @@ def resolve_name(name: str) -> tuple[str, str]:
     if torchvision_name is not None:
         if torchvision_name not in torchvision_names():
             raise DDHubError(f"unknown torchvision model '{torchvision_name}'"
-                             f"{_suggest(torchvision_name, torchvision_names())}")
+                             f"{did_you_mean(torchvision_name, torchvision_names())}")
         return "torchvision", torchvision_name
     try:
         source, bare = timm.models.parse_model_name(name.removeprefix("timm/"))
@@ -42,13 +41,8 @@ def resolve_name(name: str) -> tuple[str, str]:
     if bare in torchvision_names():
         return "torchvision", bare
     known = list(timm.list_models()) + torchvision_names()
-    raise DDHubError(f"unknown model '{name}'{_suggest(bare, known)}; use a timm name (timm.list_models()), a "
+    raise DDHubError(f"unknown model '{name}'{did_you_mean(bare, known)}; use a timm name (timm.list_models()), a "
                      f"torchvision name ({TORCHVISION_PREFIX}NAME), hf-hub:ORG/NAME or local-dir:PATH")
-
-
-def _suggest(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def create_model(
@@ -142,7 +136,8 @@ def check_input_size(model: nn.Module, input_size: Sequence[int], name: str) -> 
     except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
         size = "x".join(str(v) for v in input_size)
         raise DDHubError(f"'{name}' cannot classify {size} images ({first_line(exc)}); choose another model, or "
-                         "a recipe whose model_args fit the images (e.g. patch_size, output_stride)") from None
+                         "constructor arguments that fit the images with --set model_args.KEY=VALUE (e.g. "
+                         "patch_size, output_stride)") from None
     finally:
         model.train(was_training)
 
