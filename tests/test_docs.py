@@ -265,10 +265,12 @@ def after_readme(workspace):
     return workspace
 
 
+@pytest.mark.slow
 def test_readme_runs_as_written(after_readme):
     assert (after_readme[0] / "runs").is_dir()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [p.name for p in PAGES[1:]])
 def test_docs_run_as_written(page, after_readme):
     missing = _run_page(ROOT / "docs" / page, after_readme)
