@@ -309,7 +309,7 @@ def verify(model, max_examples, tolerance, data_dir, device, publish, out, quiet
     verdicts = set(result.verdicts.values())
     verdict = ("every figure agrees" if result.agrees else "some figures DISAGREE" if "disagrees" in verdicts
                else "no verdict (too few images)")
-    click.echo(f"Verified by {result.record.verified_by}: {verdict}.")
+    click.echo(f"Re-measured by {result.record.verified_by}: {verdict}.")
     if result.written:
         click.echo(f"Record written to {result.written}")
     if result.pull_request:

@@ -119,6 +119,7 @@ class Card:
     hub_images: list[str] = field(default_factory=list)       # PNGs of its Hub repo (linked, never copied)
     trusted: frozenset = frozenset()                         # accounts whose records rank as verified
     verification_complete: bool = True                       # False when not every pull request could be read
+    weights_sha256: str | None = None                         # of model.safetensors, as the Hub computed it (LFS)
 
     @property
     def published(self) -> bool:

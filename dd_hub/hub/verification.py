@@ -226,6 +226,9 @@ def parse_record(text: str, source: str = "") -> Verification:
         card_n = entry.get("card_n_examples")
         if not isinstance(key, str) or len(key) > 300:
             raise InvalidRecord(f"figure {name!r}: its identity is too long")
+        stem = key.split("|", 1)[0]
+        if entry["kind"] != {"accuracy": "accuracy", "rho2": "rho2"}.get(stem, "robust_accuracy"):
+            raise InvalidRecord(f"figure {name!r}: its kind is not the one its identity names")
         checked[one_line(key, 300)] = {"kind": entry["kind"], "card": float(entry["card"]),
                                        "measured": float(entry["measured"]), "n_examples": entry["n_examples"],
                                        "card_n_examples": card_n if _whole(card_n) and card_n > 0 else None}
@@ -348,7 +351,6 @@ def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
     members of the organisation (``GET /api/organizations/{org}/members``); None when the Hub does not say."""
     from urllib.parse import quote
 
-
     memo = reader.memo.setdefault("writers", {})
     key = namespace.lower()
     if key in memo:
@@ -362,12 +364,10 @@ def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
             writers = frozenset({namespace}) if user.status == 200 else None
         elif response.status == 200:
             members = {namespace}
-            for page, item in enumerate(_follow(reader, response, what)):
+            for item in _follow(reader, response, what):     # at most MAX_MEMBER_PAGES pages
                 name = item.get("user") if isinstance(item, dict) else None
                 if isinstance(name, str):
                     members.add(name)
-                if page > 100 * MAX_MEMBER_PAGES:
-                    raise InvalidRecord("too many members")
             writers = frozenset(members)
         else:
             writers = None
@@ -462,7 +462,8 @@ def hub_verifications(reader: HubReader, card: Card, trusted: frozenset[str] | s
             untrusted += 1
         num = pull["num"]
         try:
-            data = reader.file(repo_id, RECORD_NAME, revision=f"refs/pr/{num}", max_bytes=MAX_RECORD_BYTES)
+            commit = _authors_last_commit(reader, repo_id, num, author)
+            data = reader.file(repo_id, RECORD_NAME, revision=commit, max_bytes=MAX_RECORD_BYTES)
             if data is None:
                 raise InvalidRecord("the pull request holds no record")
             record = parse_record(data.decode("utf-8", errors="replace"), f"{repo_id} pull request #{num}")
@@ -480,6 +481,24 @@ def hub_verifications(reader: HubReader, card: Card, trusted: frozenset[str] | s
     if not card.verification_complete:
         problems.append("not every pull request could be read: no figure shown verified")
     return sorted(records, key=lambda r: r.order), problems
+
+
+def _authors_last_commit(reader: HubReader, repo_id: str, num: int, author: str) -> str:
+    """The newest commit of pull request ``num`` made by its author alone: the record is read there, because the
+    repo's owner can push to a pull request's branch (a record someone else committed is not its author's, and a
+    later commit by the owner does not make the author's record go away)."""
+    from urllib.parse import quote
+
+    response = reader.get(f"api/models/{quote(repo_id)}/commits/{quote(f'refs/pr/{num}', safe='')}",
+                          what=f"cannot list the commits of {repo_id} pull request #{num}")
+    commits = response.json() if response.status == 200 else None
+    for item in commits[:100] if isinstance(commits, list) else []:
+        authors = [a.get("user") for a in item.get("authors") or [] if isinstance(a, dict)] \
+            if isinstance(item, dict) else []
+        sha = item.get("id") if isinstance(item, dict) else None
+        if authors == [author] and isinstance(sha, str) and sha.isalnum() and len(sha) <= 64:
+            return sha
+    raise InvalidRecord(f"no commit of the pull request is {one_line(author, 60)}'s alone")
 
 
 def read_trusted_verifiers(path: str | Path | None) -> frozenset[str]:
