@@ -214,12 +214,15 @@ def workspace(tmp_path_factory):
     """A fresh copy of the repository's files, the Hub double signed in as :data:`USER`, and a ``dd-hub`` on PATH
     that appends :data:`SMALL`."""
     folder = tmp_path_factory.mktemp("newcomer") / "dd-hub"
-    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, tracked):
-        if (ROOT / name).is_file():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, folder / name)
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, text=True)
+    if listed.returncode == 0:  # a clone: its files, as a newcomer's clone has them
+        for name in filter(None, listed.stdout.split("\0")):
+            if (ROOT / name).is_file():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, folder / name)
+    else:  # an unpacked source tree
+        shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(".git", "runs", "site", "__pycache__", "*.egg-info"))
     tools = tmp_path_factory.mktemp("tools")
     cases = "\n".join(f"  {command}) extra=({shlex.join(options)});;" for command, options in SMALL.items())
     shim = tools / "dd-hub"
