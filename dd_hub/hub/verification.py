@@ -346,9 +346,11 @@ def record_matches_folder(record: Verification, folder: Path) -> bool | None:
     return files[WEIGHTS_NAME] == record.weights_sha256 and protocol_digest(metrics) == record.protocol
 
 
-def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
+def repo_writers(reader: HubReader, namespace: str, *, exists: bool = False) -> frozenset[str] | None:
     """The accounts that can write to repos under ``namespace`` as the Hub reports them: the user itself, or the
-    members of the organisation (``GET /api/organizations/{org}/members``); None when the Hub does not say."""
+    members of the organisation (``GET /api/organizations/{org}/members``); None when the Hub does not say.
+    ``exists``: the namespace is known to hold a repo (the listing showed one), so one that is no organisation is a
+    user, without asking the Hub."""
     from urllib.parse import quote
 
     memo = reader.memo.setdefault("writers", {})
@@ -359,7 +361,9 @@ def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
     writers: frozenset[str] | None
     try:
         response = reader.get(f"api/organizations/{quote(namespace)}/members", what=what)
-        if response.status == 404:
+        if response.status == 404 and exists:
+            writers = frozenset({namespace})
+        elif response.status == 404:
             user = reader.get(f"api/users/{quote(namespace)}/overview", what=f"cannot look up {namespace}")
             writers = frozenset({namespace}) if user.status == 200 else None
         elif response.status == 200:
@@ -423,7 +427,7 @@ def pull_requests(reader: HubReader, repo_id: str) -> tuple[list[dict], bool]:
             if not isinstance(item, dict) or not isinstance(item.get("author"), dict):
                 continue
             num, author = item.get("num"), item["author"].get("name")
-            if _whole(num) and isinstance(author, str) and author:
+            if _whole(num) and is_account_name(author):
                 items.append({"num": num, "author": author, "status": str(item.get("status", "")),
                               "title": str(item.get("title", ""))[:200]})
         total, start = listing.get("count"), listing.get("start", 0)
@@ -501,6 +505,13 @@ def _authors_last_commit(reader: HubReader, repo_id: str, num: int, author: str)
     raise InvalidRecord(f"no commit of the pull request is {one_line(author, 60)}'s alone")
 
 
+def is_account_name(name: object) -> bool:
+    """A Hub account name as the Hub allows them (ASCII letters, digits, ``-``, ``_``, ``.``; at most 96): what a
+    pull request's author must be before its name is shown or compared."""
+    return isinstance(name, str) and 0 < len(name) <= 96 and all(c.isascii() and (c.isalnum() or c in "-_.")
+                                                                   for c in name)
+
+
 def read_trusted_verifiers(path: str | Path | None) -> frozenset[str]:
     """The accounts in a trusted-verifiers file: one Hub account per line, ``#`` comments; empty for None."""
 
@@ -515,7 +526,7 @@ def read_trusted_verifiers(path: str | Path | None) -> frozenset[str]:
         name = line.split("#", 1)[0].strip()
         if not name:
             continue
-        if not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name) or len(name) > 96:
+        if not is_account_name(name):
             raise DDHubError(f"{one_line(path, 200)} line {number}: {one_line(name, 60)!r} is no Hub account name")
         names.add(name)
     return frozenset(names)
