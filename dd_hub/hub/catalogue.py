@@ -15,15 +15,18 @@ from ..names import CARD_NAME
 from ..storage.atomic_io import copy_atomic, write_bytes_atomic
 from ..storage.metrics import read_metrics
 from .client import validate_repo_id
-from .upload import FIGURES, card_files
+from .upload import FIGURES, UPLOADED, card_files
 from .verification import RECORD_NAME, local_verifications
 
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
-def add_card(model_dir: str | Path, cards_dir: str | Path, repo_id: str | None = None) -> Path:
+def add_card(model_dir: str | Path, cards_dir: str | Path, repo_id: str | None = None, *,
+             complete: bool = False) -> Path:
     """A model directory's card and figures (and verification record, if any) into ``cards_dir/<name>/``: rendered
-    for ``repo_id`` when the weights are published there, else marked ``published: false``."""
+    for ``repo_id`` when the weights are published there, else marked ``published: false``. ``complete``: the whole
+    folder that `dd-hub publish` uploads (weights, config.json, metrics.json too), so that the catalogue entry can
+    be loaded, verified and published by itself."""
     model_dir, cards_dir = Path(model_dir), Path(cards_dir)
     if repo_id is not None:
         validate_repo_id(repo_id)
@@ -43,9 +46,9 @@ def add_card(model_dir: str | Path, cards_dir: str | Path, repo_id: str | None =
     except OSError as exc:
         raise DDHubError(f"cannot create {target}: {exc.strerror or exc}") from None
     write_bytes_atomic(target / CARD_NAME, files[CARD_NAME])
-    for figure in FIGURES:
-        if figure in files:
-            copy_atomic(files[figure], target / figure)
+    for name in (UPLOADED if complete else FIGURES):
+        if name in files:
+            copy_atomic(files[name], target / name)
     if record is not None:
         copy_atomic(record, target / RECORD_NAME)
     return target
