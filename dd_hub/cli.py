@@ -33,6 +33,14 @@ class _Group(click.Group):
             click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
             sys.exit(2)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole first sentence (click cuts it to the terminal's width)."""
+        rows = [(name, command.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 class CommaList(click.ParamType):
     """A comma-separated list of numbers of one type: ``--seeds 1234,1235`` (``1.5`` is no seed)."""
@@ -67,95 +75,145 @@ def main() -> None:
     """Harden image classifiers with Deep Defense, measure their robustness, publish them to the Hub."""
 
 
-def recipe_options(command: Callable) -> Callable:
-    """The options of every command that runs a recipe; the command receives ``recipe`` (overrides and shortcuts
-    applied) and ``run`` (the options shared by the workflows) instead of them."""
-    options = [
-        click.argument("model"),
-        click.option("--dataset", required=True, help="Dataset name: mnist-5k (embedded), mnist, cifar10, imagenet, "
-                     "folder, or a timm dataset (hfds/NAME, ...)."),
-        click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False),
-                     help="Recipe YAML (default: the built-in recipe for MODEL on DATASET, see recipes/)."),
-        click.option("--checkpoint", type=click.Path(), help="Starting weights (.safetensors file or model "
-                     "directory) instead of pretrained or reference-trained ones."),
-        click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k)."),
-        click.option("--allow-random-init", is_flag=True, help="Start from random weights when there are no "
-                     "pretrained or reference weights (never asks the Hub for any)."),
-        click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder "
-                     "(default: runs/<recipe name>[-reproduce|-sweep])."),
-        click.option("--overwrite", is_flag=True, help="Replace a previous run in the output folder (refused "
-                     "otherwise)."),
-        click.option("--epochs", type=COUNT, help="Shortcut for --set harden.epochs=N."),
-        click.option("--lr", type=POSITIVE_FLOAT, help="Shortcut for --set harden.lr=X."),
-        click.option("--seed", type=COUNT, help="Shortcut for --set seed=N."),
-        click.option("--max-examples", type=POSITIVE_INT, help="Shortcut for --set evaluation.max_examples=N: a "
-                     "class-balanced subset of N test images."),
-        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                     help="Override a recipe key, e.g. --set defense.c=15 --set evaluation.pgd_steps=50."),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
-    ]
-
-    @functools.wraps(command)
-    def wrapper(model, dataset, recipe_file, checkpoint, data_dir, allow_random_init, out_dir, overwrite, epochs, lr,
-                seed, max_examples, sets, quiet, **specific):
-        from .recipes import find_recipe, load_recipe, parse_override
-
-        overrides = dict(parse_override(text) for text in sets)
-        for key, value in (("harden.epochs", epochs), ("harden.lr", lr), ("seed", seed),
-                           ("evaluation.max_examples", max_examples)):
-            if value is not None:
-                overrides[key] = value
-        recipe = load_recipe(recipe_file, overrides) if recipe_file else find_recipe(model, dataset, overrides)
-        run = {"checkpoint": checkpoint, "data_dir": data_dir, "allow_random_init": allow_random_init,
-               "progress": not quiet, "echo": click.echo, "overwrite": overwrite}
-        return command(recipe=recipe, run=run, out_dir=out_dir, **specific)
-
-    for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
+device_option = click.option("--device", help="cpu, cuda, cuda:1, ... (default: the GPU when there is one).")
 
 
-resume_option = click.option("--resume", is_flag=True, help="Continue a killed or failed run from OUT/checkpoints "
-                             "(same settings; more epochs and other evaluation settings allowed).")
+def recipe_options(*, refused: dict[str, str] | None = None) -> Callable[[Callable], Callable]:
+    """The one option set of every command that runs a recipe (harden, reproduce, sweep); the command receives
+    ``recipe`` (overrides, shortcuts and ``--smoke`` applied) and ``run`` (the options its workflow takes) instead
+    of them. ``refused`` maps an option a command cannot honour to the reason, given in one line when it is used."""
+
+    def decorate(command: Callable) -> Callable:
+        options = [
+            click.argument("model"),
+            click.option("--dataset", required=True, help="Dataset name (any case): mnist-5k (embedded), mnist, "
+                         "cifar10, imagenet, folder, or a timm dataset (hfds/NAME, ...)."),
+            click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False),
+                         help="Recipe YAML (default: the built-in recipe for MODEL on DATASET, see recipes/ and "
+                         "--show-recipe)."),
+            click.option("--show-recipe", is_flag=True, help="Print the recipe this command would run (every "
+                         "default, with the options below applied) as YAML, and stop."),
+            click.option("--smoke", is_flag=True, help="Try the whole pipeline in about a minute: every phase and "
+                         "evaluation kind on 300 training and 40 test images (one hardening epoch, at most 10 "
+                         "reference epochs); the outputs say 'smoke' and are never published or listed."),
+            click.option("--checkpoint", type=click.Path(), help="Starting weights (.safetensors file or model "
+                         "directory) instead of pretrained or reference-trained ones."),
+            click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k)."),
+            click.option("--allow-random-init", is_flag=True, help="Start from random weights when there are no "
+                         "pretrained or reference weights (never asks the Hub for any)."),
+            click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder "
+                         "(default: runs/<recipe name>[-reproduce|-sweep])."),
+            click.option("--overwrite", is_flag=True, help="Replace a previous run in the output folder (refused "
+                         "otherwise)."),
+            click.option("--resume", is_flag=True, help="Continue a killed or failed run from OUT/checkpoints "
+                         "without training again what it finished (same settings; more epochs and other "
+                         "evaluation settings allowed)."),
+            click.option("--method", help="Training method (see `dd-hub methods`; default: the recipe's)."),
+            click.option("--epochs", type=COUNT, help="Hardening epochs: shortcut for --set harden.epochs=N "
+                         "(the reference's: --set reference.epochs=N)."),
+            click.option("--lr", type=POSITIVE_FLOAT, help="Shortcut for --set harden.lr=X."),
+            click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Shortcut for --set seed=N (0 to "
+                         "2**32-1)."),
+            click.option("--max-examples", type=POSITIVE_INT, help="Shortcut for --set evaluation.max_examples=N: "
+                         "a class-balanced subset of N test images."),
+            click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                         help="Override a recipe key, e.g. --set defense.c=15 --set evaluation.pgd_steps=50 --set "
+                         "max_train_examples=1000 (see --show-recipe for every key)."),
+            click.option("--input-size", type=POSITIVE_INT, help="Resize folder and timm datasets to this square "
+                         "size (default: the model's); refused for datasets read at their native size."),
+            click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"]), default="no",
+                         show_default=True, help="Autocast precision (fp16 needs a GPU)."),
+            click.option("--checkpoint-every", type=COUNT, default=0, metavar="N",
+                         help="Also checkpoint every N batches (always at each epoch's end)."),
+            device_option,
+            click.option("--quiet", is_flag=True, help="Only errors and the final table: no progress bars or "
+                         "phase lines."),
+        ]
+
+        @functools.wraps(command)
+        def wrapper(model, dataset, recipe_file, show_recipe, smoke, checkpoint, data_dir, allow_random_init,
+                    out_dir, overwrite, resume, method, epochs, lr, seed, max_examples, sets, input_size,
+                    mixed_precision, checkpoint_every, device, quiet, **specific):
+            from .recipes import find_recipe, load_recipe, parse_override
+
+            given = {"--method": method, "--input-size": input_size, "--resume": resume or None,
+                     "--mixed-precision": None if mixed_precision == "no" else mixed_precision,
+                     "--checkpoint-every": checkpoint_every or None, "--device": device}
+            for option, reason in (refused or {}).items():
+                if given.get(option) is not None:
+                    raise DDHubError(f"{option} does not apply to `dd-hub {command.__name__}`: {reason}")
+            overrides = dict(parse_override(text) for text in sets)
+            for key, value in (("harden.epochs", epochs), ("harden.lr", lr), ("seed", seed),
+                               ("evaluation.max_examples", max_examples), ("method", method)):
+                if value is not None:
+                    overrides[key] = value
+            if method is not None:
+                check_choice("--method", method, _methods())
+            recipe = (load_recipe(recipe_file, overrides, smoke=smoke) if recipe_file
+                      else find_recipe(model, dataset, overrides, smoke=smoke))
+            if show_recipe:
+                click.echo(recipe_yaml(recipe), nl=False)
+                return None
+            run = {"checkpoint": checkpoint, "data_dir": data_dir, "allow_random_init": allow_random_init,
+                   "progress": not quiet, "echo": (lambda _line: None) if quiet else click.echo,
+                   "overwrite": overwrite, "resume": resume, "mixed_precision": mixed_precision,
+                   "checkpoint_every": checkpoint_every, "input_size": input_size, "device": device}
+            return command(recipe=recipe, run=run, out_dir=out_dir, **specific)
+
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def _methods() -> list[str]:
+    from .training.objectives import list_methods
+
+    return list(list_methods())
+
+
+def check_choice(option: str, value: str, choices: list[str]) -> None:
+    """A one-line error naming the command-line ``option`` (with "did you mean") unless ``value`` is a choice."""
+    from .errors import did_you_mean
+
+    if value not in choices:
+        raise DDHubError(f"{option} must be one of {', '.join(choices)}, got '{value}'"
+                         f"{did_you_mean(value, choices)}")
+
+
+def recipe_yaml(recipe) -> str:
+    """The recipe a command would run, as YAML a ``--recipe`` file can hold."""
+    import yaml
+
+    return (f"# the recipe {recipe.name} for {recipe.model} on {recipe.dataset}, as this command would run it\n"
+            + yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
 
 @main.command()
-@recipe_options
-@click.option("--method", help="Training method (see `dd-hub methods`); default: the recipe's, deep_defense.")
-@resume_option
-@click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"]), default="no", show_default=True,
-              help="Autocast precision (fp16 needs a GPU).")
-@click.option("--checkpoint-every", type=COUNT, default=0, metavar="N",
-              help="Also checkpoint every N batches (always at each epoch's end).")
-@click.option("--input-size", type=POSITIVE_INT, help="Resize folder datasets to this square size (default: the "
-              "model's).")
-def harden(recipe, run, out_dir, method, resume, mixed_precision, checkpoint_every, input_size) -> None:
+@recipe_options()
+def harden(recipe, run, out_dir) -> None:
     """Fine-tune MODEL with Deep Defense on DATASET, evaluate before/after, save a timm-format checkpoint."""
-    import dataclasses
-
     from .workflows.harden import harden as run_harden
 
-    if method is not None:
-        recipe = dataclasses.replace(recipe, method=method)  # checked like a recipe key
     out_dir = Path(out_dir or f"runs/{recipe.name}")
-    result = run_harden(recipe, out_dir, resume=resume, mixed_precision=mixed_precision,
-                        checkpoint_every=checkpoint_every, input_size=input_size, **run)
+    result = run_harden(recipe, out_dir, **run)
     if result.hardened is None:  # a non-main process of `accelerate launch`
         return
     click.echo(result.table)
-    click.echo(f"Saved to {out_dir}/ (model.safetensors, config.json, metrics.json, README.md)")
+    click.echo(f"Saved to {out_dir}/ (model.safetensors, config.json, metrics.json, README.md)"
+               + (" -- a smoke run: try the real one without --smoke" if recipe.smoke else ""))
 
 
 @main.command()
-@recipe_options
+@recipe_options(refused={"--method": "it compares several methods: use --methods NAME,NAME"})
 @click.option("--methods", type=click.STRING, default="clean,parseval,deepfool_adv,fgs_adv,deep_defense",
               show_default=True, help="Comma-separated training methods compared with the reference.")
 @click.option("--seeds", type=INTS, help="Comma-separated seeds (default: the recipe's); >1 reports mean +- std.")
 @click.option("--eps-ref-from", default="deep_defense", show_default=True,
               help="Model whose epsilon_ref is used for all (the paper: deep_defense; or reference, clean, ...).")
 @click.option("--fractions", type=FLOATS, help="Fractions of epsilon_ref, e.g. 0.2,0.5,1,2 (default: recipe's).")
-@resume_option
-def reproduce(recipe, run, out_dir, methods, seeds, eps_ref_from, fractions, resume) -> None:
+def reproduce(recipe, run, out_dir, methods, seeds, eps_ref_from, fractions) -> None:
     """The paper's Table 1 for MODEL on DATASET: reference, baselines and Deep Defense, with the paper's rows."""
     import dataclasses
 
@@ -164,21 +222,25 @@ def reproduce(recipe, run, out_dir, methods, seeds, eps_ref_from, fractions, res
     if fractions is not None:
         recipe = dataclasses.replace(recipe, evaluation=dataclasses.replace(recipe.evaluation,
                                                                             fgs_fractions=fractions))
+    methods = [m.strip() for m in methods.split(",") if m.strip()]
+    for method in methods:
+        check_choice("--methods", method, _methods())
     out_dir = Path(out_dir or f"runs/{recipe.name}-reproduce")
-    result = run_reproduce(recipe, out_dir, methods=[m.strip() for m in methods.split(",") if m.strip()],
-                           seeds=seeds, eps_ref_from=eps_ref_from, resume=resume, **run)
+    result = run_reproduce(recipe, out_dir, methods=methods, seeds=seeds, eps_ref_from=eps_ref_from, **run)
     click.echo(result.table)
     click.echo(f"Saved to {out_dir}/ (table.md, results.json, seed*/<method>/ models)")
 
 
 @main.command()
-@recipe_options
+@recipe_options(refused={"--method": "a sweep varies Deep Defense's c, lambda and layers (use harden or reproduce "
+                                     "for other methods)"})
 @click.option("--c", "c_values", type=FLOATS, default="5,15,25,35,45", show_default=True, help="Values of c.")
 @click.option("--lam", "lam_values", type=FLOATS, help="Values of lambda (default: the recipe's).")
 @click.option("--regularize-layers", "layer_sets", multiple=True, metavar="L1[,L2]",
               help="Regularize only these layers (repeat for several sweeps, e.g. conv1 / fc1); default all.")
 def sweep(recipe, run, out_dir, c_values, lam_values, layer_sets) -> None:
-    """Sweep Deep Defense's c, lambda and regularized layers; plot accuracy vs rho_2 (the paper's Figs. 3-4)."""
+    """Sweep Deep Defense's c, lambda and regularized layers; plot accuracy against rho_2 (the paper's figures 3
+    and 4)."""
     from .workflows.sweep import sweep as run_sweep
 
     out_dir = Path(out_dir or f"runs/{recipe.name}-sweep")
@@ -196,7 +258,7 @@ def sweep(recipe, run, out_dir, c_values, lam_values, layer_sets) -> None:
 @click.option("--rho-space", type=click.Choice(["pixel", "centered"]), help="Space of rho_2 (default: as measured).")
 @click.option("--steps", type=POSITIVE_INT, help="DeepFool iterations (default: as measured, else 50).")
 @click.option("--max-examples", type=POSITIVE_INT, help="A class-balanced subset of N test images.")
-@click.option("--device", help="cpu, cuda, cuda:1, ... (default: the GPU when there is one).")
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override an evaluation setting (recipe 'evaluation' keys), e.g. pgd_steps=50, sanity=false.")
@@ -228,7 +290,7 @@ def eval_cmd(model_dir, dataset, data_dir, eps_ref, rho_space, steps, max_exampl
               help="Absolute tolerance on accuracies, at most 0.05 (widened by two standard errors of a smaller "
               "subset, never beyond 0.10; boards recompute every verdict themselves).")
 @click.option("--data-dir", type=click.Path(), help="Where the dataset lives (not needed for mnist-5k).")
-@click.option("--device", help="cpu, cuda, ... (default: the GPU when there is one).")
+@device_option
 @click.option("--publish", is_flag=True, help="Open a pull request with the record on the model's Hub repo.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the record to this file.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -247,7 +309,7 @@ def verify(model, max_examples, tolerance, data_dir, device, publish, out, quiet
     verdicts = set(result.verdicts.values())
     verdict = ("every figure agrees" if result.agrees else "some figures DISAGREE" if "disagrees" in verdicts
                else "no verdict (too few images)")
-    click.echo(f"Verified by {result.record.verified_by}: {verdict}.")
+    click.echo(f"Re-measured by {result.record.verified_by}: {verdict}.")
     if result.written:
         click.echo(f"Record written to {result.written}")
     if result.pull_request:

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Collection
 
-from .errors import DDHubError
+from .errors import DDHubError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,19 @@ class Range:
         return above and below
 
     def __str__(self) -> str:
+        def number(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() and abs(x) >= 1e6 else f"{x:g}"
+
         parts = []
         if self.low is not None:
-            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+            parts.append(f"{'>' if self.open_low else '>='} {number(self.low)}")
         if self.high is not None:
-            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+            parts.append(f"{'<' if self.open_high else '<='} {number(self.high)}")
         return " and ".join(parts) or "a finite number"
 
     def check(self, value: Any, label: str) -> None:
         if value not in self:
-            raise DDHubError(f"{label} must be {self}, got {value!r}")
+            raise DDHubError(f"{label} must be {self}, got {_short(value)}")
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class OneOf:
 
     def check(self, value: Any, label: str) -> None:
         if value not in self.names():
-            raise DDHubError(f"{label} must be one of {', '.join(self.names())}, got {value!r}")
+            raise DDHubError(f"{label} must be one of {', '.join(self.names())}, got {_short(value)}"
+                             f"{did_you_mean(str(value)[:100], self.names())}")
 
 
 #: ceilings of iterative budgets (attack steps, restarts): bounded work, whatever a recipe or metrics.json says
@@ -74,6 +78,7 @@ POSITIVE, NON_NEGATIVE, AT_LEAST_ONE, AT_LEAST_TWO = Range(0, open_low=True), Ra
 STEPS = Range(1, MAX_STEPS)
 FRACTION = Range(0, 1, open_low=True)                # (0, 1]
 UNIT_INTERVAL = Range(0, 1)                           # [0, 1]
+SEED = Range(0, 2**32 - 1)                            # what NumPy's and every library's seeding accepts
 BELOW_ONE = Range(0, 1, open_high=True)               # [0, 1)
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
@@ -99,7 +104,8 @@ def build(cls: type, data: Any, where: str = "", *, noun: str = "key") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise DDHubError(f"unknown {noun} '{_join(where, unknown[0])}'; valid keys here: {', '.join(sorted(names))}")
+        raise DDHubError(f"unknown {noun} '{_join(where, unknown[0])}'{did_you_mean(str(unknown[0]), names)}; valid "
+                         f"keys here: {', '.join(sorted(names))}")
     kwargs = {key: value_of(hints[key], value, _join(where, key), noun=noun) for key, value in data.items()}
     try:
         return cls(**kwargs)
@@ -117,6 +123,9 @@ def value_of(hint: Any, value: Any, where: str, *, noun: str = "key") -> Any:
 def _coerce(hint: Any, value: Any, where: str, noun: str, rules: tuple) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     label = f"{noun} '{where}'" if noun else where
+    if isinstance(value, (list, tuple, dict, str)) and len(value) > (MAX_STRING if isinstance(value, str) else MAX_ITEMS):
+        raise DDHubError(f"{label} must hold at most {MAX_STRING if isinstance(value, str) else MAX_ITEMS} "
+                         f"{'characters' if isinstance(value, str) else 'items'}, got {len(value):,}")
     if origin is typing.Annotated:
         return _coerce(args[0], value, where, noun, (*rules, *args[1:]))
     if origin in (typing.Union, types.UnionType):
@@ -128,18 +137,16 @@ def _coerce(hint: Any, value: Any, where: str, noun: str, rules: tuple) -> Any:
         return value if isinstance(value, hint) else build(hint, value, where, noun=noun)
     if origin is typing.Literal:
         if value not in args:
-            raise DDHubError(f"{label} must be one of {', '.join(map(repr, args))}, got {value!r}")
+            raise DDHubError(f"{label} must be one of {', '.join(map(repr, args))}, got {_short(value)}"
+                             f"{did_you_mean(str(value)[:100], [str(a) for a in args])}")
         return value
-    if isinstance(value, (list, tuple, dict, str)) and len(value) > (MAX_STRING if isinstance(value, str) else MAX_ITEMS):
-        raise DDHubError(f"{label} must hold at most {MAX_STRING if isinstance(value, str) else MAX_ITEMS} "
-                         f"{'characters' if isinstance(value, str) else 'items'}, got {len(value):,}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise DDHubError(f"{label} must be a list, got {str(value)[:80]!r}")
         return [_coerce(args[0], item, f"{where}[{i}]", noun, rules) for i, item in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise DDHubError(f"{label} must be a mapping of names to values, got {value!r}")
+            raise DDHubError(f"{label} must be a mapping of names to values, got {_short(value)}")
         for key, item in value.items():
             _check_plain(item, f"{noun} '{where}.{key}'")
         return dict(value)
@@ -147,6 +154,12 @@ def _coerce(hint: Any, value: Any, where: str, noun: str, rules: tuple) -> Any:
     for rule in rules:
         rule.check(value, label)
     return value
+
+
+def _short(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def is_finite_number(value: Any) -> bool:
@@ -162,14 +175,14 @@ def _scalar(hint: Any, value: Any, label: str) -> Any:
             value = float(value)  # YAML 1.1 reads '1e6' (no dot) as a string
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
-                raise DDHubError(f"{label} must be a finite number, got {value!r}")
+                raise DDHubError(f"{label} must be a finite number, got {_short(value)}")
             return float(value)
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif isinstance(value, hint):
         return value
-    raise DDHubError(f"{label} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+    raise DDHubError(f"{label} must be {getattr(hint, '__name__', hint)}, got {_short(value)}")
 
 
 def _check_plain(value: Any, label: str, depth: int = 0) -> None:
@@ -182,9 +195,9 @@ def _check_plain(value: Any, label: str, depth: int = 0) -> None:
         for item in value:
             _check_plain(item, label, depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
-        raise DDHubError(f"{label} must hold finite numbers, got {value!r}")
+        raise DDHubError(f"{label} must hold finite numbers, got {_short(value)}")
     elif not (value is None or isinstance(value, (bool, int, float, str))):
-        raise DDHubError(f"{label} must hold numbers, strings, booleans or lists, got {value!r}")
+        raise DDHubError(f"{label} must hold numbers, strings, booleans or lists, got {_short(value)}")
 
 
 def _join(where: str, key: str) -> str:

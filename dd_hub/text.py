@@ -18,6 +18,25 @@ def one_line(text: object, limit: int = 300) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
+#: letters of other scripts that look like Latin ones (Cyrillic, Greek), and digits that look like letters
+_LOOK_ALIKES = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t",
+    "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d", "ӏ": "l", "ɡ": "g", "ԛ": "q", "ԝ": "w",
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u",
+    "χ": "x", "γ": "y", "ω": "w", "ϲ": "c", "ϳ": "j", "0": "o", "1": "l", "i": "l", "|": "l",
+})
+
+
+def name_skeleton(text: object) -> str:
+    """What a name looks like to a reader: Unicode compatibility forms folded (NFKD, accents dropped), case
+    folded, look-alike letters of other scripts and ``0``/``1``/``i`` mapped to one Latin letter, separators
+    dropped. Two names with one skeleton are indistinguishable on a board (``org/good``, ``ORG/GOOD``,
+    ``оrg/good`` with a Cyrillic ``о``)."""
+    folded = unicodedata.normalize("NFKD", str(text)).casefold()
+    folded = "".join(c for c in folded if not unicodedata.combining(c)).translate(_LOOK_ALIKES)
+    return "".join(c for c in folded if c.isalnum())
+
+
 def markdown_cell(text: object) -> str:
     """``text`` safe inside a Markdown table cell: one line, ``|`` and HTML-significant characters escaped."""
     return (one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;"))
@@ -46,3 +65,4 @@ def unique_names(bases: Iterable[str], *, suffix: str = "") -> list[str]:
         taken.add(name.lower())
         names.append(name)
     return names
+

@@ -18,6 +18,7 @@ pointing at ``http://127.0.0.1:<port>``:
 - ``POST /api/models/{repo}/commit/main?create_pr=1``      a pull request (``refs/pr/N``), open to any signed-in user
 - ``GET  /api/models/{repo}/discussions``                  the pull requests, with their authors, newest first, 50 a
   page (``?p=N``; ``count`` and ``start`` say where the page is), open, merged and closed alike
+- ``GET  /api/models/{repo}/commits/{rev}``                the commits of a revision, newest first, with authors
 - ``GET  /api/organizations/{org}/members``                the members of an organisation (404 for a user)
 - ``GET  /api/users/{name}/overview``                      a user's overview (404 for an organisation or nobody)
 
@@ -51,6 +52,7 @@ class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> full file snapshot
     history: list[str] = field(default_factory=list)              # commit shas, oldest first
     pulls: list[dict] = field(default_factory=list)               # num, title, author, status
+    lineage: dict[str, tuple] = field(default_factory=dict)       # sha -> (parent sha, author)
 
 
 def card_data(readme: bytes | None) -> dict | None:
@@ -73,6 +75,7 @@ class FakeHub:
     def __init__(self, tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None) -> None:
         self.tokens = tokens or {}                    # token -> user
         self.orgs = orgs or {}                        # user -> org names the user may write to
+        self.quirks: dict[str, bytes] = {}            # route ('whoami', 'create', 'model_info') -> a 200 body to send
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -113,7 +116,8 @@ class FakeHub:
         repo = self.repos.get(repo_id)
         return repo is not None and (not repo.private or self.may_write(user, repo_id))
 
-    def commit(self, repo_id: str, branch: str, changes: dict[str, bytes | None], message: str) -> str:
+    def commit(self, repo_id: str, branch: str, changes: dict[str, bytes | None], message: str,
+               author: str = "system") -> str:
         repo = self.repos[repo_id]
         parent = repo.branches.get(branch)
         snapshot = dict(repo.commits[parent]) if parent else {}
@@ -129,6 +133,7 @@ class FakeHub:
         repo.commits[sha] = snapshot
         repo.branches[branch] = sha
         repo.history.append(sha)
+        repo.lineage[sha] = (parent, author)
         return sha
 
     def model_json(self, repo_id: str, sha: str, *, siblings: bool) -> dict:
@@ -268,6 +273,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                         return self._discussions(repo_id, int((query.get("p") or ["0"])[0]))
                     if method == "POST" and rest[:1] == ["branch"]:
                         return self._branch(repo_id, "/".join(rest[1:]))
+                    if method == "GET" and rest[:1] == ["commits"] and len(rest) >= 2:
+                        return self._commits(repo_id, "/".join(rest[1:]))
                     if method == "GET" and rest[:1] == ["tree"] and len(rest) >= 2:
                         return self._tree(repo_id, rest[1], "/".join(rest[2:]))
                     if method == "GET" and (not rest or rest[0] == "revision"):
@@ -279,7 +286,16 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self._error(404, f"no route for {method} {url.path} in the Hub test double")
 
         # --- routes --------------------------------------------------------------------------------------------
+        def _quirk(self, route: str) -> bool:
+            """Answer ``route`` with the body a test planted (a hostile Hub), if any."""
+            if route not in hub.quirks:
+                return False
+            self._send(200, raw=hub.quirks[route])
+            return True
+
         def _whoami(self) -> None:
+            if self._quirk("whoami"):
+                return
             user = self._user()
             if user is None:
                 return self._error(401, "Invalid credentials in Authorization header")
@@ -288,6 +304,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                              "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
 
         def _create(self, payload: dict) -> None:
+            if self._quirk("create"):
+                return
             user = self._user()
             if user is None:
                 return self._error(401, "Invalid credentials in Authorization header")
@@ -341,6 +359,19 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._send(200, {"discussions": items[start:start + DISCUSSIONS_PER_PAGE], "count": len(items),
                              "start": start, "numClosedDiscussions": closed})
 
+        def _commits(self, repo_id: str, revision: str) -> None:
+            resolved = self._revision_or_error(repo_id, revision)
+            if resolved is None:
+                return
+            repo, sha = resolved
+            items = []
+            while sha is not None and len(items) < 50:     # newest first, one page
+                parent, author = repo.lineage.get(sha, (None, "system"))
+                items.append({"id": sha, "title": "", "message": "", "date": "2026-01-01T00:00:00.000Z",
+                              "authors": [{"user": author}]})
+                sha = parent
+            self._send(200, items)
+
         def _members(self, org: str) -> None:
             members = sorted(user for user, orgs in hub.orgs.items() if org in orgs)
             if not members:
@@ -381,7 +412,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 repo.branches[branch] = repo.branches[revision]
                 repo.pulls.append({"num": num, "title": message, "author": self._user(), "status": "open"})
                 revision, pull_url = branch, f"{hub.url}/{repo_id}/discussions/{num}"
-            sha = hub.commit(repo_id, revision, changes, message)
+            sha = hub.commit(repo_id, revision, changes, message, author=self._user())
             self._send(200, {"commitOid": sha, "commitUrl": f"{hub.url}/{repo_id}/commit/{sha}",
                              "pullRequestUrl": pull_url, "success": True})
 
@@ -395,6 +426,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._send(200, {})
 
         def _model_info(self, repo_id: str, revision: str) -> None:
+            if self._quirk("model_info"):
+                return
             resolved = self._revision_or_error(repo_id, revision)
             if resolved is None:
                 return

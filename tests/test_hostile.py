@@ -206,6 +206,12 @@ def test_hostile_model_folders(finished, tmp_path):
     budget = copy("budget")
     reseal(budget, lambda m: m["recipe"]["evaluation"].update(pgd_steps=10**9))
     assert_one_line_error(run_cli("eval", str(budget), "--quiet"), "'evaluation.pgd_steps' must be")
+    epsilons = copy("epsilons")
+    reseal(epsilons, lambda m: m["recipe"]["evaluation"].update(fgs_eps=[0.01] * 200_000))
+    start = time.monotonic()
+    for command in (["eval", str(epsilons), "--quiet"], ["verify", str(epsilons), "--quiet"]):
+        assert_one_line_error(run_cli(*command), "at most 64 items")
+    assert time.monotonic() - start < 60
 
 
 def test_a_resized_vit_is_refused_not_resampled(tmp_path):
@@ -467,7 +473,7 @@ def open_record(hub, repo_id: str, author: str, *, card: str | None = None, meas
         text = record.to_json()
     num = len(repo.pulls) + 1
     repo.branches[f"refs/pr/{num}"] = repo.branches["main"]
-    hub.commit(repo_id, f"refs/pr/{num}", {RECORD_NAME: text.encode()}, title)
+    hub.commit(repo_id, f"refs/pr/{num}", {RECORD_NAME: text.encode()}, title, author=author)
     repo.pulls.append({"num": num, "title": title, "author": author, "status": status})
     return num
 
@@ -511,9 +517,16 @@ def test_verdicts_come_from_the_verifiers_own_sample_within_bounded_tolerance(ar
     assert result == verdict and (margin is None or margin <= MAX_MARGIN)
 
 
-def test_verify_refuses_a_wide_tolerance_or_a_tiny_sample_before_any_work():
+def test_verify_refuses_a_wide_tolerance_or_a_tiny_sample_before_any_work(tmp_path):
     assert_one_line_error(run_cli("verify", "alice/m", "--tolerance", "1"), "--tolerance")
     assert_one_line_error(run_cli("verify", "alice/m", "--max-examples", "2"), "--max-examples")
+    assert_one_line_error(run_cli("verify", "alice/m", "--out", str(tmp_path / "no" / "r.json")), "--out")
+    from dd_hub.hub.verification import read_trusted_verifiers
+
+    assert read_trusted_verifiers(Path(__file__).parents[1] / "model_cards" / "trusted-verifiers.txt") == frozenset()
+    (tmp_path / "trusted.txt").write_text("bob\n<script>\n")
+    assert_one_line_error(run_cli("list", "--from", str(tmp_path), "--trusted-verifiers", str(tmp_path / "trusted.txt")),
+                          "no Hub account name")
 
 
 def test_only_trusted_non_owner_records_on_the_current_commit_verify(tmp_path, monkeypatch):
@@ -544,6 +557,18 @@ def test_a_stated_verdict_or_name_is_never_trusted(tmp_path, monkeypatch):
     open_record(hub, "alice/m", "bob", text=json.dumps(forged))
     assert robust_status()[0] == "disputed"                          # recomputed from its numbers
     assert "RobustBench" not in robust_status()[1]
+
+
+def test_the_owner_pushing_to_a_verifiers_pull_request_changes_nothing(tmp_path, monkeypatch):
+    card = card_text(robust=0.5)
+    hub = hub_with_card(tmp_path, monkeypatch, card=card)
+    num = open_record(hub, "alice/m", "bob", card=card, measured=0.1)
+    forged = json.loads(hub.files("alice/m", f"refs/pr/{num}")["dd-hub-verification.json"])
+    for entry in forged["figures"].values():
+        entry["measured"] = entry["card"]
+    hub.commit("alice/m", f"refs/pr/{num}", {"dd-hub-verification.json": json.dumps(forged).encode()}, "fix",
+               author="alice")                                       # the owner rewrites bob's record
+    assert robust_status() == ("disputed", "disputed by bob")
 
 
 def test_a_dispute_survives_closed_and_many_pull_requests_until_a_newer_trusted_record(tmp_path, monkeypatch):
@@ -578,3 +603,171 @@ def test_a_local_record_is_checked_against_the_folders_weights_or_shown_unchecke
         {"model": {}, "recipe": {}, "hardened": {}, "reference": {}}, folder)))
     records, problems = local_verifications(folder, card)
     assert records == [] and "other weights" in problems[0]
+
+
+# --- boards that cannot be gamed -------------------------------------------------------------------------------------
+def card_without(*, clean: bool = True, n: bool = True, weights: str | None = None, repo: str | None = None,
+                 **kwargs) -> str:
+    """``card_text`` without its clean figure or image counts, or stating a weights hash."""
+    data = yaml.safe_load(card_text(**kwargs).split("---\n")[1])
+    metrics = data["model-index"][0]["results"][0]["metrics"]
+    if not clean:
+        metrics[:] = [m for m in metrics if m["type"] != "accuracy"]
+    if not n:
+        for metric in metrics:
+            metric["args"].pop("n_examples", None)
+    if weights:
+        data["dd_hub"]["weights_sha256"] = weights
+    if repo:
+        data["dd_hub"]["repo_id"] = repo
+    return f"---\n{yaml.safe_dump(data, allow_unicode=True)}---\n# a card\n"
+
+
+def test_boards_cannot_be_gamed_by_eps_noise_names_or_missing_figures(tmp_path):
+    same = "ab" * 32
+    cards = {"good": card_without(robust=0.5), "noise": card_without(robust=0.6, eps=0.3000000001),
+             **{f"copy{i}": card_without(robust=0.9, weights=same) for i in range(5)},
+             "g\u043eod": card_without(robust=0.95),                      # a Cyrillic o
+             "GOOD": card_without(robust=0.96), "no-clean": card_without(robust=0.97, clean=False),
+             "no-count": card_without(robust=0.98, n=False)}
+    loaded, notices = load_local_cards(write_cards(tmp_path / "cards", cards))
+    assert notices == []
+    (board,) = boards(loaded)                                            # 0.3000000001 is 0.3: one board
+    assert board.title.endswith("ε = 0.3") and board.anchor == "mnist-5k-linf-0.3"
+    names = [row.card.name for row in board.rows]
+    assert sum(name.startswith("copy") for name in names) == 1           # one row per weights
+    (copy,) = [row for row in board.rows if row.card.name.startswith("copy")]
+    assert len(copy.also_named) == 4
+    flagged = {row.card.name for row in board.rows if row.flags}
+    assert {"g\u043eod", "GOOD", "no-clean", "no-count"} <= flagged and "good" not in flagged
+    assert names.index("good") < min(names.index(n) for n in flagged)     # flagged rows rank last
+    reasons = {row.card.name: " ".join(row.flags) for row in board.rows}
+    assert "looks like good" in reasons["g\u043eod"] and "looks like good" in reasons["GOOD"]
+    assert "no clean accuracy" in reasons["no-clean"] and "how many images" in reasons["no-count"]
+
+
+def test_a_stated_weights_hash_cannot_merge_another_publishers_row_away(tmp_path):
+    victim = "cd" * 32
+    cards = {"original": card_without(robust=0.5, weights=victim, repo="alice/original"),
+             "griefer": card_without(robust=0.99, weights=victim, repo="mallory/copy")}
+    loaded, _ = load_local_cards(write_cards(tmp_path / "cards", cards))
+    (board,) = boards(loaded)
+    assert sorted(row.card.title for row in board.rows) == ["alice/original", "mallory/copy"]
+    assert all(row.also_named == [] for row in board.rows)
+
+
+# --- one line, never a traceback --------------------------------------------------------------------------------------
+@pytest.fixture
+def lenet(tmp_path) -> Path:
+    from test_hub import fake_metrics, write_model_dir
+
+    write_model_dir(tmp_path / "lenet", fake_metrics())
+    return tmp_path / "lenet"
+
+
+@pytest.mark.parametrize("quirk, command, reason", [
+    ("whoami", ["verify", "alice/m", "--quiet"], "cannot tell who you are"),
+    ("create", ["publish", "LENET", "--repo-id", "alice/x"], "malformed"),
+    ("model_info", ["eval", "alice/m", "--quiet"], "not JSON"),
+])
+def test_a_hub_answer_that_is_not_what_the_hub_sends_is_one_line(tmp_path, monkeypatch, lenet, quirk, command,
+                                                                    reason):
+    hub = hub_with_card(tmp_path, monkeypatch, card=card_text())
+    hub.quirks[quirk] = {"whoami": b"<html>not json</html>", "create": b"{}",
+                         "model_info": b"[" * 100_000 + b"]" * 100_000}[quirk]
+    monkeypatch.setenv("HF_TOKEN", "hf_alice")
+    assert_one_line_error(run_cli(*[str(lenet) if part == "LENET" else part for part in command]), reason)
+    hub.stop()
+
+
+def test_bad_local_input_is_one_line(tmp_path, lenet):
+    assert_one_line_error(run_cli("harden", "mlp", "--dataset", "mnist-5k", "--seed", str(2**32)), "--seed")
+    assert_one_line_error(run_cli("harden", "mlp", "--dataset", "mnist-5k", "--set", f"seed={2**32}"), "seed")
+    assert_one_line_error(run_cli("eval", str(lenet), "--device", "meta", "--quiet"), "device")
+    (tmp_path / "plain").write_text("a file")
+    assert_one_line_error(run_cli("cards", str(tmp_path / "plain"), "--add", str(lenet)), "is a file")
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "dd_lenet_mnist-mnist-5k-deepdefense").write_text("a file where the card folder goes")
+    assert_one_line_error(run_cli("cards", str(tmp_path / "cat"), "--add", str(lenet)), "not a folder")
+    for name, data in {"big": b"x" * (600 << 10), "latin1": b"---\n\xff\xfe\n---\n"}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "README.md").write_bytes(data)
+        assert_one_line_error(run_cli("show", str(tmp_path / name)), "cannot be read")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB.strip("-\n"))
+    start = time.monotonic()
+    assert_one_line_error(run_cli("harden", "mlp", "--dataset", "mnist-5k", "--recipe", str(bomb)), "aliases")
+    assert time.monotonic() - start < 10
+
+
+def test_a_recorded_protocol_is_bounded():
+    from dd_hub.recipes import eval_config_from_dict
+
+    with pytest.raises(DDHubError, match="at most 64 items"):
+        eval_config_from_dict({"fgs_eps": [0.01] * 200_000})
+    with pytest.raises(DDHubError, match="at most 1000 characters"):
+        eval_config_from_dict({"autoattack_version": "x" * 10_000})
+
+
+def test_a_network_is_sized_before_it_is_built(tmp_path):
+    import dd_hub
+    from dd_hub.models.directory import load_directory, save_model
+
+    model = dd_hub.create_model("vit_tiny_patch16_224", num_classes=3, input_size=(3, 32, 32), depth=1)
+    save_model(model, tmp_path / "vit")
+    config = json.loads((tmp_path / "vit" / "config.json").read_text())
+    config["model_args"].update(embed_dim=2048, num_heads=8, depth=12)   # 2.4 GB of weights asked by 300 bytes
+    (tmp_path / "vit" / "config.json").write_text(json.dumps(config))
+    start = time.monotonic()
+    with pytest.raises(DDHubError, match="checked before building it"):
+        load_directory(tmp_path / "vit")
+    assert time.monotonic() - start < 10
+
+
+def test_listed_files_are_size_capped_before_hashing_and_loaded_bytes_are_the_hashed_ones(tmp_path, lenet):
+    import os
+    import threading
+
+    from dd_hub.storage.metrics import digest
+    from dd_hub.storage.weights import read_weights
+
+    sparse = tmp_path / "sparse"
+    shutil.copytree(lenet, sparse)
+    with open(sparse / "huge.bin", "wb") as fh:
+        fh.truncate(1 << 40)                                     # a sparse 1 TiB file
+    metrics = json.loads((sparse / "metrics.json").read_text())
+    metrics["files"]["huge.bin"] = "0" * 64
+    metrics.pop("digest")
+    (sparse / "metrics.json").write_text(json.dumps({**metrics, "digest": digest(metrics)}))
+    start = time.monotonic()
+    assert_one_line_error(run_cli("publish", str(sparse), "--dry-run", "--repo-id", "me/x"), "not read")
+    assert time.monotonic() - start < 10
+
+    weights = lenet / "model.safetensors"
+    good, expected = weights.read_bytes(), json.loads((lenet / "metrics.json").read_text())["files"]["model.safetensors"]
+    from safetensors.torch import load as load_bytes, save as save_bytes
+    evil = save_bytes({k: v + 1 for k, v in load_bytes(good).items()})
+    stop = threading.Event()
+
+    def swap() -> None:                                           # another process swapping the file all the time
+        while not stop.is_set():
+            for data in (evil, good):
+                (lenet / "next").write_bytes(data)
+                os.replace(lenet / "next", weights)
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    try:
+        loaded = refused = 0
+        for _ in range(200):
+            try:
+                state = read_weights(weights, expected)
+            except DDHubError:
+                refused += 1
+                continue
+            assert save_bytes(state) == save_bytes(load_bytes(good))   # never the swapped-in weights
+            loaded += 1
+    finally:
+        stop.set()
+        swapper.join()
+    assert loaded + refused == 200   # each load: the hashed weights, or a one-line refusal

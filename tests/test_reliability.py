@@ -59,7 +59,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_a_failing_run_deletes_nothing_and_a_finished_folder_is_not_overwritten(finished):
     before = _snapshot(finished)
     assert_one_line_error(run_cli("harden", "resnet18", "--dataset", "imagenet", "--out", str(finished), "--data-dir",
-                       str(finished / "nowhere"), "--allow-random-init"), "does not exist")
+                       str(finished / "nowhere"), "--allow-random-init", "--overwrite"), "does not exist")
     assert_one_line_error(harden(finished), "holds a previous run")
     for command in ("reproduce", "sweep"):  # another command's outputs, but harden's checkpoints are still a run's
         assert_one_line_error(run_cli(command, "mlp", "--dataset", "mnist-5k", "--out", str(finished)),

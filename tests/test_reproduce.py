@@ -38,7 +38,7 @@ def test_table_has_our_rows_with_spread_and_the_papers_rows():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--methods", "clean,parsevall"], "unknown method 'parsevall'"),
+    (["--methods", "clean,parsevall"], "got 'parsevall' (did you mean parseval?)"),
     (["--eps-ref-from", "trades"], "--eps-ref-from must be"),
     (["--seeds", "1,x"], "expected comma-separated ints"),
 ])
@@ -120,7 +120,7 @@ def test_table_notes_say_when_pgd_was_off():
 
 @pytest.mark.slow
 def test_a_failed_reproduce_resumes_without_redoing_what_finished(tmp_path, monkeypatch):
-    from dd_hub.workflows import reproduce as workflow
+    from dd_hub.workflows import phases as workflow
 
     measured, fail_once = [], [True]
     real_evaluate = workflow.evaluate
@@ -150,7 +150,7 @@ def test_a_failed_reproduce_resumes_without_redoing_what_finished(tmp_path, monk
     assert changed.exit_code == 2 and "harden.lr changed" in changed.output
 
     measured.clear()
-    resumed = CliRunner().invoke(main, [*command, "--resume"])
+    resumed = CliRunner().invoke(main, [*(arg for arg in command if arg != "--quiet"), "--resume"])  # lines shown
     assert resumed.exit_code == 0, resumed.output
     # nothing trained again; the Deep Defense report reused, the two others measured at its epsilon_ref
     assert {p: p.stat().st_mtime_ns for p in pointers} == pointers
@@ -166,7 +166,7 @@ def test_a_failed_reproduce_resumes_without_redoing_what_finished(tmp_path, monk
 def test_a_kept_report_counts_only_for_the_weights_and_settings_it_measured(tmp_path):
     import torch
 
-    from dd_hub.workflows.reproduce import _kept_report, _weights_digest
+    from dd_hub.workflows.phases import _kept_report, weights_digest as _weights_digest
 
     model = torch.nn.Linear(3, 2)
     key = {"weights_sha256": _weights_digest(model), "evaluation": {"pgd_steps": 20}, "eps_ref": 0.1}

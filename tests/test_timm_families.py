@@ -86,11 +86,12 @@ def test_any_timm_name_hardens_with_the_generic_mnist_recipe(model, extra, tmp_p
     assert json.loads((out / "config.json").read_text())["pretrained_cfg"]["input_size"] == [1, 28, 28]
 
 
-def test_a_network_too_deep_for_28x28_images_is_refused_in_one_line(tmp_path):
+def test_a_network_that_fits_no_image_size_is_refused_in_one_line(tmp_path):
     out = tmp_path / "out"
-    result = run_cli("harden", "convnext_femto", "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out),
-                     *TINY)
-    assert_one_line_error(result, "cannot classify 1x28x28 images")
+    result = run_cli("harden", "deit_tiny_patch16_224", "--dataset", "mnist-5k", "--allow-random-init", "--out",
+                     str(out), "--set", "model_args.patch_size=512", "--set", "model_args.depth=1",
+                     "--set", "model_args.embed_dim=8", "--set", "model_args.num_heads=1", *TINY)
+    assert_one_line_error(result, "cannot classify 1x28x28 images", "nor resized to any side up to 320")
     assert not out.exists() or not any(out.iterdir())
     fitted = run_cli("harden", "convnext_femto", "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out),
                      "--set", "model_args.output_stride=16", "--set", "model_args.depths=[1,1,1,1]",

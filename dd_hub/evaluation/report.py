@@ -33,7 +33,7 @@ from ..data.datasets import DataConfig
 from ..data.loaders import EvalBatches, balanced_subset
 from ..errors import DDHubError
 from ..text import markdown_cell, markdown_table
-from ..settings import (AT_LEAST_ONE, AT_LEAST_TWO, MAX_RESTARTS, MAX_STEPS, NON_NEGATIVE, POSITIVE, STEPS,
+from ..settings import (AT_LEAST_ONE, AT_LEAST_TWO, MAX_RESTARTS, MAX_STEPS, NON_NEGATIVE, POSITIVE, SEED, STEPS,
                         UNIT_INTERVAL, OneOf, Range, Settings)
 from .sanity import SanityConfig, check_masking
 
@@ -54,7 +54,7 @@ class EvalConfig(Settings):
     eps_ref_tolerance: Annotated[float, POSITIVE] = 1e-4
     batch_size: Annotated[int, AT_LEAST_ONE] = 250
     max_examples: Annotated[int, AT_LEAST_ONE] | None = None  # a class-balanced subset (None: the whole test split)
-    subset_seed: Annotated[int, NON_NEGATIVE] = 0  # seed of that subset, PGD's random starts and the sanity checks
+    subset_seed: Annotated[int, SEED] = 0  # seed of that subset, PGD's random starts and the sanity checks
     pgd_norm: Norm = "linf"                 # PGD at fgs_fractions x eps_ref (Linf, like FGS) and at pgd_eps
     pgd_steps: Annotated[int, Range(0, MAX_STEPS)] = 20  # 0 turns PGD off; step size 2.5 * eps / steps
     pgd_restarts: Annotated[int, Range(1, MAX_RESTARTS)] = 1

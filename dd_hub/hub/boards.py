@@ -17,10 +17,10 @@ from pathlib import Path
 
 from ..names import INDEX_NAME
 from ..storage.atomic_io import write_text_atomic
-from ..text import markdown_cell, markdown_table, one_line, unique_names
+from ..text import markdown_cell, markdown_table, name_skeleton, one_line, unique_names
 from .cards import HUB_URL, Card, Figure
 from .collection import load_local_cards
-from .verification import figure_status
+from .verification import canonical_dataset, canonical_eps, card_dataset, counted_weights, figure_status
 
 DEFAULT_METHOD = "deep_defense"
 NO_THREAT_MODEL = "no standard threat model evaluated"
@@ -41,6 +41,7 @@ class Row:
     verified_by: str = ""
     status_note: str = ""            # the status in words (figure_status's text)
     flags: list[str] = field(default_factory=list)
+    also_named: list[str] = field(default_factory=list)   # other cards of the same weights, merged into this row
 
     @property
     def robust_accuracy(self) -> float | None:
@@ -112,8 +113,57 @@ def slugs(cards: list[Card]) -> dict[int, str]:
 
 
 def _eps_key(eps: float) -> float:
-    """``eps`` as boards are keyed by: equal budgets written with other float noise (8/255) share a board."""
-    return round(eps, 10)
+    """``eps`` as boards are keyed by (:func:`dd_hub.hub.verification.canonical_eps`): budgets on the dataset's
+    grid within float noise share a board, and a board's title tells its budget from every other board's."""
+    return canonical_eps(eps)
+
+
+def weights_key(card: Card) -> tuple | None:
+    """What tells two cards' weights apart: the sha256 a trusted verifier measured or the Hub computed (one key
+    for every card), else the one the card states (``dd_hub.weights_sha256``), which joins only cards of one owner
+    (so that nobody can merge another publisher's row into theirs by stating its hash); None when nothing says."""
+    known = counted_weights(card) or getattr(card, "weights_sha256", None)
+    if isinstance(known, str) and len(known) == 64:
+        return ("sha256", known)
+    stated = card.info.get("weights_sha256")
+    if isinstance(stated, str) and len(stated) == 64:
+        owner = card.repo_id.split("/")[0].lower() if card.repo_id else None
+        return ("stated", owner, stated)
+    return None
+
+
+def _merge_and_flag(rows: list[Row]) -> list[Row]:
+    """One row per weights (the names of the others listed in it: the best-placed row stays), and a flag on every
+    row whose name looks like another's (case, look-alike letters) without being the same weights: of such names a
+    verified one, else an ASCII one, else a lower-case one is taken for the original."""
+    by_weights: dict[tuple, Row] = {}
+    kept = []
+    for row in sorted(rows, key=_rank):
+        key = weights_key(row.card)
+        if key is not None and key in by_weights:
+            first = by_weights[key]
+            first.also_named.append(row.card.title)
+            if first.status != "verified" and abs(first.robust_accuracy - row.robust_accuracy) > 0.005:
+                first.flags = [*first.flags, f"the same weights are claimed at {percent(row.robust_accuracy)} as "
+                                             f"{one_line(row.card.title, 100)}"]
+            continue
+        if key is not None:
+            by_weights[key] = row
+        kept.append(row)
+    seen: dict[str, str] = {}
+    for row in sorted(kept, key=lambda r: (STATUS_ORDER[r.status] != 0, not r.card.title.isascii(),
+                                           r.card.title != r.card.title.lower(), r.card.title)):
+        skeleton = name_skeleton(row.card.title)
+        if skeleton in seen and seen[skeleton] != row.card.title:
+            row.flags = [*row.flags, f"its name looks like {one_line(seen[skeleton], 100)}'s (case or look-alike "
+                                     "letters)"]
+        seen.setdefault(skeleton, row.card.title)
+    return sorted(kept, key=_rank)
+
+
+def _rank(row: Row) -> tuple:
+    return (STATUS_ORDER[row.status] + (2 if row.flags else 0), -row.robust_accuracy, -(row.clean_accuracy or 0.0),
+            row.slug)
 
 
 def boards(cards: list[Card]) -> list[Board]:
@@ -135,17 +185,16 @@ def boards(cards: list[Card]) -> list[Board]:
             status = figure_status(card, figure)
             row = Row(card, names[id(card)], robust=figure, status=status.status, verified_by=status.by,
                       status_note=status.text, **common)
-            dataset = str(card.info.get("dataset") or figure.dataset)
+            dataset = card_dataset(card, figure)
             rows = by_threat.setdefault((dataset, figure.args["norm"], _eps_key(figure.args["eps"])), {})
             previous = rows.get(id(card))
             if previous is None or row.robust_accuracy < previous.robust_accuracy:  # the strongest evaluation counts
                 rows[id(card)] = row
     result = []
-    for (dataset, norm, eps), rows in sorted(by_threat.items(), key=lambda kv: (kv[0][0], kv[0][1] != "linf",
-                                                                                   kv[0][1], kv[0][2])):
-        ranked = sorted(rows.values(), key=lambda r: (STATUS_ORDER[r.status] + (2 if r.flags else 0),
-                                                      -r.robust_accuracy, -(r.clean_accuracy or 0.0), r.slug))
-        anchor = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dataset}-{norm}-{eps:g}")
+    keys = sorted(by_threat, key=lambda k: (k[0], k[1] != "linf", k[1], k[2]))
+    anchors = unique_names([re.sub(r"[^A-Za-z0-9._-]+", "-", f"{d}-{n}-{e:.6g}") for d, n, e in keys])
+    for (dataset, norm, eps), anchor in zip(keys, anchors):
+        ranked = _merge_and_flag(list(by_threat[(dataset, norm, eps)].values()))
         result.append(Board(anchor, f"{dataset} · {NORM_LABELS[norm]}, ε = {format_eps(eps)}", dataset, norm, eps,
                             ranked))
     if untested:
@@ -161,6 +210,7 @@ def select_boards(all_boards: list[Board], *, dataset: str | None = None,
     from ..threat_models import threat_model as norm_and_eps
 
     budget = None if threat_model is None else norm_and_eps(threat_model)
+    dataset = None if dataset is None else canonical_dataset(dataset)
     return [b for b in all_boards if (dataset in (None, b.dataset) or b.norm is None)
             and (budget is None or (b.norm, b.eps) == (budget[0], _eps_key(budget[1])))]
 
@@ -181,7 +231,9 @@ def percent(value: float | None) -> str:
 def status_text(row: Row) -> str:
     """The row's verification status in words, with its flags."""
     text = row.status_note or (f"{row.status} by {row.verified_by}" if row.verified_by else row.status)
-    return "; ".join([text, *(f"flag: {flag}" for flag in row.flags)])
+    same = [f"the same weights as {', '.join(one_line(name, 100) for name in row.also_named[:5])}"
+            + (f" and {len(row.also_named) - 5} more" if len(row.also_named) > 5 else "")] if row.also_named else []
+    return "; ".join([text, *same, *(f"flag: {flag}" for flag in row.flags)])
 
 
 def informative_board(all_boards: list[Board]) -> Board | None:
@@ -222,8 +274,9 @@ def board_markdown(board: Board, *, link: bool = True) -> str:
 def board_json(board: Board) -> dict:
     """One board as plain data (``dd-hub list --json``)."""
     return {"board": board.title, "dataset": board.dataset, "norm": board.norm, "eps": board.eps, "rows": [
-        {"model": r.card.title, "clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy,
-         "status": r.status, "verified_by": r.verified_by or None, "status_text": status_text(r), "flags": r.flags, "rho2": r.rho2,
+        {"model": r.card.title, "also_named": r.also_named, "clean_accuracy": r.clean_accuracy,
+         "robust_accuracy": r.robust_accuracy, "status": r.status, "verified_by": r.verified_by or None,
+         "status_text": status_text(r), "flags": r.flags, "rho2": r.rho2,
          "architecture": r.architecture, "method": r.method, "n_examples": r.n_examples,
          "evaluation": r.evaluation, "published": r.card.published, "gain": r.gain} for r in board.rows]}
 
@@ -302,9 +355,9 @@ The checkpoints this project trained and measured, one folder per card. Regenera
 cards in the sub-directories; do not edit by hand. One board per dataset and threat model, ranked by robust
 accuracy under AutoAttack (the reference implementation by its authors, at the version and attacks each card's
 `model-index` states), RobustBench-style; clean accuracy on the same test images. Perturbation sizes in [0, 1]
-pixel space. Status: "self-reported" figures are the card's own; "verified" ones were re-measured by `dd-hub verify`
-(a record beside the card). "not published yet": the weights are not on the Hub (yet); the card records how to
-reproduce them.
+pixel space. Status: "self-reported" figures are the card's own; "re-measured" ones have a `dd-hub verify` record
+beside the card (a file this repository keeps, so never "verified": that takes a trusted account's record on the
+Hub). "not published yet": the weights are not on the Hub (yet); the card records how to reproduce them.
 
 {body}{chr(10) + "Cards that could not be read:" + chr(10) + problems if problems else ""}"""
     index = Path(cards_dir) / INDEX_NAME

@@ -174,14 +174,18 @@ def card_data(metrics: dict, repo_id: str, published: bool = True) -> ModelCardD
         library_name="timm" if loadable else "pytorch",
         pipeline_tag="image-classification",
         license=info.get("license") or "other",
-        tags=[tag for tag in TAGS if loadable or tag != "timm"] + search_tags(info["dataset"], threat_models),
+        tags=[tag for tag in TAGS if loadable or tag != "timm"] + search_tags(info["dataset"], threat_models)
+        + (["dd-hub-smoke"] if is_smoke(metrics) else []),
         datasets=[info["dataset_hub_id"]],
         base_model=info.get("base_model"),
         eval_results=eval_results(metrics),
         dd_hub={"architecture": info["architecture"], "dataset": info["dataset"], "recipe": recipe["name"],
                 "method": recipe.get("method", "deep_defense"), "rho_space": recipe["rho_space"],
                 "threat_models": threat_models, "version": metrics.get("dd_hub_version"), "published": published,
-                **({"repo_id": repo_id} if published else {}), **reference_block(metrics)},
+                **({"repo_id": repo_id} if published else {}), **reference_block(metrics),
+                **({"weights_sha256": metrics["files"]["model.safetensors"]}   # once sealed: publish, cards --add
+                   if isinstance(metrics.get("files"), dict) and "model.safetensors" in metrics["files"] else {}),
+                **({"smoke": True} if is_smoke(metrics) else {})},
     )
 
 
@@ -202,12 +206,24 @@ def search_tags(dataset: str, threat_models: list[str]) -> list[str]:
     return [f"dd-hub-dataset-{dataset}"] + [f"dd-hub-threat-model-{name}" for name in threat_models]
 
 
+def is_smoke(metrics: dict) -> bool:
+    """Whether ``metrics`` (a metrics.json) comes from a smoke run (``--smoke``), which is never published."""
+    return metrics.get("smoke") is True or (metrics.get("recipe") or {}).get("smoke") is True
+
+
+SMOKE_NOTE = ("**A smoke run** (`--smoke`): the whole pipeline on a few hundred training and a few dozen test images, "
+              "one epoch per phase, to show that this network runs end to end. Its figures say nothing about the "
+              "network's robustness; it is not published.\n")
+
+
 def _title_section(metrics: dict) -> str:
     info = metrics["model"]
     method = METHOD_TITLES.get(info.get("method", "deep_defense"), info.get("method"))
+    smoke = is_smoke(metrics)
     return f"""
-# {info['repo_name']}
+# {info['repo_name']}{' (smoke run)' if smoke else ''}
 
+{SMOKE_NOTE if smoke else ''}
 `{info['architecture']}` fine-tuned with **{method}** by dd-hub on `{info['dataset']}` ({info.get(
         'dataset_card_name', info['dataset'])}). Deep Defense: Yan, Guo, Zhang, *Deep Defense: Training DNNs with
 Improved Adversarial Robustness*, NeurIPS 2018 ([arXiv:1803.00404]({ARXIV})).
@@ -310,7 +326,8 @@ Fine-tuned from {start} with {objective}.
         ["optimizer", f"{harden['optimizer']}, lr {harden['lr']}, momentum {harden['momentum']}, weight decay "
                       f"{harden['weight_decay']}"],
         ["schedule", f"{harden['epochs']} epochs, batch {harden['batch_size']}, lr x{harden['lr_decay']} after "
-                     f"epochs {harden['lr_milestones']}"], *_clipping_rows(harden, metrics.get("training")),
+                     f"epochs {harden['lr_milestones']}"], *_step_rows(metrics.get("training")),
+        *_clipping_rows(harden, metrics.get("training")), *_input_rows(info),
         ["BatchNorm", "frozen (eval mode, out of the optimizer)" if harden["freeze_bn"] else "trained"],
         ["seed", metrics.get("seed")]])}{figure}"""
 
@@ -335,6 +352,30 @@ weights bit for bit and every figure above exactly. Another thread count or CPU 
 training amplifies it: the figures then come out within sampling noise of these, not identically (dd-hub's
 docs/results.md states the spreads measured between runs).
 """
+
+
+def _count(epoch: object, key: str) -> int | None:
+    value = epoch.get(key) if isinstance(epoch, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12 else None
+
+
+def _step_rows(history: object) -> list[list[str]]:
+    """How many training steps the hardening took, and how many it skipped (non-finite) or clipped, from the
+    epoch records that count them."""
+    epochs = history if isinstance(history, list) else []
+    counted = [e for e in epochs if _count(e, "steps") is not None and _count(e, "skipped_steps") is not None]
+    if not counted:
+        return []
+    steps, skipped = sum(_count(e, "steps") for e in counted), sum(_count(e, "skipped_steps") for e in counted)
+    clipped = [_count(e, "clipped_steps") for e in counted if _count(e, "clipped_steps") is not None]
+    text = f"{steps + skipped} steps; {skipped} skipped (non-finite loss or gradient)"
+    return [["training steps", text + (f"; {sum(clipped)} clipped" if clipped else "")]]
+
+
+def _input_rows(info: dict) -> list[list[str]]:
+    """The images the network saw: the dataset's native size, or resized (``--input-size`` or the model's)."""
+    text = info.get("input")
+    return [["input images", text]] if isinstance(text, str) and text else []
 
 
 def _clipping_rows(harden: dict, history: object) -> list[list[str]]:

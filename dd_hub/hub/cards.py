@@ -119,6 +119,7 @@ class Card:
     hub_images: list[str] = field(default_factory=list)       # PNGs of its Hub repo (linked, never copied)
     trusted: frozenset = frozenset()                         # accounts whose records rank as verified
     verification_complete: bool = True                       # False when not every pull request could be read
+    weights_sha256: str | None = None                         # of model.safetensors, as the Hub computed it (LFS)
 
     @property
     def published(self) -> bool:
@@ -330,6 +331,10 @@ def impossible_claims(card: Card) -> list[str]:
         if figure.threat_model is not None and isinstance(n, int) and n < MIN_AUTOATTACK_EXAMPLES:
             problems.append(f"{figure.name}: measured on {n} images, fewer than the {MIN_AUTOATTACK_EXAMPLES} a "
                             "board requires")
+        if figure.threat_model is not None and n is None:
+            problems.append(f"{figure.name}: it does not say how many images it was measured on")
+    if clean is None and any(figure.threat_model is not None for figure in card.figures):
+        problems.append("no clean accuracy stated beside the robust figures")
     return problems
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DDHubError
-from ..names import CARD_NAME
+from ..names import CARD_NAME, WEIGHTS_NAME
 from ..storage.atomic_io import read_text_limited
 from ..text import one_line
 from .cards import (HUB_URL, MAX_CARD_BYTES, MAX_IMAGE_BYTES, MAX_IMAGES, MAX_TEXT, Card, InvalidCard, _repo_id,
@@ -49,7 +49,7 @@ def load_local_cards(cards_dir: str | Path, *, limit: int | None = None,
             continue
         where = one_line(str(card_path), MAX_TEXT)
         try:
-            card = _read_local_card(folder)
+            card = listable(_read_local_card(folder))
         except (InvalidCard, ValueError, OSError) as exc:
             notices.append(f"{where}: not listed, {one_line(exc)}")
             continue
@@ -67,6 +67,13 @@ def _read_local_card(folder: Path) -> Card:
     if card_path.is_symlink():
         raise InvalidCard("it is a link")
     return parse_card(read_text_limited(card_path, MAX_CARD_BYTES), name=folder.name, source=str(card_path))
+
+
+def listable(card: Card) -> Card:
+    """``card``, unless it is a smoke run's (``dd_hub.smoke: true``), which no board lists."""
+    if card.info.get("smoke") is True:
+        raise InvalidCard("a smoke run (--smoke), not a model")
+    return card
 
 
 # --- the Hub -------------------------------------------------------------------------------------------------------
@@ -116,6 +123,7 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
             if card is None:
                 notices.append(f"{repo_id}: not listed, it has no {CARD_NAME} (or it went away)")
                 continue
+            card = listable(card)
             card.trusted = trusted
             if verifications:
                 card.verifications, problems = hub_verifications(reader, card, trusted)
@@ -149,7 +157,18 @@ def _listed_card(reader: HubReader, item: dict, images: bool) -> Card | None:
     sha = item.get("sha")
     card.revision = sha if isinstance(sha, str) and sha.isalnum() and len(sha) <= 64 else None
     card.hub_images = _png_files(item.get("siblings"))
+    card.weights_sha256 = _hub_weights_sha256(item.get("siblings"))
     return card
+
+
+def _hub_weights_sha256(siblings: object) -> str | None:
+    """The sha256 the Hub computed of model.safetensors (its LFS pointer, in a file list with blobs), or None."""
+    for entry in siblings if isinstance(siblings, list) else []:
+        if isinstance(entry, dict) and entry.get("rfilename") == WEIGHTS_NAME and isinstance(entry.get("lfs"), dict):
+            sha = entry["lfs"].get("sha256")
+            if isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
+                return sha
+    return None
 
 
 def _png_files(siblings: object) -> list[str]:

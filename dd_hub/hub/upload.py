@@ -14,7 +14,7 @@ from ..errors import DDHubError
 from ..models.directory import check_model_dir
 from ..names import CARD_NAME, CONFIG_NAME, CURVE_NAME, METRICS_NAME, TRAINING_NAME, WEIGHTS_NAME
 from ..storage.metrics import read_metrics
-from .card import render_card
+from .card import is_smoke, render_card
 from .client import Budget, hub_api, hub_call, resolve_token, validate_repo_id
 
 UPLOADED = (CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, CURVE_NAME, TRAINING_NAME)
@@ -39,6 +39,9 @@ def card_files(model_dir: str | Path, repo_id: str | None, *, published: bool = 
     that says the weights are not on the Hub yet)."""
     model_dir = Path(model_dir)
     metrics = read_metrics(model_dir)
+    if is_smoke(metrics):
+        raise DDHubError(f"{model_dir} is a smoke run (--smoke: a few hundred images, one epoch), not a model to "
+                         "publish or list; run the same command without --smoke")
     sealed = metrics["files"]
     for required in (CONFIG_NAME, WEIGHTS_NAME):
         if required not in sealed:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import DDHubError
-from ..names import (CARD_NAME, CHECKPOINTS_DIR, COMMIT_NAME, CONFIG_NAME, LOCK_NAME, METRICS_NAME, REFERENCE_DIR,
-                     SETTINGS_NAME, STAGING_DIR, TRAIN_LOG_NAME, WEIGHTS_NAME)
+from ..names import (CARD_NAME, CHECKPOINTS_DIR, COMMIT_NAME, CONFIG_NAME, CURVE_NAME, LOCK_NAME, METRICS_NAME,
+                     REFERENCE_DIR, SETTINGS_NAME, STAGING_DIR, TRAIN_LOG_NAME, TRAINING_NAME, WEIGHTS_NAME)
 from .atomic_io import read_json_object, write_json_atomic, write_text_atomic
 from .metrics import seal
 
@@ -30,6 +30,9 @@ RUN_FILES = (WEIGHTS_NAME, CONFIG_NAME, METRICS_NAME, CARD_NAME, TRAIN_LOG_NAME,
              SETTINGS_NAME)
 #: what a fresh run clears: found in a folder, it belongs to a previous run (of any command) and is refused too
 CLEARED = (TRAIN_LOG_NAME, SETTINGS_NAME, CHECKPOINTS_DIR, REFERENCE_DIR)
+#: what a run keeps in its folder besides its outputs: never a reason to call the folder someone else's
+OURS = (LOCK_NAME, STAGING_DIR, WEIGHTS_NAME, CONFIG_NAME, METRICS_NAME, CARD_NAME, CURVE_NAME, TRAINING_NAME,
+        "tensorboard", "logs")
 #: recipe keys a resumed run may change; every other change is refused
 RESUMABLE_CHANGES = ("harden.epochs", "evaluation.")
 
@@ -121,24 +124,48 @@ def _alive(holder: dict) -> bool:
     return True
 
 
+def check(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
+          outputs: tuple[str, ...] = RUN_FILES, resumable: bool = True) -> None:
+    """Refuse, reading only, a folder the run may not write into: a previous run's ``outputs`` or what any run
+    leaves (:data:`CLEARED`) unless told (``--resume`` continues it, when the command is ``resumable``;
+    ``--overwrite`` replaces it), and a non-empty folder that holds no dd-hub run unless ``--overwrite`` (its files
+    are then left alone). Cheap: commands call it before anything slow, and :func:`prepare` again."""
+    if resume and overwrite:
+        raise DDHubError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
+    if resume and not resumable:
+        raise DDHubError("--resume does not apply here: this command cannot continue a run; pass --overwrite to "
+                         "start over")
+    try:
+        if not out_dir.is_dir():
+            return
+        entries = [p.name for p in out_dir.iterdir()]
+    except OSError as exc:
+        raise DDHubError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
+    ours = dict.fromkeys((*outputs, *CLEARED))
+    found = [name for name in ours if (out_dir / name).exists() or (out_dir / name).is_symlink()]
+    if (out_dir / STAGING_DIR / COMMIT_NAME).is_file():
+        found.append(STAGING_DIR)
+    if found and not resume and not overwrite:
+        again = "pass --resume to continue it, " if resumable else ""
+        raise DDHubError(f"{out_dir} holds a previous run ({', '.join(found)}); {again}pass --overwrite to replace "
+                         "it, or choose another --out")
+    foreign = sorted(name for name in entries if name not in ours and name not in OURS)
+    if foreign and not found and not overwrite:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise DDHubError(f"{out_dir} is not empty and holds no dd-hub run ({shown}); choose another --out, or pass "
+                         "--overwrite to write into it anyway (files dd-hub did not write are left alone)")
+
+
 def prepare(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
             outputs: tuple[str, ...] = RUN_FILES, resumable: bool = True) -> None:
-    """Make ``out_dir`` ready for a run whose inputs are already validated: finish an interrupted commit, refuse to
-    write over a previous run's ``outputs``, or over what any run leaves (:data:`CLEARED`), unless told
-    (``--resume`` continues it, when the command is ``resumable``; ``--overwrite`` replaces it), and only then
-    clear what a fresh run must not reuse."""
+    """Make ``out_dir`` ready for a run whose inputs are already validated: finish an interrupted commit, refuse
+    what :func:`check` refuses, and only then clear what a fresh run must not reuse."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DDHubError(f"cannot create {out_dir}: {exc.strerror or exc}; choose another --out") from None
     recover(out_dir)
-    found = [name for name in dict.fromkeys((*outputs, *CLEARED)) if (out_dir / name).exists()]
-    if resume and overwrite:
-        raise DDHubError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
-    if found and not resume and not overwrite:
-        again = "pass --resume to continue it, " if resumable else ""
-        raise DDHubError(f"{out_dir} holds a previous run ({', '.join(found)}); {again}pass --overwrite to replace "
-                         "it, or choose another --out")
+    check(out_dir, resume=resume, overwrite=overwrite, outputs=outputs, resumable=resumable)
     if not resume:
         for path in (out_dir / name for name in CLEARED):
             if path.is_dir() and not path.is_symlink():

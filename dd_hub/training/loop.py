@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import FrozenBatchNorm2d
 from tqdm.auto import tqdm
 
-from ..settings import AT_LEAST_ONE, BELOW_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Settings, value_of
+from ..settings import (AT_LEAST_ONE, BELOW_ONE, FRACTION, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Settings,
+                        value_of)
 from .checkpoint import Position, latest_checkpoint, load_checkpoint, load_rng, save_checkpoint
 from ..data.datasets import DataConfig
 from .deep_defense import LossOutput
@@ -52,6 +54,7 @@ class TrainConfig(Settings):
     freeze_bn: bool = True                  # BatchNorm in eval mode and out of the optimizer
     grad_accumulation: Annotated[int, AT_LEAST_ONE] = 1
     max_grad_norm: Annotated[float, POSITIVE] | None = None  # clip the gradients' global L2 norm; None: off (paper)
+    max_skipped_share: Annotated[float, UNIT_INTERVAL] = 0.1  # stop when more of the phase's steps are skipped
 
 
 class JSONLTracker(GeneralTracker):
@@ -78,11 +81,11 @@ class JSONLTracker(GeneralTracker):
 
 
 def make_accelerator(mixed_precision: str = "no", grad_accumulation: int = 1,
-                     log_dir: str | Path | None = None) -> Accelerator:
-    """The :class:`Accelerator` of every run: CPU when there is no GPU, JSONL (+ TensorBoard if installed) logging
-    into ``log_dir`` when given."""
-    value_of(MixedPrecision, mixed_precision, "mixed precision", noun="")
-    cpu = not torch.cuda.is_available()
+                     log_dir: str | Path | None = None, device: str | None = None) -> Accelerator:
+    """The :class:`Accelerator` of every run: on ``device`` (:func:`training_device`), JSONL (+ TensorBoard if
+    installed) logging into ``log_dir`` when given."""
+    value_of(MixedPrecision, mixed_precision, "--mixed-precision", noun="")
+    cpu = training_device(device).type == "cpu"
     if mixed_precision == "fp16" and cpu:
         raise DDHubError("fp16 needs a CUDA GPU (Accelerate has no fp16 loss scaling on CPU); use bf16 on CPU")
     trackers: list = []
@@ -94,6 +97,31 @@ def make_accelerator(mixed_precision: str = "no", grad_accumulation: int = 1,
     if trackers:
         accelerator.init_trackers("tensorboard")
     return accelerator
+
+
+def training_device(device: str | None = None) -> torch.device:
+    """The device a run trains on: ``device`` ('cpu', 'cuda', 'cuda:1'; checked, and made the current CUDA device)
+    or, by default, the GPU when there is one. Under ``accelerate launch`` each process has its own GPU: no
+    ``device`` but 'cpu' then."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DDHubError(f"--device must be cpu, cuda or cuda:N, got '{device}'") from None
+    if chosen.type == "cpu":
+        return chosen
+    if chosen.type != "cuda" or not torch.cuda.is_available():
+        why = "no CUDA GPU here" if chosen.type == "cuda" else "only cpu and cuda are supported"
+        raise DDHubError(f"cannot use --device {device}: {why}; use --device cpu")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DDHubError("--device does not apply under `accelerate launch` (each process gets its own GPU)")
+    if chosen.index is not None:
+        if chosen.index >= torch.cuda.device_count():
+            raise DDHubError(f"cannot use --device {device}: there are {torch.cuda.device_count()} GPUs (cuda:0 "
+                             f"to cuda:{torch.cuda.device_count() - 1})")
+        torch.cuda.set_device(chosen.index)
+    return torch.device("cuda", torch.cuda.current_device())
 
 
 def freeze_batchnorm(model: nn.Module) -> int:
@@ -127,15 +155,42 @@ def training_step(accelerator: Accelerator, wrapped: nn.Module, objective: Objec
     extra = {}
     if accelerator.scaler is not None and "loss_scale" in inspect.signature(objective).parameters:
         extra["loss_scale"] = accelerator.scaler.get_scale()
-    model = accelerator.unwrap_model(wrapped)
-    wants_graph = getattr(objective, "wants_input_graph", None)
-    if wants_graph is not None and wants_graph(model):
-        inputs = inputs.detach().requires_grad_(True)
-    out = objective(model, inputs, labels, logits=wrapped(inputs), center=center, **extra)
+    out = _objective_output(wrapped, accelerator.unwrap_model(wrapped), objective, inputs, labels, center, extra)
     finite = all_finite(accelerator, out.loss)
     if finite:
         accelerator.backward(out.loss)
     return out, finite
+
+
+def _objective_output(wrapped: nn.Module, model: nn.Module, objective: Objective, inputs: Tensor, labels: Tensor,
+                      center: Tensor | None, extra: dict) -> LossOutput:
+    wants_graph = getattr(objective, "wants_input_graph", None)
+    if wants_graph is not None and wants_graph(model):
+        inputs = inputs.detach().requires_grad_(True)
+    return objective(model, inputs, labels, logits=wrapped(inputs), center=center, **extra)
+
+
+def trial_step(model: nn.Module, dataset: Dataset, config: TrainConfig, objective: Objective = cross_entropy, *,
+               center: Tensor | None = None, batch_size: int = 8) -> bool:
+    """One forward and backward of ``objective`` on the first ``batch_size`` examples of ``dataset`` (at most
+    ``config.batch_size``; two at the least, for BatchNorm in training mode), with ``model`` in the training state
+    ``config`` sets (BatchNorm frozen or not), on the model's device; no optimizer step. ``model`` is changed
+    (BatchNorm statistics, gradients): pass a copy. Returns whether the loss and every gradient were finite;
+    errors (a layer without a double backward, a shape that does not fit) propagate."""
+    device = next(model.parameters()).device
+    size = max(2, min(batch_size, config.batch_size, len(dataset)))
+    inputs, labels = next(iter(DataLoader(dataset, batch_size=size)))
+    inputs, labels = inputs.to(device), labels.to(device)
+    model.train()
+    if config.freeze_bn:
+        freeze_batchnorm(model)
+    model.zero_grad(set_to_none=True)
+    out = _objective_output(model, model, objective, inputs, labels,
+                            None if center is None else center.to(device), {})
+    if not torch.isfinite(out.loss.detach()).all():
+        return False
+    out.loss.backward()
+    return all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def train(
@@ -273,20 +328,41 @@ class _Run:
         sums = self.position.sums
         for key, value in {"steps": 1.0, **stats}.items():
             sums[key] = sums.get(key, 0.0) + value
-        self.bar.set_postfix({k: f"{v / sums['steps']:.4g}" for k, v in sums.items() if k != "steps"}, refresh=False)
+        self.bar.set_postfix({k: f"{v / sums['steps']:.4g}" for k, v in sums.items()
+                             if k not in ("steps", "skipped_steps")}, refresh=False)
 
     def end_epoch(self, epoch: int) -> None:
-        """Log the epoch's mean statistics, step the schedule and checkpoint."""
+        """Log the epoch's mean statistics and step counts, stop a diverging phase, step the schedule and
+        checkpoint."""
         position = self.position
-        counted = max(position.sums.pop("steps", 0.0), 1.0)
+        steps, skipped = position.sums.pop("steps", 0.0), position.sums.pop("skipped_steps", 0.0)
+        counts = {"steps": int(steps), "skipped_steps": int(skipped)}
+        if "clipped" in position.sums:
+            counts["clipped_steps"] = int(round(position.sums["clipped"]))
         record = {"phase": position.phase, "epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
-                  **{k: v / counted for k, v in position.sums.items()},
+                  **{k: v / max(steps, 1.0) for k, v in position.sums.items()}, **counts,
                   "seconds": round(time.perf_counter() - self.epoch_start, 3)}  # this process's, this run's part
+        self._check_divergence(record)
         self.scheduler.step()
         position.history.append(record)
         self.accelerator.log(record, step=position.global_step)
         position.epoch, position.step, position.sums = epoch + 1, 0, {}
         self.checkpoint()
+
+    def _check_divergence(self, record: dict) -> None:
+        """Stop the phase when more than ``max_skipped_share`` of its steps so far (every one, at the least) were
+        skipped for a non-finite loss or gradient: a network that was (almost) never updated is not evaluated."""
+        done = [*self.position.history, record]
+        skipped = sum(r.get("skipped_steps", 0) for r in done)
+        total = skipped + sum(r.get("steps", 0) for r in done)
+        if skipped == 0 or (skipped / total <= self.config.max_skipped_share and skipped < total):
+            return
+        phase = self.position.phase
+        section = "reference" if phase == "reference" else "harden"
+        raise DDHubError(f"the {phase} phase diverged: {skipped} of its {total} steps ({skipped / total:.0%}) were "
+                         f"skipped for a non-finite loss or gradient (more than {section}.max_skipped_share = "
+                         f"{self.config.max_skipped_share:g}); lower the learning rate (--set {section}.lr=...) or "
+                         f"lambda (--set defense.lam=...), or clip the gradients (--set {section}.max_grad_norm=1)")
 
     def checkpoint(self) -> None:
         if self.checkpoint_dir is not None:
@@ -296,6 +372,7 @@ class _Run:
     def _skip_step(self) -> None:
         """Drop this accumulation window's gradients after a non-finite loss or gradient; abort after too many."""
         self.nonfinite += 1
+        self.position.sums["skipped_steps"] = self.position.sums.get("skipped_steps", 0.0) + 1
         for param in self.params:
             param.grad = None
         scaler = self.accelerator.scaler
@@ -304,6 +381,9 @@ class _Run:
             scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
         where = f"epoch {self.position.epoch + 1}, batch {self.position.step + 1}"
         if self.nonfinite >= MAX_CONSECUTIVE_NONFINITE:
-            raise DDHubError(f"{self.nonfinite} consecutive non-finite losses or gradients ({where}); lower the "
-                             "learning rate or lambda/d, clip the gradients (harden.max_grad_norm), or train in fp32")
-        warnings.warn(f"non-finite loss or gradient at {where}: step skipped")
+            section = "reference" if self.position.phase == "reference" else "harden"
+            raise DDHubError(f"the {self.position.phase} phase diverged: {self.nonfinite} consecutive non-finite "
+                             f"losses or gradients ({where}); lower the learning rate (--set {section}.lr=...) or "
+                             f"lambda (--set defense.lam=...), clip the gradients (--set {section}.max_grad_norm=1), "
+                             "or train in fp32")
+        warnings.warn(f"{self.position.phase}: non-finite loss or gradient at {where}: step skipped")

@@ -45,6 +45,8 @@ def evaluate_saved(name_or_path: str | Path, *, dataset: str | None = None, data
         config.autoattack = standard_threat_models(dataset)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        if torch.device(target).type not in ("cpu", "cuda", "mps", "xpu"):
+            raise RuntimeError(f"a {torch.device(target).type} device holds no data to evaluate on; use cpu or cuda")
         model.to(torch.device(target))
     except (RuntimeError, AssertionError) as exc:
         raise DDHubError(f"cannot use device '{target}': {first_line(exc)}") from None

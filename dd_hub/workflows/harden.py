@@ -14,8 +14,7 @@ from typing import Callable
 import torch
 from accelerate.utils import set_seed
 
-from ..errors import DDHubError, first_line
-from ..evaluation.report import Report, evaluate, format_comparison
+from ..evaluation.report import Report, format_comparison
 from ..hub.card import render_card
 from ..hub.figures import render_curve, render_training
 from ..models import unwrap
@@ -27,7 +26,8 @@ from ..storage.atomic_io import write_json_atomic, write_text_atomic
 from ..training.loop import make_accelerator, train
 from ..training.objectives import create_objective
 from ..version import __version__
-from .start import Start, prepare_start, train_reference
+from .phases import check_finite_figures, evaluate_kept, kept_on_failure, phase
+from .start import Start, preflight, prepare_start, train_reference
 
 
 @dataclass
@@ -55,64 +55,75 @@ def harden(
     mixed_precision: str = "no",
     checkpoint_every: int = 0,
     input_size: int | None = None,
+    device: str | None = None,
 ) -> HardenResult:
     """Harden ``recipe.model`` on ``recipe.dataset`` and write model, config, metrics and card to ``out_dir``.
 
-    Training checkpoints go to ``out_dir/checkpoints`` (every epoch and every ``checkpoint_every`` batches);
-    ``resume=True`` continues a killed run from there (with the same settings, more epochs allowed);
-    ``overwrite=True`` replaces a previous run in ``out_dir``, which is otherwise refused. ``mixed_precision`` is
-    'no', 'bf16' or 'fp16' (GPU). ``input_size`` resizes folder/timm datasets to that square size.
+    Before any training the run proves it can finish (:func:`dd_hub.workflows.start.preflight`). Training
+    checkpoints go to ``out_dir/checkpoints`` (every epoch and every ``checkpoint_every`` batches), and each
+    finished evaluation's report beside them; ``resume=True`` continues a killed or failed run from there (with the
+    same settings, more epochs allowed) without training or measuring again what finished; ``overwrite=True``
+    replaces a previous run in ``out_dir``, which is otherwise refused. ``mixed_precision`` is 'no', 'bf16' or
+    'fp16' (GPU). ``input_size`` resizes folder/timm datasets to that square size. ``device``: 'cpu', 'cuda',
+    'cuda:N' (default: the GPU when there is one). ``echo`` gets one line when each phase starts and ends.
     """
     out_dir = Path(out_dir)
+    run_dir.check(out_dir, resume=resume, overwrite=overwrite)  # before anything slow; again once locked
     set_seed(recipe.seed)
-    start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init,
-                          input_size=input_size)
+    with phase(echo, "Checking that the run can finish", f"{recipe.model} on {recipe.dataset}"):
+        start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init,
+                              input_size=input_size)
+        preflight(start, recipe, device=device)
     settings = {**recipe.to_dict(), "run": {"start": start.provenance, "mixed_precision": mixed_precision,
                                             "input_size": input_size}}
     with run_dir.locked(out_dir):
         return _harden_in(out_dir, recipe, start, settings, progress=progress, echo=echo, resume=resume,
-                          overwrite=overwrite, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every)
+                          overwrite=overwrite, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every,
+                          device=device)
 
 
 def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, progress: bool,
                echo: Callable[[str], None], resume: bool, overwrite: bool, mixed_precision: str,
-               checkpoint_every: int) -> HardenResult:
+               checkpoint_every: int, device: str | None) -> HardenResult:
     """The run itself, in a locked ``out_dir`` and with validated inputs."""
-    accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, log_dir=out_dir)
+    accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, log_dir=out_dir, device=device)
     changed: list[str] = []
     if accelerator.is_main_process:
         run_dir.prepare(out_dir, resume=resume, overwrite=overwrite)
         changed = run_dir.check_settings(out_dir, settings, resume=resume)
     accelerator.wait_for_everyone()
-    loop = dict(accelerator=accelerator, progress=progress, checkpoint_dir=out_dir / CHECKPOINTS_DIR,
-                checkpoint_every=checkpoint_every, resume=resume, data=recipe.data)
+    kept = out_dir / CHECKPOINTS_DIR
+    loop = dict(accelerator=accelerator, progress=progress, checkpoint_dir=kept, checkpoint_every=checkpoint_every,
+                resume=resume, data=recipe.data)
     reference_history = train_reference(start, recipe, echo=echo, save_dir=out_dir / REFERENCE_DIR, **loop)
     reference = copy.deepcopy(start.model)
-
-    echo(f"Hardening with {recipe.method} ({recipe.harden.epochs} epochs)")
-    history = train(start.model, start.train_set, recipe.harden, create_objective(recipe), center=start.center,
-                    desc="harden", seed=recipe.seed, **loop)
+    with phase(echo, "Hardening", f"{recipe.method}, {recipe.harden.epochs} epochs"):
+        history = train(start.model, start.train_set, recipe.harden, create_objective(recipe), center=start.center,
+                        desc="harden", seed=recipe.seed, **loop)
     accelerator.end_training()
 
-    echo("Evaluating the hardened and the reference model")  # every process evaluates its share of the batches
-    evaluation = dict(center=start.center, progress=progress and accelerator.is_main_process, data=recipe.data)
-    try:
-        hardened_report = evaluate(start.model, start.test_set, recipe.evaluation, **evaluation)
-        reference_report = evaluate(reference, start.test_set, recipe.evaluation, eps_ref=hardened_report.eps_ref,
-                                    **evaluation)
-    except Exception as exc:  # the trained weights are in the last checkpoint: say how to evaluate them again
-        raise DDHubError(f"training finished but the evaluation failed ({type(exc).__name__}: {first_line(exc)}); "
-                         f"the trained weights are kept in {out_dir / CHECKPOINTS_DIR}: rerun the same command with "
-                         "--resume to evaluate them again") from exc
-    if not accelerator.is_main_process:  # export runs once, on the main process
-        return HardenResult(start.model, None, None, out_dir, "")
-    table = format_comparison({"reference": reference_report, "hardened": hardened_report})
-    metrics = run_metrics(recipe, start, hardened_report, reference_report, history)
-    if reference_history:
-        metrics["reference_training"] = reference_history
-    if changed:
-        metrics["resumed_with_changes"] = changed
-    write_outputs(out_dir, start.model, metrics, label_names=start.spec.label_names, table=table)
+    with kept_on_failure(kept):  # the trained weights are in the last checkpoint: --resume finishes from there
+        # every process evaluates its share of the batches; each report is kept for --resume as soon as it ends
+        evaluation = dict(center=start.center, progress=progress and accelerator.is_main_process, data=recipe.data,
+                          resume=resume, echo=echo, write=accelerator.is_main_process)
+        with phase(echo, "Evaluating the hardened model"):
+            hardened_report = evaluate_kept(start.model, start.test_set, recipe.evaluation,
+                                            kept / "hardened-report.json", name="hardened", **evaluation)
+        with phase(echo, "Evaluating the reference model"):
+            reference_report = evaluate_kept(reference, start.test_set, recipe.evaluation,
+                                             kept / "reference-report.json", name="reference",
+                                             eps_ref=hardened_report.eps_ref, **evaluation)
+        if not accelerator.is_main_process:  # export runs once, on the main process
+            return HardenResult(start.model, None, None, out_dir, "")
+        check_finite_figures({"hardened": hardened_report, "reference": reference_report})
+        with phase(echo, "Writing the model folder"):
+            table = format_comparison({"reference": reference_report, "hardened": hardened_report})
+            metrics = run_metrics(recipe, start, hardened_report, reference_report, history)
+            if reference_history:
+                metrics["reference_training"] = reference_history
+            if changed:
+                metrics["resumed_with_changes"] = changed
+            write_outputs(out_dir, start.model, metrics, label_names=start.spec.label_names, table=table)
     return HardenResult(start.model, hardened_report, reference_report, out_dir, table)
 
 
@@ -120,15 +131,18 @@ def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Repor
     """The content of metrics.json: what was trained, from where, how, and both evaluations."""
     architecture = architecture_name(start.model)
     suffix = "deepdefense" if recipe.method == "deep_defense" else recipe.method.replace("_", "-")
+    if recipe.smoke:
+        suffix += "-smoke"
     return {
         "dd_hub_version": __version__,
         "seed": recipe.seed,
+        **({"smoke": True} if recipe.smoke else {}),
         "model": {"architecture": architecture, "repo_name": f"{architecture}-{recipe.dataset}-{suffix}",
                   "dataset": recipe.dataset, "dataset_hub_id": start.spec.hub_id, "base_model": start.base_model,
                   "dataset_card_name": start.spec.card_name or recipe.dataset, "dataset_split": start.spec.hub_split,
                   "start": start.weights, "provenance": start.provenance, "num_classes": start.spec.num_classes,
                   "license": recipe.license or unwrap(start.model).pretrained_cfg.get("license") or "other",
-                  "method": recipe.method,
+                  "method": recipe.method, "input": start.input,
                   "skipped_images": start.skipped},
         "recipe": recipe.to_dict(),
         "hardened": hardened.to_dict(),

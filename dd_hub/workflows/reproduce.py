@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +22,20 @@ from typing import Callable, Sequence
 import torch
 from accelerate.utils import set_seed
 
-from ..errors import DDHubError, first_line
-from ..evaluation.report import Report, evaluate, format_comparison
+from ..errors import DDHubError
+from ..evaluation.report import Report, format_comparison
 from ..models.directory import save_model
 from ..names import CHECKPOINTS_DIR, REFERENCE_DIR, RESULTS_NAME, TABLE_NAME
 from ..recipes import Recipe
 from ..storage import run_dir
-from ..storage.atomic_io import read_json_object, write_json_atomic, write_text_atomic
+from ..storage.atomic_io import write_json_atomic, write_text_atomic
 from ..text import markdown_table
 from ..training.loop import make_accelerator, train
 from ..training.objectives import create_objective, list_methods
 from ..version import __version__
 from .harden import run_metrics, write_outputs
-from .start import Start, prepare_start, train_reference
+from .phases import REPORT_NAME, check_finite_figures, evaluate_kept, kept_on_failure, phase
+from .start import Start, preflight, prepare_start, train_reference
 
 PAPER_METHODS = ("clean", "parseval", "deepfool_adv", "fgs_adv", "deep_defense")
 LABELS = {
@@ -66,7 +66,6 @@ PAPER_TABLE1: dict[str, dict[str, _Row]] = {
     },
 }
 PAPER_FRACTIONS = ("0.2", "0.5", "1")
-REPORT_NAME = "report.json"  # a finished evaluation, in its phase's checkpoint folder
 
 
 @dataclass
@@ -92,11 +91,16 @@ def reproduce(
     echo: Callable[[str], None] = print,
     overwrite: bool = False,
     resume: bool = False,
+    mixed_precision: str = "no",
+    checkpoint_every: int = 0,
+    input_size: int | None = None,
+    device: str | None = None,
 ) -> ReproduceResult:
     """Run the paper's comparison for ``recipe``'s model and dataset; see the module docstring. ``out_dir`` is a
     unit like harden's (:mod:`dd_hub.storage.run_dir`): locked while the run writes it, a previous run refused
     unless ``overwrite`` (start over) or ``resume`` (continue it, with the same settings but harden.epochs and
-    evaluation.*), results.json and table.md committed together at the end."""
+    evaluation.*), results.json and table.md committed together at the end. The other options are harden's
+    (:func:`dd_hub.workflows.harden.harden`)."""
     unknown = [m for m in methods if m not in list_methods()]
     if unknown:
         raise DDHubError(f"unknown method '{unknown[0]}'; available: {', '.join(list_methods())}")
@@ -104,42 +108,42 @@ def reproduce(
         raise DDHubError(f"--eps-ref-from must be 'reference' or one of the methods run ({', '.join(methods)})")
     seeds = list(seeds or [recipe.seed])
     out_dir = Path(out_dir)
+    outputs = (RESULTS_NAME, TABLE_NAME, *(f"seed{seed}" for seed in seeds))
+    run_dir.check(out_dir, resume=resume, overwrite=overwrite, outputs=outputs)  # before anything slow
     settings = {**recipe.to_dict(), "run": {"methods": list(methods), "seeds": seeds, "eps_ref_from": eps_ref_from,
-                                            "checkpoint": None if checkpoint is None else str(checkpoint)}}
+                                            "checkpoint": None if checkpoint is None else str(checkpoint),
+                                            "mixed_precision": mixed_precision, "input_size": input_size}}
+    options = dict(checkpoint=checkpoint, data_dir=data_dir, allow_random_init=allow_random_init,
+                   input_size=input_size)
+    with phase(echo, "Checking that the run can finish", f"{recipe.model} on {recipe.dataset}"):
+        set_seed(seeds[0])
+        preflight(prepare_start(recipe, **options), recipe, methods, device=device)
     with run_dir.locked(out_dir):
-        run_dir.prepare(out_dir, resume=resume, overwrite=overwrite, resumable=True,
-                        outputs=(RESULTS_NAME, TABLE_NAME, *(f"seed{seed}" for seed in seeds)))
+        run_dir.prepare(out_dir, resume=resume, overwrite=overwrite, outputs=outputs)
         run_dir.check_settings(out_dir, settings, resume=resume)
-        try:
-            return _reproduce_in(out_dir, recipe, methods, seeds, eps_ref_from, checkpoint=checkpoint,
-                                 data_dir=data_dir, allow_random_init=allow_random_init, progress=progress,
-                                 echo=echo, resume=resume)
-        except Exception as exc:
-            kept = out_dir / CHECKPOINTS_DIR
-            if not kept.is_dir():
-                raise
-            what = str(exc) if isinstance(exc, DDHubError) else f"{type(exc).__name__}: {first_line(exc)}"
-            raise DDHubError(f"{what} (what finished is kept in {kept}: rerun the same command with --resume to "
-                             "continue from there)") from exc
+        with kept_on_failure(out_dir / CHECKPOINTS_DIR):
+            accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, device=device)
+            loop = dict(accelerator=accelerator, progress=progress, data=recipe.data, resume=resume,
+                        checkpoint_every=checkpoint_every)
+            return _reproduce_in(out_dir, recipe, methods, seeds, eps_ref_from, options=options, loop=loop,
+                                 echo=echo)
 
 
 def _reproduce_in(out_dir: Path, recipe: Recipe, methods: Sequence[str], seeds: list[int], eps_ref_from: str, *,
-                  checkpoint: str | Path | None, data_dir: str | Path | None, allow_random_init: bool,
-                  progress: bool, echo: Callable[[str], None], resume: bool) -> ReproduceResult:
-    accelerator = make_accelerator(grad_accumulation=recipe.harden.grad_accumulation)
+                  options: dict, loop: dict, echo: Callable[[str], None]) -> ReproduceResult:
     names = ["reference", *methods]
     runs = []
     for seed in seeds:
         echo(f"== seed {seed}")
         set_seed(seed)
-        start = prepare_start(recipe, data_dir=data_dir, checkpoint=checkpoint, allow_random_init=allow_random_init)
+        start = prepare_start(recipe, **options)
         phases = out_dir / CHECKPOINTS_DIR / f"seed{seed}"
-        loop = dict(accelerator=accelerator, progress=progress, data=recipe.data, resume=resume)
         reference_history = train_reference(start, recipe, echo=echo, seed=seed,
                                             checkpoint_dir=phases / "reference", **loop)
         models, history = _fine_tune_all(start, recipe, methods, seed, phases, echo, **loop)
-        reports = _evaluate_all(models, start, recipe, eps_ref_from, phases, progress=progress, echo=echo,
-                                resume=resume)
+        reports = _evaluate_all(models, start, recipe, eps_ref_from, phases, progress=loop["progress"], echo=echo,
+                                resume=loop["resume"])
+        check_finite_figures(reports)
         _write_models(out_dir / f"seed{seed}", models, reports, history, recipe, start, eps_ref_from)
         runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref,
                      "training": {"reference": reference_history, **history},
@@ -148,6 +152,7 @@ def _reproduce_in(out_dir: Path, recipe: Recipe, methods: Sequence[str], seeds: 
         "dd_hub_version": __version__, "model": recipe.model, "dataset": recipe.dataset, "seeds": seeds,
         "methods": names, "eps_ref_from": eps_ref_from, "recipe": recipe.to_dict(), "runs": runs,
         "summary": _summary(runs, names), "paper": PAPER_TABLE1.get(recipe.model),
+        **({"smoke": True} if recipe.smoke else {}),
     }
     table = format_table(results)
     staging = run_dir.staging_dir(out_dir)
@@ -163,12 +168,13 @@ def _fine_tune_all(start: Start, recipe: Recipe, methods: Sequence[str], seed: i
     checkpointed in ``phases/<method>`` (``loop`` goes to :func:`dd_hub.training.loop.train`, ``resume`` included)."""
     models, history = {"reference": start.model}, {}
     for method in methods:
-        echo(f"Fine-tuning with {method} ({recipe.harden.epochs} epochs)")
-        set_seed(seed)
-        model = copy.deepcopy(start.model)
-        history[method] = train(model, start.train_set, recipe.harden,
-                                create_objective(dataclasses.replace(recipe, method=method)), center=start.center,
-                                desc=method, seed=seed, checkpoint_dir=phases / method, **loop)
+        with phase(echo, f"Fine-tuning with {method}", f"{recipe.harden.epochs} epochs"):
+            set_seed(seed)
+            model = copy.deepcopy(start.model)
+            history[method] = train(model, start.train_set, recipe.harden,
+                                    create_objective(dataclasses.replace(recipe, method=method)),
+                                    center=start.center, desc=method, seed=seed, checkpoint_dir=phases / method,
+                                    **loop)
         models[method] = model
     return models, history
 
@@ -179,48 +185,19 @@ def _evaluate_all(models: dict[str, torch.nn.Module], start: Start, recipe: Reci
 
     Each report is written to ``phases/<name>/report.json`` as soon as it is measured; with ``resume`` one found
     there is used instead of measuring again when it was measured on the same weights, evaluation settings and
-    epsilon_ref.
+    epsilon_ref (:func:`dd_hub.workflows.phases.evaluate_kept`).
     """
-    echo(f"Evaluating (epsilon_ref from {eps_ref_from})")
-
     def measure(name: str, eps_ref: float | None = None) -> Report:
-        path = phases / name / REPORT_NAME
-        key = {"weights_sha256": _weights_digest(models[name]), "evaluation": dataclasses.asdict(recipe.evaluation),
-               "eps_ref": eps_ref}
-        if resume and (kept := _kept_report(path, key)) is not None:
-            echo(f"{name}: the report measured before on these weights is reused ({path})")
-            return kept
-        report = evaluate(models[name], start.test_set, recipe.evaluation, center=start.center, eps_ref=eps_ref,
-                          progress=progress, data=recipe.data)
-        path.parent.mkdir(parents=True, exist_ok=True)  # a phase not trained here (e.g. --checkpoint's reference)
-        write_json_atomic(path, {"key": key, "report": report.to_dict()})
-        return report
+        with phase(echo, f"Evaluating {name}", f"epsilon_ref from {eps_ref_from}" if eps_ref is not None else ""):
+            return evaluate_kept(models[name], start.test_set, recipe.evaluation, phases / name / REPORT_NAME,
+                                 resume=resume, echo=echo, name=name, eps_ref=eps_ref, center=start.center,
+                                 progress=progress, data=recipe.data)
 
     reports = {eps_ref_from: measure(eps_ref_from)}
     for name in models:
         if name not in reports:
             reports[name] = measure(name, reports[eps_ref_from].eps_ref)
     return {name: reports[name] for name in models}
-
-
-def _weights_digest(model: torch.nn.Module) -> str:
-    """sha256 of the model's state (names and tensor bytes, in order): which weights a kept report measured."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _kept_report(path: Path, key: dict) -> Report | None:
-    """The report kept at ``path`` if it was measured under ``key``; None when absent, unreadable or not ours."""
-    if not path.is_file():
-        return None
-    try:
-        kept = read_json_object(path, what="a kept report", fix="")
-        return Report.from_dict(kept["report"]) if kept.get("key") == key else None
-    except (DDHubError, KeyError, TypeError, ValueError):
-        return None
 
 
 def _write_models(seed_dir: Path, models: dict, reports: dict[str, Report], history: dict, recipe: Recipe,
