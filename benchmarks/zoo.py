@@ -10,9 +10,11 @@ Each network runs in a fresh process (``--check NAME``), through the project's o
 1. **prepare** (nothing slow has started: a failure here is a refusal, with its one line): the recipe
    ``find_recipe(NAME, "mnist-5k")`` (the family's own, else the generic MNIST one), the starting point
    ``prepare_start`` (the model built by ``dd_hub.create_model`` for 1x28x28 images: the channels and, where the
-   network cannot take 28x28, the size it is resized to), and ``check_export`` (save, reload, same logits);
-2. **reference**: a short run of the recipe's reference training (256 images, cross-entropy, BatchNorm training),
-   so that BatchNorm's running statistics describe the data when hardening freezes them, as after the real one;
+   network cannot take 28x28, the size it is resized to), harden's ``preflight`` (one batch of each phase's
+   objective, the export reloaded) and ``check_export`` (save, reload, same logits);
+2. **reference**: a short run of the recipe's reference training (96 images, cross-entropy, BatchNorm training),
+   then BatchNorm's running statistics recomputed exactly over those images, so that they describe the data when
+   hardening freezes them, as after a real reference training;
 3. **objective**: a plain cross-entropy step and a Deep Defense step (the recipe's ``defense``: forward, the unrolled
    DeepFool iterations, backward) on one batch of 8 training images, BatchNorm frozen as in training: the CPU time
    of one step after a warm-up step (at one thread, its wall time on an idle machine; the CPU time does not count
@@ -24,8 +26,8 @@ Each network runs in a fresh process (``--check NAME``), through the project's o
 5. **export**: ``save_model``, ``dd_hub.load`` (same logits as the trained model), and plain timm (``local-dir:``)
    or plain torchvision (the config's builder and arguments) in a process that never imports dd_hub, whose logits
    must equal ``dd_hub.load``'s (the images resized and normalized as the config says);
-6. **evaluation**: ``dd_hub.evaluation.report.evaluate`` on 8 test images (clean accuracy, DeepFool rho_2 with 10
-   steps, FGS and PGD (5 steps) at epsilon_ref 0.1; AutoAttack and the gradient-masking checks left out for time).
+6. **evaluation**: ``dd_hub.evaluation.report.evaluate`` on 8 test images (clean accuracy, DeepFool rho_2 with 5
+   steps, FGS and PGD (2 steps) at epsilon_ref 0.1; AutoAttack and the gradient-masking checks left out for time).
 
 A network passes when all six stages ran. ``--jobs 2`` checks two networks at a time. Networks are random-init (no weights can be downloaded here), so the
 accuracies say nothing; the table is about what runs, and at which cost.
@@ -64,9 +66,8 @@ FAMILIES = {
     "BEiT": "beit_base_patch16_224", "MaxViT": "maxvit_pico_rw_256", "CoAtNet": "coatnet_pico_rw_224",
     "GCViT": "gcvit_xxtiny", "EfficientFormerV2": "efficientformerv2_s0", "TinyViT": "tiny_vit_5m_224",
     "RepVGG": "repvgg_a0", "MobileOne": "mobileone_s0", "ConViT": "convit_tiny",
-    "PVTv2": "pvt_v2_b0", "NFNet": "nf_resnet26", "LCNet": "lcnet_050", "HGNetV2": "hgnetv2_b0", "DPN": "dpn48b", "RepViT": "repvit_m1",
-    "InceptionNeXt": "inception_next_atto", "EfficientViT": "efficientvit_b0", "StarNet": "starnet_s050",
-    "MambaOut": "mambaout_femto", "VoVNet": "ese_vovnet19b_dw",
+    "PVTv2": "pvt_v2_b0", "LCNet": "lcnet_050", "HGNetV2": "hgnetv2_b0", "RepViT": "repvit_m1",
+    "InceptionNeXt": "inception_next_atto",
 }
 #: torchvision builders (``tv:NAME``)
 TORCHVISION = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "vit_b_16", "alexnet",
@@ -74,7 +75,7 @@ TORCHVISION = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "convnext_ti
                "swin_t"]
 BATCH = 8
 STAGES = ("prepare", "reference", "objective", "update", "export", "evaluation")
-REFERENCE_IMAGES = 256
+REFERENCE_IMAGES = 96
 
 # ---------------------------------------------------------------------------------------------- one network (child)
 
@@ -111,11 +112,12 @@ def _prepare(name: str, record: dict):
     from dd_hub.models import unwrap
     from dd_hub.models.directory import check_export
     from dd_hub.recipes import find_recipe
-    from dd_hub.workflows.start import prepare_start
+    from dd_hub.workflows.start import preflight, prepare_start
 
     began = time.perf_counter()
     recipe = find_recipe(name, "mnist-5k")
     start = prepare_start(recipe, allow_random_init=True)
+    preflight(start, recipe, ["deep_defense"])   # harden's own checks before training
     check_export(start.model, start.spec.input_size, label_names=start.spec.label_names)
     bare = unwrap(start.model)
     record.update(recipe=recipe.name, module=type(bare).__module__, params_m=round(sum(
@@ -154,9 +156,30 @@ def _reference(start, recipe, record: dict) -> None:
     if recipe.reference is None:
         return
     config = replace(recipe.reference, epochs=1, batch_size=32, grad_accumulation=1)
-    history = train(start.model, Subset(start.train_set, range(REFERENCE_IMAGES)), config, center=start.center,
-                    progress=False)
+    images = Subset(start.train_set, range(REFERENCE_IMAGES))
+    history = train(start.model, images, config, center=start.center, progress=False)
     record["reference_accuracy"] = history[-1].get("acc")
+    _recalibrate_batchnorm(start.model, images)
+
+
+def _recalibrate_batchnorm(model, images) -> None:
+    """BatchNorm's running statistics set to the exact mean and variance over ``images`` (after a few steps they
+    still hold mostly their initial 0 and 1, and a network whose BatchNorm is then frozen computes something else
+    than it was trained as: Deep Defense's perturbations come out hundreds of times the image)."""
+    import torch
+    from torch import nn
+
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None   # a cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        for first in range(0, len(images), 32):
+            model(torch.stack([images[i][0] for i in range(first, min(first + 32, len(images)))]))
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
 
 
 def _objective(start, recipe, record: dict) -> None:
@@ -304,7 +327,7 @@ def _evaluation(start, recipe, record: dict) -> None:
 
     from dd_hub.evaluation.report import EvalConfig, evaluate
 
-    config = EvalConfig(deepfool_steps=10, fgs_eps=[0.1], pgd_steps=5, sanity=False, autoattack=[],
+    config = EvalConfig(deepfool_steps=5, fgs_eps=[0.1], pgd_steps=2, sanity=False, autoattack=[],
                         batch_size=BATCH, max_examples=BATCH)
     report = evaluate(start.model.eval(), Subset(start.test_set, range(4 * BATCH)), config, center=start.center,
                       eps_ref=0.1, progress=False)
@@ -366,6 +389,7 @@ def main() -> None:
     parser.add_argument("--check", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--plain", help=argparse.SUPPRESS)
+    parser.add_argument("--render", action="store_true", help="only write the page again from its .json records")
     args = parser.parse_args()
     if args.plain:
         print(json.dumps(plain_check(args.plain)))
@@ -374,6 +398,11 @@ def main() -> None:
         print(json.dumps(check(args.check, args.work)))
         return
     raw = args.out.with_suffix(".json")
+    if args.render:
+        saved = json.loads(raw.read_text())
+        args.out.write_text(render(saved["networks"], saved["meta"]))
+        print(summary(saved["networks"]))
+        return
     previous = {r["name"]: r for r in json.loads(raw.read_text())["networks"]} if raw.exists() else {}
     wanted = set(args.only.split(",")) if args.only else None
     unknown = wanted - {name for _, name in networks()} if wanted else set()
@@ -452,18 +481,23 @@ For each network, in a fresh process, the stages a `dd-hub harden NAME --dataset
 goes through, with the project's own code (`benchmarks/zoo.py` says exactly how):
 
 1. **prepare**: the recipe (the family's own, else the generic MNIST recipe), the model built by
-   `dd_hub.create_model` for MNIST-5k's grey 28x28 images, and the export check (`check_export`: save, reload, same
-   logits). What fails here is *refused* with its one line, before any training;
-2. **objective**: a plain cross-entropy step and a Deep Defense step (the recipe's lambda, c, d and 5 unrolled
-   DeepFool iterations; forward and backward) on a batch of {BATCH} training images, BatchNorm frozen: the median wall
-   time of 3 steps after a warm-up, and the peak resident memory above what the process held before the step;
+   `dd_hub.create_model` for MNIST-5k's grey 28x28 images, `harden`'s own checks before training (`preflight`: one
+   batch of each phase's objective, the export reloaded) and `check_export` (save, reload, same logits). What fails
+   here is *refused* with its one line, before any training;
+2. **reference**: a short run (96 images) of the recipe's reference training, then BatchNorm's running statistics
+   recomputed exactly over those images, so that they describe the data when hardening freezes them, as after a
+   real reference training (after a few steps they still hold mostly their initial values);
+3. **objective**: a plain cross-entropy step and a Deep Defense step (the recipe's lambda, c, d and 5 unrolled
+   DeepFool iterations; forward and backward) on a batch of {BATCH} training images, BatchNorm frozen: the CPU time of
+   one step after a warm-up step (at one thread, the wall time on an idle machine, without the time other jobs
+   held the shared cores), and the warm-up step's peak resident memory above what the process held before it;
 4. **update**: one optimizer step of the training loop with Deep Defense: every weight finite, some changed;
-4. **export**: `save_model`, then `dd_hub.load` and, in a process that never imports dd_hub, plain timm
+5. **export**: `save_model`, then `dd_hub.load` and, in a process that never imports dd_hub, plain timm
    (`timm.create_model("local-dir:DIR", pretrained=True)`) or plain torchvision
    (`torchvision.models.get_model(NAME, num_classes=..., **model_args)` + `load_state_dict`): the same logits
    (relative gap below 1e-4);
-5. **evaluation**: `evaluate` on {BATCH} test images (clean accuracy, DeepFool rho_2, FGS, PGD; AutoAttack and the
-   gradient-masking checks are left out here for time: the `harden` end-to-end tests run them).
+6. **evaluation**: `evaluate` on {BATCH} test images (clean accuracy, DeepFool rho_2, FGS and PGD at epsilon_ref 0.1;
+   AutoAttack and the gradient-masking checks are left out here for time: the `harden` end-to-end tests run them).
 
 The networks are randomly initialised (nothing can be downloaded here), so no accuracy is reported: this table
 says what runs and what it costs, not how robust anything becomes.

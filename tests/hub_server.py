@@ -80,6 +80,7 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.card_data: dict[str, dict] = {}          # commit -> its README's front matter, parsed once
+        self.card_data_in_listing = True              # False: a listing that never carries cardData
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -467,6 +468,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 item = hub.model_json(repo_id, hub.repos[repo_id].branches["main"], siblings="siblings" in expand)
                 if not wanted <= set(item["tags"]):
                     continue
+                if not hub.card_data_in_listing:
+                    item.pop("cardData", None)
                 if expand:
                     item = {"id": item["id"], "_id": item["id"], **{k: item[k] for k in expand if k in item}}
                 elif not with_card:
