@@ -312,7 +312,7 @@ def verify(model, max_examples, tolerance, data_dir, device, publish, out, quiet
     verdicts = set(result.verdicts.values())
     verdict = ("every figure agrees" if result.agrees else "some figures DISAGREE" if "disagrees" in verdicts
                else "no verdict (too few images)")
-    click.echo(f"Verified by {result.record.verified_by}: {verdict}.")
+    click.echo(f"Re-measured by {result.record.verified_by}: {verdict}.")
     if result.written:
         click.echo(f"Record written to {result.written}")
     if result.pull_request:
@@ -461,7 +461,9 @@ def show(model, cards_dir, as_json) -> None:
               help="First add this model directory's card (repeatable).")
 @click.option("--repo-id", help="The Hub id the (single) added model was published as; without it the card says "
               "its weights are not published yet.")
-def cards(cards_dir, model_dirs, repo_id) -> None:
+@click.option("--complete", is_flag=True, help="Add the whole model folder (weights, config.json, metrics.json, "
+              "figures, card: what `dd-hub publish` uploads), so that the entry loads and verifies by itself.")
+def cards(cards_dir, model_dirs, repo_id, complete) -> None:
     """Regenerate CARDS_DIR/index.md, the leaderboards of the cards this project keeps."""
     from .hub.boards import write_index
 
@@ -470,7 +472,7 @@ def cards(cards_dir, model_dirs, repo_id) -> None:
     if model_dirs:
         from .hub.catalogue import add_card   # reads model folders: torch (regenerating the index alone does not)
     for model_dir in model_dirs:
-        click.echo(f"Added {add_card(model_dir, cards_dir, repo_id)}")
+        click.echo(f"Added {add_card(model_dir, cards_dir, repo_id, complete=complete)}")
     click.echo(f"Wrote {write_index(cards_dir)}")
 
 

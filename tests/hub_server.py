@@ -18,6 +18,7 @@ pointing at ``http://127.0.0.1:<port>``:
 - ``POST /api/models/{repo}/commit/main?create_pr=1``      a pull request (``refs/pr/N``), open to any signed-in user
 - ``GET  /api/models/{repo}/discussions``                  the pull requests, with their authors, newest first, 50 a
   page (``?p=N``; ``count`` and ``start`` say where the page is), open, merged and closed alike
+- ``GET  /api/models/{repo}/commits/{rev}``                the commits of a revision, newest first, with authors
 - ``GET  /api/organizations/{org}/members``                the members of an organisation (404 for a user)
 - ``GET  /api/users/{name}/overview``                      a user's overview (404 for an organisation or nobody)
 
@@ -51,6 +52,7 @@ class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> full file snapshot
     history: list[str] = field(default_factory=list)              # commit shas, oldest first
     pulls: list[dict] = field(default_factory=list)               # num, title, author, status
+    lineage: dict[str, tuple] = field(default_factory=dict)       # sha -> (parent sha, author)
 
 
 def card_data(readme: bytes | None) -> dict | None:
@@ -76,8 +78,10 @@ class FakeHub:
         self.quirks: dict[str, bytes] = {}            # route ('whoami', 'create', 'model_info') -> a 200 body to send
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
+        self.queries: list[str] = []                  # the query string of each request, in the same order
         self.lock = threading.Lock()
         self.card_data: dict[str, dict] = {}          # commit -> its README's front matter, parsed once
+        self.card_data_in_listing = True              # False: a listing that never carries cardData
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -114,7 +118,8 @@ class FakeHub:
         repo = self.repos.get(repo_id)
         return repo is not None and (not repo.private or self.may_write(user, repo_id))
 
-    def commit(self, repo_id: str, branch: str, changes: dict[str, bytes | None], message: str) -> str:
+    def commit(self, repo_id: str, branch: str, changes: dict[str, bytes | None], message: str,
+               author: str = "system") -> str:
         repo = self.repos[repo_id]
         parent = repo.branches.get(branch)
         snapshot = dict(repo.commits[parent]) if parent else {}
@@ -130,6 +135,7 @@ class FakeHub:
         repo.commits[sha] = snapshot
         repo.branches[branch] = sha
         repo.history.append(sha)
+        repo.lineage[sha] = (parent, author)
         return sha
 
     def model_json(self, repo_id: str, sha: str, *, siblings: bool) -> dict:
@@ -246,6 +252,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(url.query)
             body = self._body()  # always drain it: leftover bytes would corrupt the next keep-alive request
             hub.requests.append((method, url.path))
+            hub.queries.append(url.query)
             with hub.lock:
                 if method == "GET" and parts[:2] == ["api", "whoami-v2"]:
                     return self._whoami()
@@ -269,6 +276,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                         return self._discussions(repo_id, int((query.get("p") or ["0"])[0]))
                     if method == "POST" and rest[:1] == ["branch"]:
                         return self._branch(repo_id, "/".join(rest[1:]))
+                    if method == "GET" and rest[:1] == ["commits"] and len(rest) >= 2:
+                        return self._commits(repo_id, "/".join(rest[1:]))
                     if method == "GET" and rest[:1] == ["tree"] and len(rest) >= 2:
                         return self._tree(repo_id, rest[1], "/".join(rest[2:]))
                     if method == "GET" and (not rest or rest[0] == "revision"):
@@ -353,6 +362,19 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._send(200, {"discussions": items[start:start + DISCUSSIONS_PER_PAGE], "count": len(items),
                              "start": start, "numClosedDiscussions": closed})
 
+        def _commits(self, repo_id: str, revision: str) -> None:
+            resolved = self._revision_or_error(repo_id, revision)
+            if resolved is None:
+                return
+            repo, sha = resolved
+            items = []
+            while sha is not None and len(items) < 50:     # newest first, one page
+                parent, author = repo.lineage.get(sha, (None, "system"))
+                items.append({"id": sha, "title": "", "message": "", "date": "2026-01-01T00:00:00.000Z",
+                              "authors": [{"user": author}]})
+                sha = parent
+            self._send(200, items)
+
         def _members(self, org: str) -> None:
             members = sorted(user for user, orgs in hub.orgs.items() if org in orgs)
             if not members:
@@ -393,7 +415,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 repo.branches[branch] = repo.branches[revision]
                 repo.pulls.append({"num": num, "title": message, "author": self._user(), "status": "open"})
                 revision, pull_url = branch, f"{hub.url}/{repo_id}/discussions/{num}"
-            sha = hub.commit(repo_id, revision, changes, message)
+            sha = hub.commit(repo_id, revision, changes, message, author=self._user())
             self._send(200, {"commitOid": sha, "commitUrl": f"{hub.url}/{repo_id}/commit/{sha}",
                              "pullRequestUrl": pull_url, "success": True})
 
@@ -448,6 +470,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 item = hub.model_json(repo_id, hub.repos[repo_id].branches["main"], siblings="siblings" in expand)
                 if not wanted <= set(item["tags"]):
                     continue
+                if not hub.card_data_in_listing:
+                    item.pop("cardData", None)
                 if expand:
                     item = {"id": item["id"], "_id": item["id"], **{k: item[k] for k in expand if k in item}}
                 elif not with_card:

@@ -166,7 +166,8 @@ def _nan_for_first(calls: int):
 def test_nonfinite_losses_are_skipped_with_a_warning():
     model, data = _tiny()
     with pytest.warns(UserWarning, match="non-finite loss or gradient at epoch 1, batch 2"):
-        train(model, data, TrainConfig(epochs=1, batch_size=4, lr=0.1, lr_milestones=[]), _nan_for_first(2),
+        train(model, data, TrainConfig(epochs=1, batch_size=4, lr=0.1, lr_milestones=[], max_skipped_share=0.5),
+              _nan_for_first(2),
               progress=False)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 

@@ -206,6 +206,12 @@ def test_hostile_model_folders(finished, tmp_path):
     budget = copy("budget")
     reseal(budget, lambda m: m["recipe"]["evaluation"].update(pgd_steps=10**9))
     assert_one_line_error(run_cli("eval", str(budget), "--quiet"), "'evaluation.pgd_steps' must be")
+    epsilons = copy("epsilons")
+    reseal(epsilons, lambda m: m["recipe"]["evaluation"].update(fgs_eps=[0.01] * 200_000))
+    start = time.monotonic()
+    for command in (["eval", str(epsilons), "--quiet"], ["verify", str(epsilons), "--quiet"]):
+        assert_one_line_error(run_cli(*command), "at most 64 items")
+    assert time.monotonic() - start < 60
 
 
 def test_a_resized_vit_is_refused_not_resampled(tmp_path):
@@ -255,11 +261,11 @@ def test_a_slow_or_huge_listing_ends_in_one_line(endpoint, listing, reason):
 
 def test_pagination_stays_on_the_hub_and_ends_on_a_loop(endpoint):
     hub = endpoint(listing="loop", cards={"a/b": card_text()})
-    cards, _ = load_hub_cards()
+    cards, _ = load_hub_cards(verifications=False)
     assert [c.repo_id for c in cards] == ["a/b"]
     assert hub.requests.count("/api/models") == 2     # the page, then its link to itself once: then it stops
     hub = endpoint(listing="elsewhere", cards={"a/b": card_text()})
-    load_hub_cards()
+    load_hub_cards(verifications=False)
     assert hub.elsewhere.seen == []                    # a next page on another host is not followed at all
 
 
@@ -467,9 +473,25 @@ def open_record(hub, repo_id: str, author: str, *, card: str | None = None, meas
         text = record.to_json()
     num = len(repo.pulls) + 1
     repo.branches[f"refs/pr/{num}"] = repo.branches["main"]
-    hub.commit(repo_id, f"refs/pr/{num}", {RECORD_NAME: text.encode()}, title)
+    hub.commit(repo_id, f"refs/pr/{num}", {RECORD_NAME: text.encode()}, title, author=author)
     repo.pulls.append({"num": num, "title": title, "author": author, "status": status})
+    add_to_index(hub, author, text)
     return num
+
+
+def add_to_index(hub, author: str, text: str) -> None:
+    """What ``verify --publish`` also does: the record added to its author's record index (the boards read these,
+    not each repo's pull requests; closing a pull request leaves the index as it was)."""
+    from hub_server import Repo, card_data
+
+    from dd_hub.hub.record_index import RECORDS_KEY, index_card, index_repo
+
+    index = index_repo(author)
+    if index not in hub.repos:
+        hub.repos[index] = Repo(owner=author, private=False)
+    records = (card_data(hub.files(index).get("README.md")) or {}).get(RECORDS_KEY, []) \
+        if hub.repos[index].branches else []
+    hub.commit(index, "main", {"README.md": index_card(records + [json.loads(text)], author).encode()}, "record")
 
 
 def robust_status(trusted=("bob",)) -> tuple[str, str]:
@@ -511,9 +533,16 @@ def test_verdicts_come_from_the_verifiers_own_sample_within_bounded_tolerance(ar
     assert result == verdict and (margin is None or margin <= MAX_MARGIN)
 
 
-def test_verify_refuses_a_wide_tolerance_or_a_tiny_sample_before_any_work():
+def test_verify_refuses_a_wide_tolerance_or_a_tiny_sample_before_any_work(tmp_path):
     assert_one_line_error(run_cli("verify", "alice/m", "--tolerance", "1"), "--tolerance")
     assert_one_line_error(run_cli("verify", "alice/m", "--max-examples", "2"), "--max-examples")
+    assert_one_line_error(run_cli("verify", "alice/m", "--out", str(tmp_path / "no" / "r.json")), "--out")
+    from dd_hub.hub.verification import read_trusted_verifiers
+
+    assert read_trusted_verifiers(Path(__file__).parents[1] / "model_cards" / "trusted-verifiers.txt") == frozenset()
+    (tmp_path / "trusted.txt").write_text("bob\n<script>\n")
+    assert_one_line_error(run_cli("list", "--from", str(tmp_path), "--trusted-verifiers", str(tmp_path / "trusted.txt")),
+                          "no Hub account name")
 
 
 def test_only_trusted_non_owner_records_on_the_current_commit_verify(tmp_path, monkeypatch):
@@ -544,6 +573,18 @@ def test_a_stated_verdict_or_name_is_never_trusted(tmp_path, monkeypatch):
     open_record(hub, "alice/m", "bob", text=json.dumps(forged))
     assert robust_status()[0] == "disputed"                          # recomputed from its numbers
     assert "RobustBench" not in robust_status()[1]
+
+
+def test_the_owner_pushing_to_a_verifiers_pull_request_changes_nothing(tmp_path, monkeypatch):
+    card = card_text(robust=0.5)
+    hub = hub_with_card(tmp_path, monkeypatch, card=card)
+    num = open_record(hub, "alice/m", "bob", card=card, measured=0.1)
+    forged = json.loads(hub.files("alice/m", f"refs/pr/{num}")["dd-hub-verification.json"])
+    for entry in forged["figures"].values():
+        entry["measured"] = entry["card"]
+    hub.commit("alice/m", f"refs/pr/{num}", {"dd-hub-verification.json": json.dumps(forged).encode()}, "fix",
+               author="alice")                                       # the owner rewrites bob's record
+    assert robust_status() == ("disputed", "disputed by bob")
 
 
 def test_a_dispute_survives_closed_and_many_pull_requests_until_a_newer_trusted_record(tmp_path, monkeypatch):
@@ -581,7 +622,8 @@ def test_a_local_record_is_checked_against_the_folders_weights_or_shown_unchecke
 
 
 # --- boards that cannot be gamed -------------------------------------------------------------------------------------
-def card_without(*, clean: bool = True, n: bool = True, weights: str | None = None, **kwargs) -> str:
+def card_without(*, clean: bool = True, n: bool = True, weights: str | None = None, repo: str | None = None,
+                 **kwargs) -> str:
     """``card_text`` without its clean figure or image counts, or stating a weights hash."""
     data = yaml.safe_load(card_text(**kwargs).split("---\n")[1])
     metrics = data["model-index"][0]["results"][0]["metrics"]
@@ -592,6 +634,8 @@ def card_without(*, clean: bool = True, n: bool = True, weights: str | None = No
             metric["args"].pop("n_examples", None)
     if weights:
         data["dd_hub"]["weights_sha256"] = weights
+    if repo:
+        data["dd_hub"]["repo_id"] = repo
     return f"---\n{yaml.safe_dump(data, allow_unicode=True)}---\n# a card\n"
 
 
@@ -616,6 +660,16 @@ def test_boards_cannot_be_gamed_by_eps_noise_names_or_missing_figures(tmp_path):
     reasons = {row.card.name: " ".join(row.flags) for row in board.rows}
     assert "looks like good" in reasons["g\u043eod"] and "looks like good" in reasons["GOOD"]
     assert "no clean accuracy" in reasons["no-clean"] and "how many images" in reasons["no-count"]
+
+
+def test_a_stated_weights_hash_cannot_merge_another_publishers_row_away(tmp_path):
+    victim = "cd" * 32
+    cards = {"original": card_without(robust=0.5, weights=victim, repo="alice/original"),
+             "griefer": card_without(robust=0.99, weights=victim, repo="mallory/copy")}
+    loaded, _ = load_local_cards(write_cards(tmp_path / "cards", cards))
+    (board,) = boards(loaded)
+    assert sorted(row.card.title for row in board.rows) == ["alice/original", "mallory/copy"]
+    assert all(row.also_named == [] for row in board.rows)
 
 
 # --- one line, never a traceback --------------------------------------------------------------------------------------
@@ -732,4 +786,4 @@ def test_listed_files_are_size_capped_before_hashing_and_loaded_bytes_are_the_ha
     finally:
         stop.set()
         swapper.join()
-    assert loaded > 0 and refused > 0
+    assert loaded + refused == 200   # each load: the hashed weights, or a one-line refusal

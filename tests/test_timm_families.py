@@ -93,11 +93,12 @@ def test_a_hardening_that_diverges_stops_in_one_line_and_writes_no_model(tmp_pat
     assert (out / "reference" / "model.safetensors").is_file() and not (out / "metrics.json").exists()
 
 
-def test_a_network_too_deep_for_28x28_images_is_refused_in_one_line(tmp_path):
+def test_a_network_that_fits_no_image_size_is_refused_in_one_line(tmp_path):
     out = tmp_path / "out"
-    result = run_cli("harden", "convnext_femto", "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out),
-                     *TINY)
-    assert_one_line_error(result, "cannot classify 1x28x28 images")
+    result = run_cli("harden", "deit_tiny_patch16_224", "--dataset", "mnist-5k", "--allow-random-init", "--out",
+                     str(out), "--set", "model_args.patch_size=512", "--set", "model_args.depth=1",
+                     "--set", "model_args.embed_dim=8", "--set", "model_args.num_heads=1", *TINY)
+    assert_one_line_error(result, "cannot classify 1x28x28 images", "nor resized to any side up to 320")
     assert not out.exists() or not any(out.iterdir())
     fitted = run_cli("harden", "convnext_femto", "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out),
                      "--set", "model_args.output_stride=16", "--set", "model_args.depths=[1,1,1,1]",

@@ -107,3 +107,32 @@ def test_a_torchvision_network_not_built_by_dd_hub_is_refused_in_one_line(tmp_pa
 
     with pytest.raises(DDHubError, match=r"not built by dd-hub.*create_model\('tv:NAME'"):
         save_model(NormalizedModel(torchvision.models.squeezenet1_1(num_classes=3), [0.5] * 3, [0.2] * 3), tmp_path)
+
+
+def test_a_network_too_small_for_28x28_images_resizes_them_inside_the_model_and_says_so(tmp_path):
+    import timm
+    import torch.nn.functional as F
+
+    model = dd_hub.create_model("convnext_femto", **MNIST).eval()  # 32x downsampling: 28x28 leaves nothing
+    assert model.resize_to == (32, 32)
+    save_model(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["resize_input"] is True and config["pretrained_cfg"]["input_size"] == [1, 32, 32]
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(dd_hub.load(tmp_path)(x), expected, rtol=1e-5, atol=1e-5)
+        plain = timm.create_model(f"local-dir:{tmp_path}", pretrained=True).eval()  # resize as the config says
+        resized = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(plain((resized - 0.1307) / 0.3081), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_forced_resize_of_a_torchvision_network_round_trips(tmp_path):
+    model = dd_hub.create_model("tv:squeezenet1_1", **MNIST, resize_to=40).eval()
+    check_export(model, (1, 28, 28))
+    save_model(model, tmp_path)
+    assert dd_hub.load(tmp_path).resize_to == (40, 40)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "resize_input": "yes"}))
+    with pytest.raises(DDHubError, match="resize_input must be true or false"):
+        dd_hub.load(tmp_path)

@@ -95,6 +95,7 @@ def test_verify_round_trip_on_the_hub(hub, hardened, tmp_path, monkeypatch):
     assert {row["status"] for row in untrusted.values()} == {"re-measured"}
     assert all("not on the trusted list" in row["status_text"] for row in untrusted.values())
     after = board_rows("--trusted-verifiers", str(trusted))
+    assert all(row["also_named"] == ["alice/liar"] for row in after.values())    # bob measured one weights
     for key, row in after.items():
         if key.startswith("alice/truthful"):
             assert row["status"] == "verified" and row["verified_by"] == "bob", row
@@ -103,9 +104,12 @@ def test_verify_round_trip_on_the_hub(hub, hardened, tmp_path, monkeypatch):
 
     cards, notices = load_hub_cards(trusted=frozenset({"bob"}))
     site = build_site(cards, tmp_path / "site", notices=notices)
-    index = site.index.read_text()
-    assert "status-verified" in index and "status-disputed" in index and "by bob" in index
-    assert "status-self-reported" not in index
+    rows = "".join(p.read_text() for p in (site.index.parent / "data").glob("board-*.js"))   # the boards' rows
+    assert '"verified"' in rows and "by bob" in rows and "alice/liar" in rows   # the same weights, one row
+    assert '"self-reported"' not in rows and '"disputed"' not in rows         # one row per weights
+    index = site.index.read_text() + rows
+    liar = (tmp_path / "site" / "models" / "alice--liar.html").read_text()
+    assert "status-disputed" in liar          # its AutoAttack figures (its clean accuracy is true)
     assert "ALICE" not in index and ALICE not in index
 
 

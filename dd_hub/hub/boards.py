@@ -11,6 +11,7 @@ ones; within each group, by robust accuracy. Text from cards reaches a table onl
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,26 +119,34 @@ def _eps_key(eps: float) -> float:
     return canonical_eps(eps)
 
 
-def weights_key(card: Card) -> str | None:
-    """What tells two cards' weights apart: the sha256 a trusted verifier measured, else the one the Hub or the
-    card states (``dd_hub.weights_sha256``); None when nothing says."""
-    measured = counted_weights(card)
-    if measured:
-        return measured
-    stated = getattr(card, "weights_sha256", None) or card.info.get("weights_sha256")
-    return stated if isinstance(stated, str) and len(stated) == 64 else None
+def weights_key(card: Card) -> tuple | None:
+    """What tells two cards' weights apart: the sha256 a trusted verifier measured or the Hub computed (one key
+    for every card), else the one the card states (``dd_hub.weights_sha256``), which joins only cards of one owner
+    (so that nobody can merge another publisher's row into theirs by stating its hash); None when nothing says."""
+    known = counted_weights(card) or getattr(card, "weights_sha256", None)
+    if isinstance(known, str) and len(known) == 64:
+        return ("sha256", known)
+    stated = card.info.get("weights_sha256")
+    if isinstance(stated, str) and len(stated) == 64:
+        owner = card.repo_id.split("/")[0].lower() if card.repo_id else None
+        return ("stated", owner, stated)
+    return None
 
 
 def _merge_and_flag(rows: list[Row]) -> list[Row]:
     """One row per weights (the names of the others listed in it: the best-placed row stays), and a flag on every
     row whose name looks like another's (case, look-alike letters) without being the same weights: of such names a
     verified one, else an ASCII one, else a lower-case one is taken for the original."""
-    by_weights: dict[str, Row] = {}
+    by_weights: dict[tuple, Row] = {}
     kept = []
     for row in sorted(rows, key=_rank):
         key = weights_key(row.card)
         if key is not None and key in by_weights:
-            by_weights[key].also_named.append(row.card.title)
+            first = by_weights[key]
+            first.also_named.append(row.card.title)
+            if first.status != "verified" and abs(first.robust_accuracy - row.robust_accuracy) > 0.005:
+                first.flags = [*first.flags, f"the same weights are claimed at {percent(row.robust_accuracy)} as "
+                                             f"{one_line(row.card.title, 100)}"]
             continue
         if key is not None:
             by_weights[key] = row
@@ -197,14 +206,22 @@ def boards(cards: list[Card]) -> list[Board]:
 
 def select_boards(all_boards: list[Board], *, dataset: str | None = None,
                   threat_model: str | None = None) -> list[Board]:
-    """The boards of ``dataset`` (plus the board of cards without a threat model) and of ``threat_model`` (its
-    board only). The Hub's tag filter picks cards; a card evaluated at several threat models has a board for each."""
+    """The boards of ``dataset`` (plus its cards without a threat model) and of ``threat_model`` (its board only). The Hub's tag filter picks cards; a card evaluated at several threat models has a board for each."""
     from ..threat_models import threat_model as norm_and_eps
 
     budget = None if threat_model is None else norm_and_eps(threat_model)
     dataset = None if dataset is None else canonical_dataset(dataset)
-    return [b for b in all_boards if (dataset in (None, b.dataset) or b.norm is None)
-            and (budget is None or (b.norm, b.eps) == (budget[0], _eps_key(budget[1])))]
+    selected = []
+    for board in all_boards:
+        if budget is not None and (board.norm, board.eps) != (budget[0], _eps_key(budget[1])):
+            continue
+        if board.norm is None and dataset is not None:     # the cards of that dataset without a threat model
+            rows = [r for r in board.rows if canonical_dataset(r.dataset) == dataset]
+            if rows:
+                selected.append(dataclasses.replace(board, rows=rows))
+        elif dataset in (None, board.dataset):
+            selected.append(board)
+    return selected
 
 
 def format_eps(eps: float) -> str:
@@ -347,9 +364,9 @@ The checkpoints this project trained and measured, one folder per card. Regenera
 cards in the sub-directories; do not edit by hand. One board per dataset and threat model, ranked by robust
 accuracy under AutoAttack (the reference implementation by its authors, at the version and attacks each card's
 `model-index` states), RobustBench-style; clean accuracy on the same test images. Perturbation sizes in [0, 1]
-pixel space. Status: "self-reported" figures are the card's own; "verified" ones were re-measured by `dd-hub verify`
-(a record beside the card). "not published yet": the weights are not on the Hub (yet); the card records how to
-reproduce them.
+pixel space. Status: "self-reported" figures are the card's own; "re-measured" ones have a `dd-hub verify` record
+beside the card (a file this repository keeps, so never "verified": that takes a trusted account's record on the
+Hub). "not published yet": the weights are not on the Hub (yet); the card records how to reproduce them.
 
 {body}{chr(10) + "Cards that could not be read:" + chr(10) + problems if problems else ""}"""
     index = Path(cards_dir) / INDEX_NAME

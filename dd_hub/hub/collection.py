@@ -13,14 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DDHubError
-from ..names import CARD_NAME
+from ..names import CARD_NAME, WEIGHTS_NAME
 from ..storage.atomic_io import read_text_limited
 from ..text import one_line
 from .cards import (HUB_URL, MAX_CARD_BYTES, MAX_IMAGE_BYTES, MAX_IMAGES, MAX_TEXT, Card, InvalidCard, _repo_id,
                     card_from_metadata, check_metadata_limits, local_path, parse_card, read_local_image,
                     referenced_images)
 from .client import Budget, HubReader, HubTooLarge, resolve_token, validate_repo_id
-from .verification import hub_verifications, local_verifications
+from .record_index import attach_index_records
+from .verification import local_verifications
 
 HUB_TAG = "dd-hub"
 #: models per listing page: the most the Hub's listing returns in one page
@@ -106,8 +107,9 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
                    tags: tuple[str, ...] = (), images: bool = False, verifications: bool = True,
                    trusted: frozenset[str] = frozenset()) -> tuple[list[Card], list[str]]:
     """dd-hub checkpoints on the Hub (tag ``dd-hub``), built from the pages of the Hub's listing (module
-    docstring), with the verification records of their pull requests (``verifications``; records by ``trusted``
-    accounts rank as verified); returns (cards, notices).
+    docstring), with the verification records of the verifiers' record indexes (``verifications``,
+    :mod:`dd_hub.hub.record_index`: a few requests whatever the number of models; records by ``trusted`` accounts
+    rank as verified); returns (cards, notices).
 
     A listing entry without ``cardData`` (a Hub that does not expand it) costs a download of its card, and then,
     with ``images``, of the PNGs its body shows. Every request is bounded (:mod:`dd_hub.hub.client`); a repo that
@@ -125,15 +127,14 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
                 continue
             card = listable(card)
             card.trusted = trusted
-            if verifications:
-                card.verifications, problems = hub_verifications(reader, card, trusted)
-                notices += [f"{repo_id}: {problem}" for problem in problems]
         except (InvalidCard, DDHubError) as exc:
             if reader.budget.remaining() <= 0:
                 raise
             notices.append(f"{repo_id}: not listed, {one_line(exc)}")
             continue
         cards.append(card)
+    if verifications and cards:
+        notices += attach_index_records(reader, cards, trusted)
     return cards, notices
 
 
@@ -157,7 +158,18 @@ def _listed_card(reader: HubReader, item: dict, images: bool) -> Card | None:
     sha = item.get("sha")
     card.revision = sha if isinstance(sha, str) and sha.isalnum() and len(sha) <= 64 else None
     card.hub_images = _png_files(item.get("siblings"))
+    card.weights_sha256 = _hub_weights_sha256(item.get("siblings"))
     return card
+
+
+def _hub_weights_sha256(siblings: object) -> str | None:
+    """The sha256 the Hub computed of model.safetensors (its LFS pointer, in a file list with blobs), or None."""
+    for entry in siblings if isinstance(siblings, list) else []:
+        if isinstance(entry, dict) and entry.get("rfilename") == WEIGHTS_NAME and isinstance(entry.get("lfs"), dict):
+            sha = entry["lfs"].get("sha256")
+            if isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
+                return sha
+    return None
 
 
 def _png_files(siblings: object) -> list[str]:

@@ -226,6 +226,9 @@ def parse_record(text: str, source: str = "") -> Verification:
         card_n = entry.get("card_n_examples")
         if not isinstance(key, str) or len(key) > 300:
             raise InvalidRecord(f"figure {name!r}: its identity is too long")
+        stem = key.split("|", 1)[0]
+        if entry["kind"] != {"accuracy": "accuracy", "rho2": "rho2"}.get(stem, "robust_accuracy"):
+            raise InvalidRecord(f"figure {name!r}: its kind is not the one its identity names")
         checked[one_line(key, 300)] = {"kind": entry["kind"], "card": float(entry["card"]),
                                        "measured": float(entry["measured"]), "n_examples": entry["n_examples"],
                                        "card_n_examples": card_n if _whole(card_n) and card_n > 0 else None}
@@ -343,11 +346,12 @@ def record_matches_folder(record: Verification, folder: Path) -> bool | None:
     return files[WEIGHTS_NAME] == record.weights_sha256 and protocol_digest(metrics) == record.protocol
 
 
-def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
+def repo_writers(reader: HubReader, namespace: str, *, exists: bool = False) -> frozenset[str] | None:
     """The accounts that can write to repos under ``namespace`` as the Hub reports them: the user itself, or the
-    members of the organisation (``GET /api/organizations/{org}/members``); None when the Hub does not say."""
+    members of the organisation (``GET /api/organizations/{org}/members``); None when the Hub does not say.
+    ``exists``: the namespace is known to hold a repo (the listing showed one), so one that is no organisation is a
+    user, without asking the Hub."""
     from urllib.parse import quote
-
 
     memo = reader.memo.setdefault("writers", {})
     key = namespace.lower()
@@ -357,17 +361,17 @@ def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
     writers: frozenset[str] | None
     try:
         response = reader.get(f"api/organizations/{quote(namespace)}/members", what=what)
-        if response.status == 404:
+        if response.status == 404 and exists:
+            writers = frozenset({namespace})
+        elif response.status == 404:
             user = reader.get(f"api/users/{quote(namespace)}/overview", what=f"cannot look up {namespace}")
             writers = frozenset({namespace}) if user.status == 200 else None
         elif response.status == 200:
             members = {namespace}
-            for page, item in enumerate(_follow(reader, response, what)):
+            for item in _follow(reader, response, what):     # at most MAX_MEMBER_PAGES pages
                 name = item.get("user") if isinstance(item, dict) else None
                 if isinstance(name, str):
                     members.add(name)
-                if page > 100 * MAX_MEMBER_PAGES:
-                    raise InvalidRecord("too many members")
             writers = frozenset(members)
         else:
             writers = None
@@ -423,7 +427,7 @@ def pull_requests(reader: HubReader, repo_id: str) -> tuple[list[dict], bool]:
             if not isinstance(item, dict) or not isinstance(item.get("author"), dict):
                 continue
             num, author = item.get("num"), item["author"].get("name")
-            if _whole(num) and isinstance(author, str) and author:
+            if _whole(num) and is_account_name(author):
                 items.append({"num": num, "author": author, "status": str(item.get("status", "")),
                               "title": str(item.get("title", ""))[:200]})
         total, start = listing.get("count"), listing.get("start", 0)
@@ -462,7 +466,8 @@ def hub_verifications(reader: HubReader, card: Card, trusted: frozenset[str] | s
             untrusted += 1
         num = pull["num"]
         try:
-            data = reader.file(repo_id, RECORD_NAME, revision=f"refs/pr/{num}", max_bytes=MAX_RECORD_BYTES)
+            commit = _authors_last_commit(reader, repo_id, num, author)
+            data = reader.file(repo_id, RECORD_NAME, revision=commit, max_bytes=MAX_RECORD_BYTES)
             if data is None:
                 raise InvalidRecord("the pull request holds no record")
             record = parse_record(data.decode("utf-8", errors="replace"), f"{repo_id} pull request #{num}")
@@ -482,6 +487,31 @@ def hub_verifications(reader: HubReader, card: Card, trusted: frozenset[str] | s
     return sorted(records, key=lambda r: r.order), problems
 
 
+def _authors_last_commit(reader: HubReader, repo_id: str, num: int, author: str) -> str:
+    """The newest commit of pull request ``num`` made by its author alone: the record is read there, because the
+    repo's owner can push to a pull request's branch (a record someone else committed is not its author's, and a
+    later commit by the owner does not make the author's record go away)."""
+    from urllib.parse import quote
+
+    response = reader.get(f"api/models/{quote(repo_id)}/commits/{quote(f'refs/pr/{num}', safe='')}",
+                          what=f"cannot list the commits of {repo_id} pull request #{num}")
+    commits = response.json() if response.status == 200 else None
+    for item in commits[:100] if isinstance(commits, list) else []:
+        authors = [a.get("user") for a in item.get("authors") or [] if isinstance(a, dict)] \
+            if isinstance(item, dict) else []
+        sha = item.get("id") if isinstance(item, dict) else None
+        if authors == [author] and isinstance(sha, str) and sha.isalnum() and len(sha) <= 64:
+            return sha
+    raise InvalidRecord(f"no commit of the pull request is {one_line(author, 60)}'s alone")
+
+
+def is_account_name(name: object) -> bool:
+    """A Hub account name as the Hub allows them (ASCII letters, digits, ``-``, ``_``, ``.``; at most 96): what a
+    pull request's author must be before its name is shown or compared."""
+    return isinstance(name, str) and 0 < len(name) <= 96 and all(c.isascii() and (c.isalnum() or c in "-_.")
+                                                                   for c in name)
+
+
 def read_trusted_verifiers(path: str | Path | None) -> frozenset[str]:
     """The accounts in a trusted-verifiers file: one Hub account per line, ``#`` comments; empty for None."""
 
@@ -496,7 +526,7 @@ def read_trusted_verifiers(path: str | Path | None) -> frozenset[str]:
         name = line.split("#", 1)[0].strip()
         if not name:
             continue
-        if not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name) or len(name) > 96:
+        if not is_account_name(name):
             raise DDHubError(f"{one_line(path, 200)} line {number}: {one_line(name, 60)!r} is no Hub account name")
         names.add(name)
     return frozenset(names)

@@ -28,7 +28,7 @@ from ..names import CONFIG_NAME, WEIGHTS_NAME
 from ..storage.atomic_io import file_mode, read_json_object, regular_file
 from ..storage.metrics import read_metrics
 from ..storage.weights import check_finite, load_state_dict, read_weights
-from .normalized import NormalizedModel, model_args_of, normalization_of, unwrap
+from .normalized import NormalizedModel, model_args_of, normalization_of, resize_of, unwrap
 from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_DATA_CFG, TORCHVISION_PREFIX, build_of,
                                  build_torchvision, exported_architecture, is_torchvision, split_prefix, timm_twin,
                                  torchvision_names)
@@ -38,6 +38,9 @@ from .twice_differentiable import make_twice_differentiable
 LOADER_KEYS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict",
                          "checkpoint_path", "cache_dir", "features_only", "feature_cfg", "out_indices", "scriptable",
                          "exportable", "no_jit"})
+#: config.json key (dd-hub's; timm ignores it): images of another size are resized to pretrained_cfg.input_size
+#: (bilinear, align_corners=False) before the normalization, as the model was trained
+RESIZE_KEY = "resize_input"
 MAX_CLASSES = 100_000
 MAX_IMAGE_SIDE = 4096
 MAX_CONFIG_BYTES = 1 << 20
@@ -61,6 +64,8 @@ def save_model(model: nn.Module, directory: str | Path, *, label_names: list[str
     config = dict(extra_config or {})
     if label_names is not None:
         config["label_names"] = list(label_names)
+    if resize_of(model) is not None:  # images of other sizes are resized to pretrained_cfg.input_size first
+        config[RESIZE_KEY] = True
     if is_torchvision(bare):
         architecture = exported_architecture(bare)
         if split_prefix(architecture) is not None:
@@ -146,7 +151,13 @@ def _load_torchvision(config: dict, path: Path, hashed: str | None = None) -> No
     cfg = config["pretrained_cfg"]
     preprocessing = {k: cfg[k] for k in TORCHVISION_DATA_CFG if k in cfg}
     model.torchvision_build = replace(model.torchvision_build, data_config={**TORCHVISION_DATA_CFG, **preprocessing})
-    return NormalizedModel(model, cfg["mean"], cfg["std"], model_args=config.get("model_args")).eval()
+    return NormalizedModel(model, cfg["mean"], cfg["std"], model_args=config.get("model_args"),
+                           resize_to=_resize_to(config)).eval()
+
+
+def _resize_to(config: dict) -> list[int] | None:
+    """``(H, W)`` of ``pretrained_cfg.input_size`` when the export says images are resized to it first."""
+    return list(config["pretrained_cfg"].get("input_size", [3, 224, 224])[1:]) if config.get(RESIZE_KEY) else None
 
 
 def load_directory(path: str | Path, *, links_within: Path | None = None) -> NormalizedModel:
@@ -186,8 +197,8 @@ def load_directory(path: str | Path, *, links_within: Path | None = None) -> Nor
                          f"({first_line(exc)}); re-export the model with dd-hub or timm") from None
     make_twice_differentiable(model)
     data_config = timm.data.resolve_model_data_config(model)
-    return NormalizedModel(model, data_config["mean"], data_config["std"],
-                           model_args=config.get("model_args")).eval()
+    return NormalizedModel(model, data_config["mean"], data_config["std"], model_args=config.get("model_args"),
+                           resize_to=_resize_to(config)).eval()
 
 
 def _check_size_before_building(build, path: Path) -> None:
@@ -237,6 +248,8 @@ def _check_config(config: dict, where: Path) -> None:
     num_classes = config.get("num_classes")
     if num_classes is not None and not _is_int(num_classes, 1, MAX_CLASSES):
         raise bad(f"num_classes must be an integer from 1 to {MAX_CLASSES}, not {str(num_classes)[:50]!r}")
+    if not isinstance(config.get(RESIZE_KEY, False), bool):
+        raise bad(f"{RESIZE_KEY} must be true or false")
     model_args = config.get("model_args", {})
     if not isinstance(model_args, dict):
         raise bad("model_args must be a mapping")

@@ -45,6 +45,10 @@ def resolve_name(name: str) -> tuple[str, str]:
                      f"torchvision name ({TORCHVISION_PREFIX}NAME), hf-hub:ORG/NAME or local-dir:PATH")
 
 
+#: image sides tried, smallest first, for a network that cannot classify the data's images at their own size
+RESIZE_SIDES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 320)
+
+
 def create_model(
     name: str,
     *,
@@ -54,6 +58,7 @@ def create_model(
     input_size: Sequence[int] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    resize_to: int | None = None,
     **model_args,
 ) -> NormalizedModel:
     """A timm or torchvision classifier taking [0, 1] images (normalization inside), in training mode.
@@ -66,27 +71,76 @@ def create_model(
     config.json rebuilds the same network). When the model's own normalization has another number of channels
     (an ImageNet model built for grey images), ``mean``/``std`` (the data's statistics) replace it for a model
     without pretrained weights; pretrained weights keep theirs, averaged over the channels (as timm sums their
-    first convolution's weights). ``model_args`` go to the model's constructor (timm's ``model_args``) and are
-    recorded for the export.
+    first convolution's weights). A torchvision network keeps its 3 channels (grey images enter as three equal
+    channels) and its fixed-size arguments (``image_size``) follow ``input_size``. ``model_args`` go to the model's
+    constructor (timm's ``model_args``) and are recorded for the export.
+
+    A network that cannot classify ``input_size`` images (too small for its downsampling, or a size its patches,
+    windows or attention grids do not fit) is built for the smallest square side of :data:`RESIZE_SIDES` it
+    classifies, and the returned model resizes the images to it (``NormalizedModel.resize_to``, recorded by the
+    export); ``resize_to`` forces that side. Where no side fits, the model is built for ``input_size`` and
+    :func:`check_input_size` refuses it.
     """
     library, bare = resolve_name(name)
     pretrained = pretrained and checkpoint_path is None
+
+    def build(size: Sequence[int] | None, with_weights: bool) -> NormalizedModel:
+        return _build(name, library, bare, with_weights, num_classes, size, mean, std, model_args)
+
+    side = resize_to
+    if side is None and input_size is not None and ":" not in bare:  # hf-hub:/local-dir: configs fix their size
+        try:
+            model: NormalizedModel | None = build(input_size, pretrained)
+        except DDHubError as exc:
+            if pretrained and _fits(build, input_size, check=False):
+                raise  # the weights failed, not the size
+            model, failure = None, exc
+        if model is not None and _classify_error(model, input_size) is None:
+            return _finish(model, name, checkpoint_path)
+        side = next((s for s in RESIZE_SIDES if s > max(input_size[1:])
+                     and _fits(build, (input_size[0], s, s))), None)
+        if side is None:
+            if model is None:
+                raise failure
+            return _finish(model, name, checkpoint_path)
+    if side is None or input_size is None:
+        return _finish(build(input_size, pretrained), name, checkpoint_path)
+    model = build((input_size[0], side, side), pretrained)
+    model.resize_to = (side, side)
+    return _finish(model, name, checkpoint_path)
+
+
+def _build(name: str, library: str, bare: str, pretrained: bool, num_classes: int | None,
+           input_size: Sequence[int] | None, mean: Sequence[float] | None, std: Sequence[float] | None,
+           model_args: dict) -> NormalizedModel:
     if library == "timm":
         overlay = _input_overlay(bare, pretrained, input_size, mean, std)
         model = _build_timm(name, bare, pretrained, num_classes, {**model_args, **overlay})
         config = timm.data.resolve_model_data_config(model)
-        mean, std = config["mean"], config["std"]
-    else:
-        model = build_torchvision(bare, num_classes=num_classes, pretrained=pretrained, input_size=input_size,
-                                  **model_args)
-        mean, std = _torchvision_normalization(pretrained, mean, std)
+        return NormalizedModel(model, config["mean"], config["std"], model_args=model_args)
+    model = build_torchvision(bare, num_classes=num_classes, pretrained=pretrained, input_size=input_size,
+                              **model_args)
+    return NormalizedModel(model, *_torchvision_normalization(pretrained, mean, std), model_args=model_args)
+
+
+def _fits(build, input_size: Sequence[int], check: bool = True) -> bool:
+    """Whether the network can be built without weights for ``input_size`` images (and, with ``check``,
+    classifies them)."""
+    try:
+        model = build(input_size, False)
+    except DDHubError:
+        return False
+    return not check or _classify_error(model, input_size) is None
+
+
+def _finish(model: NormalizedModel, name: str, checkpoint_path: str | Path | None) -> NormalizedModel:
     if checkpoint_path is not None:
         try:
-            model.load_state_dict(load_state_dict(checkpoint_path))
+            model.model.load_state_dict(load_state_dict(checkpoint_path))
         except RuntimeError as exc:
             raise DDHubError(f"checkpoint {checkpoint_path} does not fit '{name}': {first_line(exc)}") from None
-    make_twice_differentiable(model)
-    return NormalizedModel(model, mean, std, model_args=model_args)
+    make_twice_differentiable(model.model)
+    return model.train()
 
 
 def _torchvision_normalization(pretrained: bool, mean: Sequence[float] | None,
@@ -129,17 +183,25 @@ def _input_overlay(bare: str, pretrained: bool, input_size: Sequence[int] | None
 def check_input_size(model: nn.Module, input_size: Sequence[int], name: str) -> None:
     """A one-line error unless ``model`` classifies images of ``input_size`` (C, H, W): too small an image for a
     network's downsampling, or a fixed input size, fail here instead of deep inside the first training step."""
+    error = _classify_error(model, input_size)
+    if error is not None:
+        size = "x".join(str(v) for v in input_size)
+        raise DDHubError(f"'{name}' cannot classify {size} images ({error}), nor resized to any side up to "
+                         f"{RESIZE_SIDES[-1]}; choose another model, or constructor arguments that fit the images "
+                         "with --set model_args.KEY=VALUE (e.g. patch_size, output_stride, window_size)")
+
+
+def _classify_error(model: nn.Module, input_size: Sequence[int]) -> str | None:
+    """Why ``model`` cannot classify two images of ``input_size`` (eval mode, no gradient), or None if it can."""
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(2, *input_size))
-    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
-        size = "x".join(str(v) for v in input_size)
-        raise DDHubError(f"'{name}' cannot classify {size} images ({first_line(exc)}); choose another model, or "
-                         "constructor arguments that fit the images with --set model_args.KEY=VALUE (e.g. "
-                         "patch_size, output_stride)") from None
+            model.eval()(torch.zeros(2, *input_size, device=next(model.parameters()).device))
+    except (RuntimeError, ValueError, AssertionError, IndexError, TypeError, ArithmeticError) as exc:
+        return first_line(exc) or type(exc).__name__
     finally:
         model.train(was_training)
+    return None
 
 
 def _build_timm(name: str, bare: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> nn.Module:
@@ -150,7 +212,7 @@ def _build_timm(name: str, bare: str, pretrained: bool, num_classes: int | None,
     except TypeError as exc:
         raise DDHubError(f"'{name}' does not take these model_args ({first_line(exc)}); see the signature of "
                          "its timm class") from None
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, AssertionError, ArithmeticError, IndexError, KeyError) as exc:
         if not wants_weights:
             raise DDHubError(f"cannot build '{name}' ({first_line(exc)}); check its model_args") from None
         raise DDHubError(f"could not get the pretrained weights of '{name}' ({first_line(exc)}); pass --checkpoint "

@@ -75,7 +75,7 @@ def build_torchvision(name: str, *, num_classes: int | None = None, pretrained: 
             args = {**_fitted_args(name, input_size, model_args), **model_args}
             extra = dict(args) if num_classes is None else {**args, "num_classes": num_classes}
             model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **extra)
-    except (OSError, RuntimeError, ValueError, TypeError, AssertionError) as exc:
+    except (OSError, RuntimeError, ValueError, TypeError, AssertionError, ArithmeticError, IndexError) as exc:
         raise DDHubError(f"could not build torchvision '{name}': {first_line(exc)}") from None
     model.torchvision_build = TorchvisionBuild(name, output_size(model), args, _data_config(input_size))
     return model

@@ -96,6 +96,8 @@ def prepare_start(recipe: Recipe, *, data_dir: str | Path | None = None, checkpo
     seen = f"{channels}x{height}x{width}"
     described = (f"{spec.name}'s native {seen}" if native else f"resized to {seen} (--input-size)" if input_size
                  else f"resized to the model's {seen}")
+    if model.resize_to is not None:  # the network cannot classify them at that size: see create_model
+        described += f", resized to {model.resize_to[0]}x{model.resize_to[1]} inside the model"
     return Start(model, spec, train_set, test_set, center, weights, provenance, base_model, skipped, described)
 
 

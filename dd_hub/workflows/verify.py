@@ -2,9 +2,11 @@
 
 The weights are the ones the card describes: a local model directory, or the Hub repo at the very commit its card
 was read from. The protocol is the one its metrics.json records (dataset, evaluation settings, epsilon_ref), run
-on all its images or, with ``max_examples``, on a class-balanced subset (the tolerance then widens by two standard
-errors of the smaller sample). The result is a verification record (:mod:`dd_hub.hub.verification`): written
-beside a local card, or published as a pull request on the model's repo, so that boards can show who verified what.
+on all its images or, with ``max_examples``, on a class-balanced subset of at least 100 (the tolerance then widens
+by two standard errors of the verifier's own sample, never beyond 0.10). Each of the card's figures is matched to a
+measurement by its threat model's identity (dataset, norm, eps, attack version), never by its name. The result is a
+verification record (:mod:`dd_hub.hub.verification`): written beside a local card, or published as a pull request on
+the model's repo, so that boards can show who re-measured what; readers recompute every verdict from its numbers.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ..errors import DDHubError
 from ..hub.card import eval_results
 from ..hub.cards import MAX_CARD_BYTES, Card, Figure, InvalidCard, parse_card
 from ..hub.client import Budget, HubReader, hub_api, hub_call, resolve_token, validate_repo_id
+from ..hub.record_index import publish_record
 from ..hub.loading import cache_root, resolve
 from ..hub.verification import (DEFAULT_TOLERANCE, MAX_TOLERANCE, MIN_EXAMPLES, PR_TITLE, RECORD_NAME, Verification,
                                 card_dataset, figure_identity, judge, protocol_digest)
@@ -39,6 +42,7 @@ class VerifyResult:
     verdicts: dict[str, str]
     written: Path | None = None
     pull_request: str | None = None
+    index: str | None = None          # the verifier's record index it was added to (hub/record_index.py)
 
     @property
     def agrees(self) -> bool:
@@ -58,6 +62,9 @@ def verify(name_or_path: str | Path, *, max_examples: int | None = None, toleran
     if max_examples is not None and max_examples < MIN_EXAMPLES:
         raise DDHubError(f"--max-examples must be at least {MIN_EXAMPLES}: fewer images give no verdict (the boards' "
                          "minimum)")
+    if out is not None and (Path(out).is_dir() or not Path(out).parent.is_dir()):
+        raise DDHubError(f"--out {one_line(out, 200)} must be a file in an existing folder (checked before the "
+                         "re-measurement, not after)")
     path = Path(str(name_or_path).removeprefix("local-dir:"))
     budget = Budget()
     token = resolve_token(token)
@@ -119,6 +126,7 @@ def verify(name_or_path: str | Path, *, max_examples: int | None = None, toleran
         result.written = written
     if publish:
         result.pull_request = _open_pull_request(record, verdicts, token, Budget())  # not the evaluation's minutes
+        result.index = publish_record(record, token, Budget())   # what the boards read (hub/record_index.py)
     return result
 
 
