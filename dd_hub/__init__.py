@@ -19,6 +19,7 @@ _EXPORTS = {
     "autoattack": "attacks", "ddn": "attacks", "AttackResult": "attacks",
     "DeepDefenseConfig": "training.deep_defense", "DeepDefenseLoss": "training.deep_defense",
     "DDHubError": "errors",
+    "create_dataset": "data.datasets",
     "EvalConfig": "evaluation.report", "Report": "evaluation.report", "evaluate": "evaluation.report",
     "load": "hub.loading", "save_model": "models.directory",
     "NormalizedModel": "models", "create_model": "models", "unwrap": "models",
@@ -30,6 +31,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names are resolved by __getattr__
     from .attacks import AttackResult, autoattack, ddn, deepfool, deepfool_unrolled, fgs, pgd
+    from .data.datasets import create_dataset
     from .errors import DDHubError
     from .evaluation.report import EvalConfig, Report, evaluate
     from .hub.upload import publish

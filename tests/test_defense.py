@@ -124,3 +124,28 @@ def test_channels_last_changes_the_layout_not_the_values():
     conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
+
+
+def _bn_after_pooling() -> nn.Module:
+    """A network whose BatchNorm sees one value per channel and image (after global pooling), like a timm head's."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(4), nn.ReLU(),
+                         nn.Linear(4, 3))
+
+
+def test_loss_freezes_batchnorm_by_default_on_any_batch_size():
+    model = _bn_after_pooling().train()
+    bn = model[3]
+    running = bn.running_mean.clone()
+    loss = DeepDefenseLoss(candidates=3, d=0.5)(model, torch.rand(1, 1, 8, 8), torch.tensor([1]))
+    loss.backward()
+    assert torch.isfinite(loss) and model[0].weight.grad is not None
+    assert bn.training and torch.equal(bn.running_mean, running)  # restored to training mode, statistics unchanged
+
+
+def test_loss_on_batch_statistics_says_why_a_batch_of_one_cannot_run():
+    from dd_hub import DDHubError
+
+    with pytest.raises(DDHubError, match="freeze_batchnorm=True"):
+        DeepDefenseLoss(candidates=3, freeze_batchnorm=False)(_bn_after_pooling().train(), torch.rand(1, 1, 8, 8),
+                                                              torch.tensor([1]))

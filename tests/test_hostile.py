@@ -261,11 +261,11 @@ def test_a_slow_or_huge_listing_ends_in_one_line(endpoint, listing, reason):
 
 def test_pagination_stays_on_the_hub_and_ends_on_a_loop(endpoint):
     hub = endpoint(listing="loop", cards={"a/b": card_text()})
-    cards, _ = load_hub_cards()
+    cards, _ = load_hub_cards(verifications=False)
     assert [c.repo_id for c in cards] == ["a/b"]
     assert hub.requests.count("/api/models") == 2     # the page, then its link to itself once: then it stops
     hub = endpoint(listing="elsewhere", cards={"a/b": card_text()})
-    load_hub_cards()
+    load_hub_cards(verifications=False)
     assert hub.elsewhere.seen == []                    # a next page on another host is not followed at all
 
 
@@ -475,7 +475,23 @@ def open_record(hub, repo_id: str, author: str, *, card: str | None = None, meas
     repo.branches[f"refs/pr/{num}"] = repo.branches["main"]
     hub.commit(repo_id, f"refs/pr/{num}", {RECORD_NAME: text.encode()}, title, author=author)
     repo.pulls.append({"num": num, "title": title, "author": author, "status": status})
+    add_to_index(hub, author, text)
     return num
+
+
+def add_to_index(hub, author: str, text: str) -> None:
+    """What ``verify --publish`` also does: the record added to its author's record index (the boards read these,
+    not each repo's pull requests; closing a pull request leaves the index as it was)."""
+    from hub_server import Repo, card_data
+
+    from dd_hub.hub.record_index import RECORDS_KEY, index_card, index_repo
+
+    index = index_repo(author)
+    if index not in hub.repos:
+        hub.repos[index] = Repo(owner=author, private=False)
+    records = (card_data(hub.files(index).get("README.md")) or {}).get(RECORDS_KEY, []) \
+        if hub.repos[index].branches else []
+    hub.commit(index, "main", {"README.md": index_card(records + [json.loads(text)], author).encode()}, "record")
 
 
 def robust_status(trusted=("bob",)) -> tuple[str, str]:

@@ -223,6 +223,14 @@ def test_loading_a_config_that_does_not_fit_the_weights_is_clear(model_dir, tmp_
         load(directory)
 
 
+def test_loading_a_missing_relative_folder_says_there_is_no_such_folder(hub, hub_env, tmp_path, monkeypatch):
+    """``runs/lenet`` reads as a folder and as a Hub id: with neither there, the error says both."""
+    monkeypatch.chdir(tmp_path)
+    hub.stop()
+    with pytest.raises(DDHubError, match=r"no model directory runs/lenet here \(and as a Hub id: .*cannot reach"):
+        load("runs/lenet")
+
+
 # --- model card ------------------------------------------------------------------------------------------------
 def test_card_front_matter_and_model_index_round_trip(model_dir):
     directory, _ = model_dir

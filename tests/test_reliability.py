@@ -67,6 +67,17 @@ def test_a_failing_run_deletes_nothing_and_a_finished_folder_is_not_overwritten(
     assert _snapshot(finished) == before
 
 
+def test_python_harden_refuses_a_previous_run_before_any_work(finished, monkeypatch):
+    """``dd_hub.harden`` keeps the command line's folder rules, checked before the data or the model is touched, with
+    the Python spelling of the way out."""
+    from dd_hub.recipes import find_recipe
+    from dd_hub.workflows import harden as workflow
+
+    monkeypatch.setattr(workflow, "prepare_start", lambda *a, **k: pytest.fail("started work on a used folder"))
+    with pytest.raises(DDHubError, match="holds a previous run.*overwrite=True"):
+        dd_hub.harden(find_recipe("mlp", "mnist-5k", {}), finished)
+
+
 def test_overwrite_replaces_and_resume_with_other_settings_is_refused(tmp_path, finished):
     out = _copy(finished, tmp_path / "copy")
     assert_one_line_error(harden(out, "--resume", "--lr", "0.5"), "harden.lr changed")

@@ -11,6 +11,7 @@ ones; within each group, by robust accuracy. Text from cards reaches a table onl
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,14 +206,22 @@ def boards(cards: list[Card]) -> list[Board]:
 
 def select_boards(all_boards: list[Board], *, dataset: str | None = None,
                   threat_model: str | None = None) -> list[Board]:
-    """The boards of ``dataset`` (plus the board of cards without a threat model) and of ``threat_model`` (its
-    board only). The Hub's tag filter picks cards; a card evaluated at several threat models has a board for each."""
+    """The boards of ``dataset`` (plus its cards without a threat model) and of ``threat_model`` (its board only). The Hub's tag filter picks cards; a card evaluated at several threat models has a board for each."""
     from ..threat_models import threat_model as norm_and_eps
 
     budget = None if threat_model is None else norm_and_eps(threat_model)
     dataset = None if dataset is None else canonical_dataset(dataset)
-    return [b for b in all_boards if (dataset in (None, b.dataset) or b.norm is None)
-            and (budget is None or (b.norm, b.eps) == (budget[0], _eps_key(budget[1])))]
+    selected = []
+    for board in all_boards:
+        if budget is not None and (board.norm, board.eps) != (budget[0], _eps_key(budget[1])):
+            continue
+        if board.norm is None and dataset is not None:     # the cards of that dataset without a threat model
+            rows = [r for r in board.rows if canonical_dataset(r.dataset) == dataset]
+            if rows:
+                selected.append(dataclasses.replace(board, rows=rows))
+        elif dataset in (None, board.dataset):
+            selected.append(board)
+    return selected
 
 
 def format_eps(eps: float) -> str:

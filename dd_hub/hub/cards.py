@@ -45,6 +45,7 @@ MAX_EXAMPLES = 10_000_000
 MIN_AUTOATTACK_EXAMPLES = 100
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?")
+MARKDOWN_IMAGE_ALT = re.compile(r"!\[([^\]]{0,300})\]\(\s*<?([^)\s>]+)>?")
 FRONT_MATTER = re.compile(r"\A\s*---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 FIGURE_TYPES = ("accuracy", "robust_accuracy", "rho2")
 NORMS = ("linf", "l2")
@@ -350,6 +351,16 @@ def referenced_images(body: str) -> list[str]:
         if len(found) == MAX_IMAGES:
             break
     return found
+
+
+def image_captions(body: str) -> dict[str, str]:
+    """Normalised path -> alt text of the images the Markdown ``body`` shows (the first alt text of each)."""
+    captions: dict[str, str] = {}
+    for match in MARKDOWN_IMAGE_ALT.finditer(body):
+        path = local_path(match.group(2))
+        if path is not None and path not in captions:
+            captions[path] = one_line(match.group(1), MAX_TEXT)
+    return captions
 
 
 def local_path(url: str) -> str | None:

@@ -20,7 +20,8 @@ from .cards import (HUB_URL, MAX_CARD_BYTES, MAX_IMAGE_BYTES, MAX_IMAGES, MAX_TE
                     card_from_metadata, check_metadata_limits, local_path, parse_card, read_local_image,
                     referenced_images)
 from .client import Budget, HubReader, HubTooLarge, resolve_token, validate_repo_id
-from .verification import hub_verifications, local_verifications
+from .record_index import attach_index_records
+from .verification import local_verifications
 
 HUB_TAG = "dd-hub"
 #: models per listing page: the most the Hub's listing returns in one page
@@ -106,8 +107,9 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
                    tags: tuple[str, ...] = (), images: bool = False, verifications: bool = True,
                    trusted: frozenset[str] = frozenset()) -> tuple[list[Card], list[str]]:
     """dd-hub checkpoints on the Hub (tag ``dd-hub``), built from the pages of the Hub's listing (module
-    docstring), with the verification records of their pull requests (``verifications``; records by ``trusted``
-    accounts rank as verified); returns (cards, notices).
+    docstring), with the verification records of the verifiers' record indexes (``verifications``,
+    :mod:`dd_hub.hub.record_index`: a few requests whatever the number of models; records by ``trusted`` accounts
+    rank as verified); returns (cards, notices).
 
     A listing entry without ``cardData`` (a Hub that does not expand it) costs a download of its card, and then,
     with ``images``, of the PNGs its body shows. Every request is bounded (:mod:`dd_hub.hub.client`); a repo that
@@ -125,15 +127,14 @@ def load_hub_cards(*, limit: int = 1000, author: str | None = None, token: str |
                 continue
             card = listable(card)
             card.trusted = trusted
-            if verifications:
-                card.verifications, problems = hub_verifications(reader, card, trusted)
-                notices += [f"{repo_id}: {problem}" for problem in problems]
         except (InvalidCard, DDHubError) as exc:
             if reader.budget.remaining() <= 0:
                 raise
             notices.append(f"{repo_id}: not listed, {one_line(exc)}")
             continue
         cards.append(card)
+    if verifications and cards:
+        notices += attach_index_records(reader, cards, trusted)
     return cards, notices
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import DDHubError
+from ..errors import DDHubError, first_line
 from ..models.directory import MAX_CONFIG_BYTES, load_directory
 from ..models.normalized import NormalizedModel
 from ..names import CONFIG_NAME, METRICS_NAME, WEIGHTS_NAME
@@ -38,12 +38,19 @@ def resolve(name_or_path: str | Path, *, revision: str | None = None, metrics: b
     path = Path(text)
     if path.is_dir():
         return path
-    if text.startswith(("hf-hub:", "hf_hub:")):
+    explicit = text.startswith(("hf-hub:", "hf_hub:"))
+    if explicit:
         text = text.split(":", 1)[1]
     else:
         _check_hub_id(text)
     repo_id, _, at_revision = text.partition("@")
-    return download(validate_repo_id(repo_id), revision=revision or at_revision or None, metrics=metrics)
+    try:
+        return download(validate_repo_id(repo_id), revision=revision or at_revision or None, metrics=metrics)
+    except DDHubError as exc:
+        if explicit:
+            raise
+        # ORG/NAME reads as a relative path too: say that no such folder exists before what the Hub answered
+        raise type(exc)(f"no model directory {text} here (and as a Hub id: {first_line(exc)})") from None
 
 
 def cache_root(folder: Path) -> Path | None:

@@ -20,6 +20,7 @@ is not a dd-hub site, or a user file where the new site needs to write, is refus
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -35,8 +36,9 @@ from ..names import SITE_MARKER
 from ..registration import is_own_architecture
 from ..storage.atomic_io import sha256_file
 from ..text import one_line, unique_names
-from .boards import NORM_LABELS, Board, boards, format_eps, percent, slugs
-from .cards import HUB_URL, Card, local_path
+from .boards import (DEFAULT_METHOD, NORM_LABELS, Board, boards, format_eps, informative_board, percent, points,
+                     slugs)
+from .cards import HUB_URL, Card, image_captions, local_path
 from .verification import figure_status
 
 MAX_BODY_CHARS = 100_000
@@ -54,14 +56,29 @@ def _environment():
     return env
 
 
-def _load_line(card: Card) -> str:
-    repo_id = card.repo_id or f"ORG/{card.name}"
+def load_line(card: Card) -> str | None:
+    """The Python lines that load the model by its real Hub id, or None while it has none (not published yet)."""
+    if not card.published or card.repo_id is None:
+        return None
     if card.timm_loadable:
         own = is_own_architecture(str(card.info.get("architecture") or ""))
         registration = "import dd_hub  # registers dd-hub's own architectures with timm\n" if own else ""
         return (f"import timm\n{registration}\n"
-                f"model = timm.create_model('hf-hub:{repo_id}', pretrained=True).eval()")
-    return f"import dd_hub\n\nmodel = dd_hub.load('{repo_id}')  # takes [0, 1] images"
+                f"model = timm.create_model('hf-hub:{card.repo_id}', pretrained=True).eval()")
+    return f"import dd_hub\n\nmodel = dd_hub.load('{card.repo_id}')  # takes [0, 1] images"
+
+
+#: what dd-hub's own figure files show, for their captions
+FIGURE_CAPTIONS = {
+    "robustness_curve.png": "Robustness curve: accuracy against ε under FGS, PGD and AutoAttack (L∞ and L2 panels), "
+                            "reference and hardened model, measured points only",
+    "training_curve.png": "Training curve: training-batch accuracy and ρ₂ per hardening epoch (the paper's Fig. 2)",
+}
+
+
+def figure_caption(ref: str, alt: str = "") -> str:
+    """A figure's caption: dd-hub's words for its own figure files, else the card's alt text, else the file name."""
+    return FIGURE_CAPTIONS.get(ref.rsplit("/", 1)[-1]) or one_line(alt, 200) or ref
 
 
 def _figures(card: Card) -> tuple[list[dict], str | None]:
@@ -70,15 +87,21 @@ def _figures(card: Card) -> tuple[list[dict], str | None]:
     for figure in card.figures:
         status = figure_status(card, figure)
         text = percent(figure.value) if figure.kind in ("accuracy", "robust_accuracy") else f"{figure.value:.4g}"
+        reference = card.reference.get("autoattack", {}).get(str(figure.args.get("threat_model"))) \
+            if figure.threat_model is not None else card.reference.get("clean_accuracy") \
+            if figure.kind == "accuracy" else None
         rows.append({"name": figure.name, "text": text, "status": status.status, "by": status.by,
                      "note": status.text if status.status == "re-measured" else "",
+                     "reference": percent(reference) if reference is not None else "",
+                     "gain": points(figure.value - reference) if reference is not None else "",
                      "dataset": f"{figure.dataset} ({figure.split or '?'})",
                      "settings": ", ".join(f"{k}={one_line(v, 80)}" for k, v in figure.args.items())})
     datasets = {row["dataset"] for row in rows}
     return rows, (datasets.pop() if len(datasets) == 1 else None)
 
 
-def _model_page(env, card: Card, slug: str, image_files: dict[str, str]) -> str:
+def _model_page(env, card: Card, slug: str, image_files: dict[str, str], *, render_body: bool,
+                boards_of: list[Board]) -> str:
     from markupsafe import Markup
 
     info = card.info
@@ -86,13 +109,22 @@ def _model_page(env, card: Card, slug: str, image_files: dict[str, str]) -> str:
              ("Method", info.get("method") or "deep_defense"), ("Recipe", info.get("recipe") or "?"),
              ("rho space", info.get("rho_space") or "?"), ("dd-hub version", info.get("version") or "?"),
              ("Library", card.library or "?")]
+    if card.base_model:
+        facts.append(("Starting weights", card.base_model))
     figures, shared = _figures(card)
-    body = render_markdown(card.body, images={ref: f"{slug}/{name}" for ref, name in image_files.items()},
-                           repo_id=card.repo_id if card.published else None)
+    captions = image_captions(card.body)
+    local = [(f"{slug}/{name}", figure_caption(ref, captions.get(ref, ""))) for ref, name in image_files.items()]
+    revision = card.revision or "main"
+    linked = [(f"{HUB_URL}/{card.repo_id}/blob/{revision}/{ref}", figure_caption(ref)) for ref in card.hub_images] \
+        if card.repo_id and not image_files else []
+    body = None
+    if render_body and card.body.strip():
+        body = Markup(render_markdown(card.body, images={ref: f"{slug}/{name}" for ref, name in image_files.items()},
+                                      repo_id=card.repo_id if card.published else None))
     return env.get_template("model.html.j2").render(
         title=f"{card.title} · dd-hub leaderboard", up="../", card=card, facts=[(k, str(v)) for k, v in facts],
-        load_line=_load_line(card), figures=figures, shared_dataset=shared, slug=slug, image_files=image_files,
-        body=Markup(body))
+        load_line=load_line(card), figures=figures, shared_dataset=shared, local_figures=local,
+        linked_figures=linked, body=body, boards=boards_of, max_bodies=MAX_RENDERED_BODIES)
 
 
 # --- Markdown, sanitised ------------------------------------------------------------------------------------------
@@ -232,8 +264,17 @@ def _image_names(card: Card) -> dict[str, str]:
     return dict(zip(card.images, unique_names([ref.replace("/", "__") for ref in card.images], suffix=".png")))
 
 
+#: card bodies are rendered into the model pages of sites of at most this many models (a card body takes ~6 ms to
+#: render: 10,000 would take a minute); larger sites link each card instead (on the Hub, or its copied text)
+MAX_RENDERED_BODIES = 1000
+#: board rows per page of the site's boards (the reader may choose 25 to 500)
+ROWS_PER_PAGE = 50
+
+
 def build_site(cards: list[Card], out_dir: str | Path, *, notices: list[str] | None = None) -> SiteResult:
-    """Write the site for ``cards`` into ``out_dir`` (index.html, assets/, models/<name>.html and its figures).
+    """Write the site for ``cards`` into ``out_dir``: ``index.html`` (small at any scale), ``data/`` (one script per
+    board, loaded when the board is opened, and the search index, loaded on the first search), ``assets/`` and
+    ``models/<name>.html`` (with local cards' figures beside it; Hub figures are linked, never copied).
 
     The site is built in a temporary sibling folder first, so a failed build changes nothing; then the previous
     build's files (its manifest) are replaced by the new ones, and every other file in ``out_dir`` is kept.
@@ -245,25 +286,45 @@ def build_site(cards: list[Card], out_dir: str | Path, *, notices: list[str] | N
     cards = sorted(cards, key=lambda c: (c.title.lower(), c.title, c.source, c.name))
     all_boards = boards(cards)
     names = slugs(cards)
+    files = dict(zip([b.anchor for b in all_boards], unique_names([f"board-{b.anchor}" for b in all_boards],
+                                                                  suffix=".js")))
+    boards_of: dict[int, list[Board]] = {}
+    for board in all_boards:
+        for row in board.rows:
+            boards_of.setdefault(id(row.card), []).append(board)
     env = _environment()
+    render_bodies = len(cards) <= MAX_RENDERED_BODIES
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        (work / "assets").mkdir()
-        (work / "models").mkdir()
+        for folder in ("assets", "models", "data"):
+            (work / folder).mkdir()
         for asset in ("site.css", "site.js"):
             (work / "assets" / asset).write_bytes(_asset(asset))
         pages = []
         for card in cards:
             slug = names[id(card)]
-            files = _image_names(card)
-            if files:
+            images = _image_names(card)
+            if images:
                 (work / "models" / slug).mkdir()
-            for ref, name in files.items():
+            for ref, name in images.items():
                 (work / "models" / slug / name).write_bytes(card.images[ref])
-            (work / "models" / f"{slug}.html").write_text(_model_page(env, card, slug, files), encoding="utf-8")
+            page = _model_page(env, card, slug, images, render_body=render_bodies,
+                               boards_of=boards_of.get(id(card), []))
+            (work / "models" / f"{slug}.html").write_text(page, encoding="utf-8")
             pages.append(out_dir / "models" / f"{slug}.html")
+        for board in all_boards:
+            _write_script(work / "data" / files[board.anchor], "board", board.anchor, board_rows(board))
+        _write_script(work / "data" / "search.js", "search", search_rows(cards, names, boards_of, all_boards))
+        first = informative_board(all_boards)
+        _write_script(work / "data" / "index.js", "index", {
+            "boards": [{"anchor": b.anchor, "title": b.title, "dataset": b.dataset, "tested": b.norm is not None,
+                        "rows": len(b.rows), "file": files[b.anchor]} for b in all_boards],
+            "first": first.anchor if first else None, "models": len(cards), "pageSize": ROWS_PER_PAGE, "hub": HUB_URL,
+            "facets": {key: sorted({str(getattr(r, key)) for b in all_boards for r in b.rows})
+                       for key in ("architecture", "method", "dataset")}})
         (work / "index.html").write_text(env.get_template("index.html.j2").render(
-            title="dd-hub leaderboard", up="", boards=all_boards, cards=cards, notices=notices), encoding="utf-8")
+            title="dd-hub leaderboard", up="", boards=all_boards, cards=cards, notices=notices[:MAX_NOTICES],
+            more_notices=max(0, len(notices) - MAX_NOTICES)), encoding="utf-8")
         written = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
         (work / SITE_MARKER).write_text("built by `dd-hub site`; it rewrites the files listed below (sha256, name) "
                                         "on a rebuild if they are unchanged, and keeps every other file\n" + "".join(
@@ -272,6 +333,41 @@ def build_site(cards: list[Card], out_dir: str | Path, *, notices: list[str] | N
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return SiteResult(out_dir / "index.html", pages, all_boards, notices)
+
+
+#: notices listed on the index page (the rest are counted; the command prints them all)
+MAX_NOTICES = 50
+#: a board row in the site's data: the field order site.js reads (``ROW`` there)
+ROW_FIELDS = ("rank", "slug", "model", "clean", "robust", "gain", "status", "status_text", "flags", "architecture",
+              "method", "dataset", "n", "evaluation", "repo", "published", "rho2", "also")
+
+
+def board_rows(board: Board) -> list[list]:
+    """The rows of ``board`` as lists in :data:`ROW_FIELDS` order (plain JSON values; strings one safe line)."""
+    return [[rank, r.slug, r.card.title, r.clean_accuracy, r.robust_accuracy, r.gain, r.status,
+             r.status_note if r.status != "self-reported" else "", "; ".join(r.flags), r.architecture, r.method,
+             r.dataset, r.n_examples, r.evaluation or "", r.card.repo_id or "", int(r.card.published), r.rho2,
+             r.also_named[:5] + ([f"{len(r.also_named) - 5} more"] if len(r.also_named) > 5 else [])]
+            for rank, r in enumerate(board.rows, 1)]
+
+
+def search_rows(cards: list[Card], names: dict[int, str], boards_of: dict[int, list[Board]],
+                all_boards: list[Board]) -> list[list]:
+    """One entry per model for the search across boards: slug, name, architecture, method, dataset, and the
+    positions of its boards in ``all_boards``."""
+    def field(card: Card, key: str, default: str) -> str:
+        return str(card.info.get(key) or default)
+
+    position = {id(b): i for i, b in enumerate(all_boards)}
+    return [[names[id(card)], card.title, field(card, "architecture", "?"), field(card, "method", DEFAULT_METHOD),
+             field(card, "dataset", "?"), [position[id(b)] for b in boards_of.get(id(card), [])]] for card in cards]
+
+
+def _write_script(path: Path, call: str, *args) -> None:
+    """A script that hands ``args`` to ``DDHUB.<call>``: plain JSON (ASCII, so nothing in it can end the script or
+    be read as markup), loadable with a script tag from ``file://``, where a page cannot fetch JSON."""
+    text = ",".join(json.dumps(arg, ensure_ascii=True, separators=(",", ":"), allow_nan=False) for arg in args)
+    path.write_text(f"DDHUB.{call}({text});\n", encoding="ascii")
 
 
 def _previous_build(out_dir: Path) -> list[str]:
@@ -298,11 +394,11 @@ def _previous_build(out_dir: Path) -> list[str]:
 
 
 def _site_name(name: str) -> bool:
-    """Whether ``name`` is a file the site writes: index.html, assets/*, models/* (never a hidden file, a CNAME,
-    a .git folder or a user's notes, whatever a manifest lists)."""
+    """Whether ``name`` is a file the site writes: index.html, assets/*, data/*, models/* (never a hidden file, a
+    CNAME, a .git folder or a user's notes, whatever a manifest lists)."""
     parts = name.split("/")
     return not any(part.startswith(".") for part in parts) and (
-        name == "index.html" or parts[0] in ("assets", "models") and len(parts) > 1)
+        name == "index.html" or parts[0] in ("assets", "data", "models") and len(parts) > 1)
 
 
 def _unchanged(path: Path, digest: str | None) -> bool:

@@ -346,9 +346,11 @@ def record_matches_folder(record: Verification, folder: Path) -> bool | None:
     return files[WEIGHTS_NAME] == record.weights_sha256 and protocol_digest(metrics) == record.protocol
 
 
-def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
+def repo_writers(reader: HubReader, namespace: str, *, exists: bool = False) -> frozenset[str] | None:
     """The accounts that can write to repos under ``namespace`` as the Hub reports them: the user itself, or the
-    members of the organisation (``GET /api/organizations/{org}/members``); None when the Hub does not say."""
+    members of the organisation (``GET /api/organizations/{org}/members``); None when the Hub does not say.
+    ``exists``: the namespace is known to hold a repo (the listing showed one), so one that is no organisation is a
+    user, without asking the Hub."""
     from urllib.parse import quote
 
     memo = reader.memo.setdefault("writers", {})
@@ -359,7 +361,9 @@ def repo_writers(reader: HubReader, namespace: str) -> frozenset[str] | None:
     writers: frozenset[str] | None
     try:
         response = reader.get(f"api/organizations/{quote(namespace)}/members", what=what)
-        if response.status == 404:
+        if response.status == 404 and exists:
+            writers = frozenset({namespace})
+        elif response.status == 404:
             user = reader.get(f"api/users/{quote(namespace)}/overview", what=f"cannot look up {namespace}")
             writers = frozenset({namespace}) if user.status == 200 else None
         elif response.status == 200:

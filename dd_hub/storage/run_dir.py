@@ -146,14 +146,15 @@ def check(out_dir: Path, *, resume: bool = False, overwrite: bool = False,
     if (out_dir / STAGING_DIR / COMMIT_NAME).is_file():
         found.append(STAGING_DIR)
     if found and not resume and not overwrite:
-        again = "pass --resume to continue it, " if resumable else ""
+        again, python = ("pass --resume to continue it, ", "resume=True, ") if resumable else ("", "")
         raise DDHubError(f"{out_dir} holds a previous run ({', '.join(found)}); {again}pass --overwrite to replace "
-                         "it, or choose another --out")
+                         f"it, or choose another --out (from Python: {python}overwrite=True or another out_dir)")
     foreign = sorted(name for name in entries if name not in ours and name not in OURS)
     if foreign and not found and not overwrite:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise DDHubError(f"{out_dir} is not empty and holds no dd-hub run ({shown}); choose another --out, or pass "
-                         "--overwrite to write into it anyway (files dd-hub did not write are left alone)")
+                         "--overwrite to write into it anyway (files dd-hub did not write are left alone; from Python: "
+                         "overwrite=True or another out_dir)")
 
 
 def prepare(out_dir: Path, *, resume: bool = False, overwrite: bool = False,

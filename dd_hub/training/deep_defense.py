@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..attacks.deepfool import CandidateGradients, Iterate, deepfool_unrolled
 from ..attacks.result import ratio
+from ..errors import DDHubError
 from ..settings import AT_LEAST_ONE, AT_LEAST_TWO, NON_NEGATIVE, POSITIVE, Settings
 
 _STOCHASTIC = ("Dropout", "DropPath", "DropBlock")
@@ -85,6 +86,20 @@ class ScaledLogits(nn.Module):
         return self.model(x) * self.scale
 
 
+@contextlib.contextmanager
+def batchnorm_frozen(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """BatchNorm layers in training mode switched to eval mode (their running statistics) for the duration, restored
+    afterwards; yields the layers switched."""
+    switched = [m for m in model.modules() if m.training and isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for module in switched:
+        module.train(False)
+    try:
+        yield switched
+    finally:
+        for module in switched:
+            module.train(True)
+
+
 def stochastic_layers(model: nn.Module) -> list[nn.Module]:
     """The model's Dropout/DropPath/DropBlock layers that are active (in training mode)."""
     return [m for m in model.modules() if m.training and any(s in type(m).__name__ for s in _STOCHASTIC)]
@@ -98,11 +113,17 @@ class DeepDefenseLoss(nn.Module):
     ``model`` is used for the perturbation passes; pass the unwrapped module (not a DDP wrapper) there and the
     wrapped model's clean ``logits`` for the cross-entropy, so that exactly one forward per step goes through the
     wrapper. The training loop's objectives return a :class:`LossOutput`; :mod:`dd_hub.training.objectives` adapts this module.
+
+    BatchNorm is frozen by default, as the recipes harden: layers in training mode run on their running statistics
+    during the call (any batch size, the statistics unchanged). ``freeze_batchnorm=False`` leaves them as set
+    (the training loop, which freezes them itself per ``harden.freeze_bn``).
     """
 
-    def __init__(self, config: DeepDefenseConfig | None = None, **overrides: object) -> None:
+    def __init__(self, config: DeepDefenseConfig | None = None, *, freeze_batchnorm: bool = True,
+                 **overrides: object) -> None:
         super().__init__()
         self.config = DeepDefenseConfig(**{**asdict(config or DeepDefenseConfig()), **overrides})
+        self.freeze_batchnorm = freeze_batchnorm
         self.stats: dict[str, float] = {}
 
     def shares_clean_forward(self, model: nn.Module) -> bool:
@@ -124,8 +145,20 @@ class DeepDefenseLoss(nn.Module):
         it can: when ``logits`` are given with ``inputs`` requiring grad (the training loop's step), or when they
         are computed here, and the model has no active dropout (whose masks would make the two passes differ).
         """
+        with batchnorm_frozen(model) if self.freeze_batchnorm else contextlib.nullcontext([]) as switched:
+            try:
+                # logits given from BatchNorm's batch statistics are another function than the frozen passes'
+                shared = self.shares_clean_forward(model) and not (switched and logits is not None)
+                return self._loss(model, inputs, labels, logits, center, loss_scale, shared)
+            except ValueError as exc:
+                if "Expected more than 1 value per channel" not in str(exc):
+                    raise
+                raise DDHubError("BatchNorm in training mode cannot normalize a batch of one image; keep "
+                                 "DeepDefenseLoss(freeze_batchnorm=True), the default, or pass larger batches") from None
+
+    def _loss(self, model: nn.Module, inputs: Tensor, labels: Tensor, logits: Tensor | None, center: Tensor | None,
+              loss_scale: float | None, shared: bool) -> Tensor:
         cfg = self.config
-        shared = self.shares_clean_forward(model)
         if logits is None:
             if shared:
                 inputs = inputs.detach().requires_grad_(True)

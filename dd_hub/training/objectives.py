@@ -300,7 +300,7 @@ class ParsevalLoss:
 
 def _deep_defense(recipe: MethodSettings) -> Objective:
     loss = LayerwiseDeepDefenseLoss if recipe.defense.regularize_layers else DeepDefenseLoss
-    return LossModuleObjective(loss(recipe.defense))
+    return LossModuleObjective(loss(recipe.defense, freeze_batchnorm=False))  # the loop freezes per harden.freeze_bn
 
 
 for _name, _description, _factory in (

@@ -18,6 +18,7 @@ from ..errors import DDHubError
 from ..hub.card import eval_results
 from ..hub.cards import MAX_CARD_BYTES, Card, Figure, InvalidCard, parse_card
 from ..hub.client import Budget, HubReader, hub_api, hub_call, resolve_token, validate_repo_id
+from ..hub.record_index import publish_record
 from ..hub.loading import cache_root, resolve
 from ..hub.verification import (DEFAULT_TOLERANCE, MAX_TOLERANCE, MIN_EXAMPLES, PR_TITLE, RECORD_NAME, Verification,
                                 card_dataset, figure_identity, judge, protocol_digest)
@@ -41,6 +42,7 @@ class VerifyResult:
     verdicts: dict[str, str]
     written: Path | None = None
     pull_request: str | None = None
+    index: str | None = None          # the verifier's record index it was added to (hub/record_index.py)
 
     @property
     def agrees(self) -> bool:
@@ -124,6 +126,7 @@ def verify(name_or_path: str | Path, *, max_examples: int | None = None, toleran
         result.written = written
     if publish:
         result.pull_request = _open_pull_request(record, verdicts, token, Budget())  # not the evaluation's minutes
+        result.index = publish_record(record, token, Budget())   # what the boards read (hub/record_index.py)
     return result
 
 
