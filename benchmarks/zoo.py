@@ -488,7 +488,7 @@ commit {meta.get('commit', '?')}, at {meta['threads']} thread per process, {meta
 ({meta['machine']}, shared with the other developers' jobs: compare the ratios, not the seconds), {meta['versions']}.
 
 {summary(records)}
-{_about_failures(records)}{_not_run(meta)}
+{_about_failures(records)}{_not_run(meta)}{meta.get("note", "")}
 ## What is checked
 
 For each network, in a fresh process, the stages a `dd-hub harden NAME --dataset mnist-5k --allow-random-init` run

@@ -93,9 +93,12 @@ def _fitted_args(name: str, input_size: Sequence[int] | None, model_args: dict) 
     constructor of its network class (built on the meta device: no memory, no weights)."""
     import torchvision
 
-    with torch.device("meta"):
-        probe = torchvision.models.get_model(name, weights=None, **{k: v for k, v in model_args.items()
-                                                                   if k not in ("image_size", "input_size")})
+    args = {k: v for k, v in model_args.items() if k not in ("image_size", "input_size")}
+    try:
+        with torch.device("meta"):
+            probe = torchvision.models.get_model(name, weights=None, **args)
+    except (RuntimeError, NotImplementedError):  # a builder that reads tensor values (RegNet): built for real
+        probe = torchvision.models.get_model(name, weights=None, **args)
     takes = inspect.signature(type(probe).__init__).parameters
     args: dict = {}
     if getattr(probe, "aux_logits", False) is True:
