@@ -207,7 +207,7 @@ def _check_size_before_building(build, path: Path) -> None:
     try:
         with torch.device("meta"):
             probe = build()
-    except (NotImplementedError, RuntimeError) as exc:
+    except (NotImplementedError, RuntimeError, DDHubError) as exc:
         if "meta" in str(exc).lower():
             return  # a network whose construction reads tensor values: built for real, as before
         raise
