@@ -10,7 +10,8 @@ How the blocks run (docs/architecture.md, "Documentation that runs"):
   block), in one interpreter per page so that torch is imported once.
 - Small data: every ``dd-hub`` command runs with :data:`SMALL` appended for its subcommand (fewer epochs, training
   and test images; the default evaluation, AutoAttack included, on a few images). A later option wins in click, so
-  the appended ones replace the block's own.
+  the appended ones replace the block's own. ``DD_HUB_DOCS_FULL=1`` runs the pages at full size instead (no
+  :data:`SMALL`, no ``small:`` directive; parse-only blocks stay parse-only): what a newcomer runs.
 - The Hub is tests/hub_server.py's loopback double (``HF_ENDPOINT``), signed in as :data:`USER`.
 - An HTML comment right before a block changes how it runs, each line one directive::
 
@@ -19,6 +20,7 @@ How the blocks run (docs/architecture.md, "Documentation that runs"):
                                                  expansion) is checked, not run: with --show-recipe when it
                                                  runs a recipe (options and recipe keys), else parsed
       <!-- docs-test: replace: OLD => NEW -->    run with OLD replaced by NEW (a placeholder such as ORG/NAME)
+      <!-- docs-test: small: OLD => NEW -->      the same, for the small-data run only (fewer images)
       <!-- docs-test: needs: TOOL -->            skipped, and reported, where TOOL is not installed
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN, NOT_CODE = ("bash", "python"), ("text",)
 USER, TOKEN = "newcomer", "hf_docs_test_secret"
+FULL = os.environ.get("DD_HUB_DOCS_FULL") == "1"
 BLOCK_TIMEOUT_S = 300
 
 _SMALL_TRAINING = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=100",
@@ -50,9 +53,9 @@ _SMALL_TRAINING = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max
                    "--set", "evaluation.sanity_max_examples=10", "--set", "evaluation.deepfool_steps=10",
                    "--set", "evaluation.pgd_steps=5"]
 #: options appended to every dd-hub command of a block, by subcommand
-SMALL = {"harden": [*_SMALL_TRAINING, "--quiet"], "reproduce": [*_SMALL_TRAINING, "--quiet"],
-         "sweep": [*_SMALL_TRAINING, "--quiet"], "eval": ["--max-examples", "20", "--quiet"],
-         "verify": ["--quiet"]}
+SMALL = {} if FULL else {
+    "harden": [*_SMALL_TRAINING, "--quiet"], "reproduce": [*_SMALL_TRAINING, "--quiet"],
+    "sweep": [*_SMALL_TRAINING, "--quiet"], "eval": ["--max-examples", "20", "--quiet"], "verify": ["--quiet"]}
 
 _FENCE = re.compile(r"^ {0,3}```(.*)$")
 _DIRECTIVES = re.compile(r"<!--\s*docs-test:(.*?)-->", re.S)
@@ -77,9 +80,9 @@ class Block:
     def runnable_code(self) -> str:
         code = self.code
         for key, value in self.directives:
-            if key == "replace":
+            if key == "replace" or (key == "small" and not FULL):
                 old, _, new = value.partition("=>")
-                assert old.strip() in code, f"{self.where}: replace: {old.strip()!r} is not in the block"
+                assert old.strip() in code, f"{self.where}: {key}: {old.strip()!r} is not in the block"
                 code = code.replace(old.strip(), new.strip())
         return code
 
@@ -113,7 +116,7 @@ def test_every_block_names_its_language_and_every_directive_is_known():
                 f"{block.where}: a code block must say ```bash, ```python or ```text (not run), not "
                 f"```{block.language}")
             for key, value in block.directives:
-                assert key in ("skip", "parse-only", "replace", "needs") and value, f"{block.where}: bad directive {key}"
+                assert key in ("skip", "parse-only", "replace", "small", "needs") and value, f"{block.where}: bad directive {key}"
                 assert block.language in RUN, f"{block.where}: a directive on a block that is not run"
 
 
