@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -122,18 +123,19 @@ def test_every_block_names_its_language_and_every_directive_is_known():
 
 # --- running -----------------------------------------------------------------------------------------------------
 _WORKER = r"""
-import contextlib, io, json, os, sys, traceback
+import contextlib, io, json, os, sys, time, traceback
 for request in sys.stdin:
     request = json.loads(request)
     os.chdir(request["cwd"])
-    output, ok = io.StringIO(), True
+    output, ok, cpu = io.StringIO(), True, time.process_time()
     with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
         try:
             exec(compile(request["code"], request["where"], "exec"), {"__name__": "__main__"})
         except BaseException:
             ok = False
             traceback.print_exc()
-    sys.__stdout__.write(json.dumps({"ok": ok, "output": output.getvalue()}) + "\n")
+    reply = {"ok": ok, "output": output.getvalue(), "cpu_s": time.process_time() - cpu}
+    sys.__stdout__.write(json.dumps(reply) + "\n")
     sys.__stdout__.flush()
 """
 
@@ -144,6 +146,7 @@ class Session:
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         self.folder, self.env = folder, env
         self.worker: subprocess.Popen | None = None
+        self.worker_cpu_s = 0.0
 
     def run(self, block: Block) -> str:
         if block.directive("parse-only") is not None:
@@ -175,6 +178,7 @@ class Session:
         assert answer, f"{block.where}: the python worker died or timed out"
         reply = json.loads(answer)
         assert reply["ok"], f"{block.where} failed:\n{block.runnable_code()}\n{reply['output'][-4000:]}"
+        self.worker_cpu_s += reply["cpu_s"]
         return reply["output"]
 
     def _parse_only(self, block: Block) -> str:
@@ -243,6 +247,12 @@ def workspace(tmp_path_factory):
     hub.stop()
 
 
+def _cpu_s(session: Session) -> float:
+    """CPU seconds used so far by the finished child processes and the python worker."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime + session.worker_cpu_s
+
+
 def _run_page(page: Path, workspace) -> list[str]:
     """Runs the page's blocks in order; returns what was not run for want of a tool."""
     folder, env = workspace
@@ -256,9 +266,9 @@ def _run_page(page: Path, workspace) -> list[str]:
             if tool and shutil.which(tool) is None:
                 missing.append(f"{block.where} needs {tool}")
                 continue
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), _cpu_s(session)
             session.run(block)
-            print(f"{block.where}: {time.perf_counter() - start:.1f} s")  # shown with -s or -rP
+            print(f"{block.where}: {time.perf_counter() - start:.1f} s, {_cpu_s(session) - cpu:.1f} s of CPU")  # -rP
     finally:
         session.close()
     return missing
