@@ -8,6 +8,7 @@ Text that came from outside (cards, notices) is printed one safe line at a time.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from pathlib import Path
 from typing import Callable
@@ -160,6 +161,8 @@ def recipe_options(*, refused: dict[str, str] | None = None) -> Callable[[Callab
                    "checkpoint_every": checkpoint_every, "input_size": input_size, "device": device}
             return command(recipe=recipe, run=run, out_dir=out_dir, **specific)
 
+        wrapper.__doc__ = (f"{inspect.cleandoc(command.__doc__ or '')}\n\nEvery default not shown below is the recipe's: add --show-recipe to "
+                           "see the recipe this command would run, with the options applied (docs/cli.md).")
         for option in reversed(options):
             wrapper = option(wrapper)
         return wrapper
@@ -458,7 +461,9 @@ def show(model, cards_dir, as_json) -> None:
               help="First add this model directory's card (repeatable).")
 @click.option("--repo-id", help="The Hub id the (single) added model was published as; without it the card says "
               "its weights are not published yet.")
-def cards(cards_dir, model_dirs, repo_id) -> None:
+@click.option("--complete", is_flag=True, help="Add the whole model folder (weights, config.json, metrics.json, "
+              "figures, card: what `dd-hub publish` uploads), so that the entry loads and verifies by itself.")
+def cards(cards_dir, model_dirs, repo_id, complete) -> None:
     """Regenerate CARDS_DIR/index.md, the leaderboards of the cards this project keeps."""
     from .hub.boards import write_index
 
@@ -467,7 +472,7 @@ def cards(cards_dir, model_dirs, repo_id) -> None:
     if model_dirs:
         from .hub.catalogue import add_card   # reads model folders: torch (regenerating the index alone does not)
     for model_dir in model_dirs:
-        click.echo(f"Added {add_card(model_dir, cards_dir, repo_id)}")
+        click.echo(f"Added {add_card(model_dir, cards_dir, repo_id, complete=complete)}")
     click.echo(f"Wrote {write_index(cards_dir)}")
 
 

@@ -114,3 +114,26 @@ def test_agrees_with_adv_lib_ddn(trained_lenet, attacked, monkeypatch):
     images, predictions, ours = attacked
     theirs = module.ddn(trained_lenet, images, predictions, steps=50, levels=None)
     _agree(ours, theirs, trained_lenet, images, predictions)
+
+
+def test_the_evaluation_reports_minimal_norms_beside_deepfool(trained_lenet, mnist_test):
+    from dd_hub import EvalConfig, evaluate
+    from dd_hub.evaluation.report import minimal_norm_accuracy
+
+    config = EvalConfig(max_examples=20, deepfool_steps=10, minimal_norm_steps=10, pgd_steps=0, sanity=False,
+                        autoattack=[], fgs_eps=[0.1], minimal_norm_eps=[0.5, 1.0, 2.0])
+    report = evaluate(trained_lenet, mnist_test, config, progress=False)
+    minimal = report.minimal_norm
+    assert minimal["n_examples"] == 20 and minimal["steps"] == 10 and 0 < minimal["found"] <= 1
+    assert minimal_norm_accuracy(minimal, 0.0) == pytest.approx(report.clean_accuracy)
+    accuracies = [minimal["accuracy"][key] for key in ("0.5", "1", "2")]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert accuracies == [minimal_norm_accuracy(minimal, eps) for eps in (0.5, 1.0, 2.0)]
+    assert minimal["curve"] == sorted(minimal["curve"]) and minimal["rho2"] > 0
+    # the card shows them beside DeepFool's rho_2
+    metrics = {"model": {"repo_name": "x", "architecture": "dd_lenet_mnist", "dataset": "mnist-5k",
+                         "dataset_hub_id": "mnist", "method": "deep_defense"},
+               "recipe": {}, "hardened": report.to_dict(), "reference": report.to_dict()}
+    from dd_hub.hub.card import _minimal_norm_section
+    section = _minimal_norm_section(metrics)
+    assert "## Minimal L2 perturbations" in section and f"{minimal['rho2']:.4g}" in section

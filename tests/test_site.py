@@ -673,3 +673,48 @@ def test_show_finds_a_folder_by_path_or_name_and_says_what_it_needs(tmp_path, mo
     elsewhere = CliRunner().invoke(main, ["show", "lenet-alpha", "--from", str(tmp_path / "nowhere")])
     assert elsewhere.exit_code == 2 and elsewhere.output.startswith("error: no folder 'lenet-alpha'")
     assert elsewhere.output.count("\n") == 1 and "ORG/NAME" in elsewhere.output
+
+
+def test_a_card_states_its_reference_and_the_boards_show_the_gain(tmp_path):
+    """dd-hub's cards carry the reference model's figures (``dd_hub.reference``); a row's gain is its robust accuracy
+    minus the reference's at the same threat model, in the JSON, the terminal table and the site's data."""
+    from dd_hub.hub.boards import board_json, board_text
+    from dd_hub.hub.card import render_card
+    from dd_hub.hub.cards import parse_card
+
+    data = metrics("gain", "resnet18", 0.99, 0.2, {"mnist-linf": aa(0.3, 0.62)})
+    data["reference"]["autoattack"] = {"mnist-linf": aa(0.3, 0.12)}
+    card = parse_card(render_card(data, repo_id=f"{ORG}/gain"), name="gain")
+    assert card.reference == {"clean_accuracy": pytest.approx(0.992), "autoattack": {"mnist-linf": 0.12}}
+    (board,) = boards([card])
+    assert board.rows[0].gain == pytest.approx(0.50)
+    assert board_json(board)["rows"][0]["gain"] == pytest.approx(0.50)
+    assert "+50.00 pp" in board_text(board, 120)
+    build_site([card], tmp_path / "site")
+    assert board_data(tmp_path / "site")["mnist-5k-linf-0.3"][0]["gain"] == pytest.approx(0.50)
+    page = (tmp_path / "site" / "models" / f"{ORG}--gain.html").read_text()
+    assert "12.00%" in page and "+50.00 pp" in page                    # the reference and the gain, per figure
+    bad = render_card(data, repo_id=f"{ORG}/gain").replace("mnist-linf: 0.12", "mnist-linf: 7.5")
+    with pytest.raises(ValueError, match="reference"):                 # validated like every figure
+        parse_card(bad, name="gain")
+
+
+def test_thousands_of_index_repos_cannot_hide_a_trusted_verifiers_records(fake_hub, monkeypatch):
+    """Index repos beyond what the listing returns (here 2 pages of 2) do not push a trusted account's index out:
+    it is then asked for by its author."""
+    import hub_server
+
+    import generated_cards
+    from dd_hub.hub import record_index
+    from dd_hub.hub.record_index import index_card, index_repo
+    from hub_server import Repo
+
+    monkeypatch.setattr(record_index, "INDEX_PAGE", 2)
+    monkeypatch.setattr(record_index, "MAX_PAGES", 2)
+    generated_cards.publish(fake_hub, 3)
+    for account in ("aaa", "bbb", "ccc", "ddd", "zed"):                  # zed, trusted, sorts last
+        fake_hub.repos[index_repo(account)] = Repo(owner=account, private=False)
+        fake_hub.commit(index_repo(account), "main", {"README.md": index_card([], account).encode()}, "index")
+    fake_hub.requests.clear()
+    load_hub_cards(trusted=frozenset({"zed"}))
+    assert any("author=zed" in query for query in fake_hub.queries)

@@ -1,9 +1,16 @@
 """Robustness metrics: clean accuracy, DeepFool rho_2, FGS accuracy and the paper's epsilon_ref protocol, PGD
-robust accuracy and the gradient-masking sanity checks of :mod:`dd_hub.evaluation.sanity`.
+robust accuracy, the gradient-masking sanity checks of :mod:`dd_hub.evaluation.sanity`, and the minimal L2
+perturbation of every test image (DDN's, or DeepFool's point clipped to the box where that is closer): its rho_2
+and the robust accuracy it implies at every L2 epsilon.
 
 All perturbation sizes are in [0, 1] pixel space. rho_2 is ``mean ||r||_2 / ||x - center||_2`` over the whole
 test set (misclassified and un-fooled samples included, as the paper's code does); ``rho_space='centered'``
 measures it in the paper's mean-subtracted space (``center`` = mean training image), ``'pixel'`` in raw pixels.
+
+DeepFool's rho_2 is the paper's metric, kept as the paper defines it: a linearised, unclipped estimate that can
+overstate the true minimal distance. The minimal-norm figures count only valid adversarial examples (inside the box,
+misclassified), so each norm is an upper bound on the true minimal distance of its image: they never overstate
+robustness for the attack's lack of precision the way an unclipped estimate can.
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..attacks import THREAT_MODELS, deepfool, fgs_direction, pgd, threat_model
+from ..attacks import THREAT_MODELS, ddn, deepfool, fgs_direction, pgd, threat_model
 from ..attacks.autoattack import ATTACKS as AUTOATTACK_ATTACKS
 from ..attacks.autoattack import autoattack
 from ..attacks.deepfool import CandidateGradients
@@ -60,6 +67,9 @@ class EvalConfig(Settings):
         default_factory=lambda: ["apgd-ce", "apgd-t"])  # the 'custom' set
     autoattack_max_examples: Annotated[int, AT_LEAST_ONE] | None = 1000  # a class-balanced subset of the test set
     candidate_gradients: CandidateGradients = "auto"  # DeepFool's candidate gradients: 'auto' (CUDA: batched)
+    minimal_norm_steps: Annotated[int, Range(0, MAX_STEPS)] = 100  # DDN steps for the minimal L2 norms; 0: off
+    minimal_norm_eps: Annotated[list[float], NON_NEGATIVE] = field(  # L2 budgets the card lists from that curve
+        default_factory=lambda: [0.25, 0.5, 1.0, 1.5, 2.0, 3.0])
 
 
 @dataclass
@@ -83,6 +93,7 @@ class Report:
     autoattack: dict[str, dict] = field(default_factory=dict)   # threat model -> norm, eps, accuracy, n_examples
     subset_seed: int = 0                                        # the class-balanced subset's seed
     seconds: dict[str, float] = field(default_factory=dict)     # wall time of each stage (this process)
+    minimal_norm: dict = field(default_factory=dict)            # minimal L2 perturbations (_minimal_norm)
 
     @property
     def sanity_passed(self) -> bool:
@@ -109,6 +120,7 @@ class _Evaluation:
         self.batches = EvalBatches(self.dataset, config.batch_size, data)
         self.device = next(model.parameters()).device
         self.directions: dict[int, torch.Tensor] = {}
+        self.deepfool_norms: dict[int, torch.Tensor] = {}  # DeepFool's valid (clipped) L2 norms, inf if none
 
     def each(self, desc: str):
         """(batch index, images, labels) of this process's batches, on the model's device."""
@@ -133,6 +145,32 @@ class _Evaluation:
             columns["rho"].append((index, ratio(result.perturbation, images, center)))
             columns["success"].append((index, result.success))
             columns["iterations"].append((index, result.iterations))
+            self.deepfool_norms[index] = self._valid_norm(images, result.perturbation, logits)
+        return {name: self.batches.concat(pairs) for name, pairs in columns.items()}
+
+    @torch.no_grad()
+    def _valid_norm(self, images: torch.Tensor, perturbation: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """L2 norm of DeepFool's point clipped to [0, 1] where that still changes the prediction, else inf."""
+        clipped = (images + perturbation).clamp(0.0, 1.0)
+        changed = self.model(clipped).argmax(1) != logits.detach().argmax(1)
+        norm = (clipped - images).flatten(1).norm(dim=1)
+        return torch.where(changed, norm, torch.full_like(norm, float("inf")))
+
+    def minimal_norm_pass(self, center: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Per example, in dataset order: the smallest valid L2 perturbation found that changes the prediction
+        (DDN's or DeepFool's clipped point, whichever is smaller; inf when neither), its size relative to the image
+        (as DeepFool's rho) and whether DDN found it. Runs after :meth:`deepfool_pass`."""
+        columns: dict[str, list] = {"norm": [], "rho": [], "by_ddn": []}
+        for index, images, _ in self.each("DDN"):
+            result = ddn(self.model, images, steps=self.config.minimal_norm_steps,
+                         generator=torch.Generator().manual_seed(index))
+            found = torch.where(result.success, result.norms(), torch.full_like(result.norms(), float("inf")))
+            previous = self.deepfool_norms[index].to(images.device)
+            norm = torch.minimum(found, previous)
+            reference = images if center is None else images - center
+            columns["norm"].append((index, norm))
+            columns["rho"].append((index, norm / reference.flatten(1).norm(dim=1).clamp_min(1e-12)))
+            columns["by_ddn"].append((index, found <= previous))
         return {name: self.batches.concat(pairs) for name, pairs in columns.items()}
 
     @torch.no_grad()
@@ -212,6 +250,8 @@ def evaluate(
             sanity = _sanity(run, clean, eps_ref, fgs, at_ref, pgd_fixed, pgd_at_ref, data) if config.sanity else []
         with _timed(seconds, "autoattack"):
             autoattack = _autoattack(run) if config.autoattack else {}
+        with _timed(seconds, "minimal_norm"):
+            minimal = _minimal_norm(run, center, stats["correct"]) if config.minimal_norm_steps > 0 else {}
     finally:
         model.train(was_training)
     return Report(
@@ -238,6 +278,7 @@ def evaluate(
         autoattack=autoattack,
         subset_seed=config.subset_seed,
         seconds=seconds,
+        minimal_norm=minimal,
     )
 
 
@@ -301,6 +342,37 @@ def _autoattack(run: _Evaluation) -> dict[str, dict]:
     return results
 
 
+def _minimal_norm(run: _Evaluation, center: torch.Tensor | None, correct: torch.Tensor) -> dict:
+    """The minimal-norm figures: rho_2 over the images where a valid perturbation was found (``found`` says how
+    many; None when none was: metrics.json holds no NaN), robust accuracy at ``minimal_norm_eps`` and the whole curve: ``curve`` holds the sorted minimal norms of
+    the correctly classified images, so the robust accuracy at any L2 epsilon e is (the number of them above e +
+    ``never_broken``) / ``n_examples`` (:func:`minimal_norm_accuracy`)."""
+    config = run.config
+    columns = run.minimal_norm_pass(None if center is None else center.to(run.device))
+    norm, rho, correct = columns["norm"].cpu(), columns["rho"].cpu(), correct.cpu()
+    found = norm.isfinite()
+    robust = norm[correct]
+    minimal = {
+        "attacks": ["ddn", "deepfool, clipped to [0, 1]"], "norm": "l2", "source": "prediction",
+        "steps": config.minimal_norm_steps, "n_examples": len(norm),
+        "rho2": rho[found].mean().item() if found.any() else None,
+        "found": found.float().mean().item(),
+        "ddn_share": columns["by_ddn"].cpu()[found].float().mean().item() if found.any() else 0.0,
+        "mean_l2": norm[found].mean().item() if found.any() else None,
+        "median_l2": norm[found].median().item() if found.any() else None,
+        "curve": [round(v, 6) for v in robust[robust.isfinite()].sort().values.tolist()],
+        "never_broken": int((~robust.isfinite()).sum()),
+    }
+    minimal["accuracy"] = {_key(eps): minimal_norm_accuracy(minimal, eps) for eps in config.minimal_norm_eps}
+    return minimal
+
+
+def minimal_norm_accuracy(minimal: dict, eps: float) -> float:
+    """Robust accuracy at L2 ``eps`` from a report's ``minimal_norm`` figures (the share of test images classified
+    correctly with no valid perturbation of norm <= eps found)."""
+    return (sum(v > eps for v in minimal["curve"]) + minimal["never_broken"]) / minimal["n_examples"]
+
+
 def _key(value: float) -> str:
     return f"{value:.6g}"
 
@@ -323,6 +395,14 @@ def format_comparison(reports: dict[str, Report]) -> str:
                                                        for r in reports.values()]))
     for eps in first.pgd:
         rows.append((f"PGD acc @ eps={eps}", [f"{r.pgd.get(eps, float('nan')):.2%}" for r in reports.values()]))
+    if first.minimal_norm:
+        rows.append(("minimal L2 rho_2 (DDN / DeepFool, valid points)",
+                     [f"{r.minimal_norm['rho2']:.4g}" if r.minimal_norm.get("rho2") is not None else "–"
+                      for r in reports.values()]))
+        for eps in first.minimal_norm["accuracy"]:
+            rows.append((f"minimal-norm acc @ L2 eps={eps}",
+                         [f"{r.minimal_norm['accuracy'][eps]:.2%}" if eps in r.minimal_norm.get("accuracy", {})
+                          else "–" for r in reports.values()]))
     for name, result in first.autoattack.items():
         rows.append((f"AutoAttack acc @ {name} ({result['norm']}, eps={result['eps']:.4g})",
                      [f"{r.autoattack[name]['accuracy']:.2%}" if name in r.autoattack else "–"

@@ -145,8 +145,10 @@ def render_card(metrics: dict, comparison: str | None = None, *, curve_file: str
     body = "\n".join([
         _title_section(metrics),
         _standard_section(metrics),
+        _minimal_norm_section(metrics),
         _robustness_section(metrics, comparison, curve_file),
         _training_section(metrics, training_file),
+        _rebuild_section(metrics),
         _usage_section(metrics, repo_id),
         LIMITATIONS,
         f"## Citation\n\n```bibtex\n{CITATION}\n```\n",
@@ -261,6 +263,41 @@ def _standard_section(metrics: dict) -> str:
 """
 
 
+def _minimal_norm_section(metrics: dict) -> str:
+    """The minimal L2 perturbation of each test image beside DeepFool's rho_2 (empty for metrics without it)."""
+    hardened, reference = metrics["hardened"], metrics.get("reference", {})
+    minimal = hardened.get("minimal_norm")
+    if not minimal:
+        return ""
+    before = reference.get("minimal_norm") or {}
+
+    def number(figures: dict, key: str) -> str:
+        return "–" if figures.get(key) is None else f"{figures[key]:.4g}"
+
+    rows = [["minimal L2 rho_2 (valid points)", number(before, "rho2"), number(minimal, "rho2")],
+            ["DeepFool rho_2 (the paper's, unclipped)", number(reference, "rho2"), number(hardened, "rho2")],
+            ["mean minimal L2 norm", number(before, "mean_l2"), number(minimal, "mean_l2")]]
+    for eps, accuracy in minimal["accuracy"].items():
+        rows.append([f"robust accuracy, L2 eps={eps}",
+                     f"{before['accuracy'][eps]:.2%}" if eps in before.get("accuracy", {}) else "–", f"{accuracy:.2%}"])
+    ratio = hardened["rho2"] / minimal["rho2"] - 1 if minimal.get("rho2") else None
+    relation = ("not comparable (no valid perturbation found)" if ratio is None else
+                f"{ratio:.0%} above it: DeepFool overstates the minimal perturbation" if ratio > 0 else
+                f"{-ratio:.0%} below it: DeepFool's unclipped point may leave [0, 1], where no image is")
+    return f"""## Minimal L2 perturbations
+
+For each of the {minimal['n_examples']} test images, the smallest L2 perturbation found that changes the
+prediction: DDN's (Rony et al., CVPR 2019; {minimal['steps']} steps) or DeepFool's point clipped to [0, 1], whichever
+is smaller, counting only valid adversarial images (inside [0, 1], misclassified): found for {minimal['found']:.1%}
+of the images, DDN's the smaller for {minimal['ddn_share']:.1%} of them. Each norm is an upper bound on the image's
+true minimal distance, so the robust accuracies below are upper bounds too; compare AutoAttack's at the same
+budget above. The minimal rho_2 is {_space(hardened['rho_space'])}, as DeepFool's, which is {relation}. The L2
+panel of the figure below draws the whole curve.
+
+{markdown_table(["metric", "reference", "this model"], rows)}
+"""
+
+
 def _training_section(metrics: dict, training_file: str | None) -> str:
     info, recipe = metrics["model"], metrics["recipe"]
     defense, harden = recipe["defense"], recipe["harden"]
@@ -293,6 +330,28 @@ Fine-tuned from {start} with {objective}.
         *_clipping_rows(harden, metrics.get("training")), *_input_rows(info),
         ["BatchNorm", "frozen (eval mode, out of the optimizer)" if harden["freeze_bn"] else "trained"],
         ["seed", metrics.get("seed")]])}{figure}"""
+
+
+def _rebuild_section(metrics: dict) -> str:
+    """The command that produced these weights and how closely rerunning it gives them again (empty when the run
+    was not started from the command line)."""
+    run = metrics.get("run") or {}
+    command, threads = run.get("command"), run.get("threads")
+    if not isinstance(command, str) or not isinstance(threads, int):
+        return ""
+    return f"""## How to rebuild it
+
+```bash
+OMP_NUM_THREADS={threads} {command}
+```
+
+(dd-hub {metrics.get('dd_hub_version', '?')}, torch {run.get('torch', '?')}, {threads} thread(s), {run.get(
+        'platform', '?')}, on a CPU.) Every random choice (initialization, data order, PGD starts, evaluation subsets)
+is seeded, so on the same kind of machine with the same thread count and torch version the command gives these
+weights bit for bit and every figure above exactly. Another thread count or CPU sums in another order, and the
+training amplifies it: the figures then come out within sampling noise of these, not identically (dd-hub's
+docs/results.md states the spreads measured between runs).
+"""
 
 
 def _count(epoch: object, key: str) -> int | None:

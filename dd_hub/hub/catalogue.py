@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..errors import DDHubError
-from ..names import CARD_NAME
+from ..names import CARD_NAME, METRICS_NAME
 from ..storage.atomic_io import copy_atomic, write_bytes_atomic
 from ..storage.metrics import read_metrics
 from .client import validate_repo_id
@@ -21,9 +21,12 @@ from .verification import RECORD_NAME, local_verifications
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
-def add_card(model_dir: str | Path, cards_dir: str | Path, repo_id: str | None = None) -> Path:
+def add_card(model_dir: str | Path, cards_dir: str | Path, repo_id: str | None = None, *,
+             complete: bool = False) -> Path:
     """A model directory's card and figures (and verification record, if any) into ``cards_dir/<name>/``: rendered
-    for ``repo_id`` when the weights are published there, else marked ``published: false``."""
+    for ``repo_id`` when the weights are published there, else marked ``published: false``. ``complete``: the whole
+    sealed folder as the run wrote it (weights, config.json, metrics.json, figures, its card), so that the
+    catalogue entry can be loaded, verified and published (`dd-hub publish` renders the repo's card) by itself."""
     model_dir, cards_dir = Path(model_dir), Path(cards_dir)
     if repo_id is not None:
         validate_repo_id(repo_id)
@@ -42,10 +45,14 @@ def add_card(model_dir: str | Path, cards_dir: str | Path, repo_id: str | None =
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DDHubError(f"cannot create {target}: {exc.strerror or exc}") from None
-    write_bytes_atomic(target / CARD_NAME, files[CARD_NAME])
-    for figure in FIGURES:
-        if figure in files:
-            copy_atomic(files[figure], target / figure)
+    if complete:  # the sealed folder as the run wrote it, card included: its metrics.json hashes every file
+        for name in [*read_metrics(model_dir)["files"], METRICS_NAME]:
+            copy_atomic(model_dir / name, target / name)
+    else:
+        write_bytes_atomic(target / CARD_NAME, files[CARD_NAME])
+        for name in FIGURES:
+            if name in files:
+                copy_atomic(files[name], target / name)
     if record is not None:
         copy_atomic(record, target / RECORD_NAME)
     return target

@@ -59,6 +59,10 @@ def render_curve(metrics: dict, path: str | Path) -> Path:
                 eps, accuracy = zip(*points)
                 axes.plot(eps, [100 * a for a in accuracy], linestyle="none", marker=markers[attack], color=color,
                           markersize=9 if attack == "autoattack" else 5, label=f"{key}, {attack.upper()}")
+        minimal = report.get("minimal_norm")
+        if minimal:
+            panels["l2"].step(*_minimal_curve(minimal), where="post", color=color, linewidth=1,
+                              label=f"{key}, minimal L2 (DDN)")
     for norm, axes in panels.items():
         axes.set_xlabel(f"epsilon ({'Linf' if norm == 'linf' else 'L2'}, [0, 1] pixel space)")
         axes.set_ylabel("accuracy (%)")
@@ -71,6 +75,14 @@ def render_curve(metrics: dict, path: str | Path) -> Path:
         panels["linf"].axvline(eps_ref, color="grey", linewidth=0.8, linestyle=":")
     figure.suptitle(f"{metrics['model']['architecture']} on {metrics['model']['dataset']}: measured points")
     return save_figure(figure, path)
+
+
+def _minimal_curve(minimal: dict) -> tuple[list[float], list[float]]:
+    """(L2 epsilons, accuracies in %) of the minimal-norm curve: a step down at each image's minimal norm."""
+    n, curve = minimal["n_examples"], minimal["curve"]
+    eps = [0.0] + list(curve)
+    accuracy = [100 * (len(curve) - i + minimal["never_broken"]) / n for i in range(len(curve) + 1)]
+    return eps, accuracy
 
 
 def _measured(report: dict, norm: str) -> dict[str, list[tuple[float, float]]]:

@@ -5,6 +5,8 @@ The CLI's ``dd-hub harden`` is a thin shell around :func:`harden`; Python users 
 from __future__ import annotations
 
 import copy
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -146,7 +148,25 @@ def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Repor
         "hardened": hardened.to_dict(),
         "reference": reference.to_dict(),
         "training": history,
+        "run": invocation(),
     }
+
+
+# options that say how a run writes or shows its output, not what it computes
+_NOT_REBUILDING = {"--resume", "--overwrite", "--quiet"}
+
+
+def invocation() -> dict:
+    """How this process was started, for the card's rebuild command: the ``dd-hub`` command line (None when dd-hub
+    was called from Python), the threads torch computed with, the torch version and the operating system."""
+    import platform
+
+    program = Path(sys.argv[0])
+    from_cli = program.name == "dd-hub" or (program.name in ("cli.py", "__main__.py")
+                                             and program.parent.name == "dd_hub")
+    args = [arg for arg in sys.argv[1:] if arg not in _NOT_REBUILDING]
+    return {"command": f"dd-hub {shlex.join(args)}" if from_cli else None, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "platform": f"{platform.system()} {platform.machine()}"}
 
 
 def write_outputs(out_dir: str | Path, model: torch.nn.Module, metrics: dict, *,
