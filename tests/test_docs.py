@@ -52,7 +52,7 @@ BLOCK_TIMEOUT_S = 300
 _SMALL_TRAINING = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=100",
                    "--max-examples", "20", "--set", "evaluation.autoattack_max_examples=10",
                    "--set", "evaluation.sanity_max_examples=10", "--set", "evaluation.deepfool_steps=10",
-                   "--set", "evaluation.pgd_steps=5"]
+                   "--set", "evaluation.pgd_steps=5", "--set", "evaluation.minimal_norm_steps=10"]
 #: options appended to every dd-hub command of a block, by subcommand
 SMALL = {} if FULL else {
     "harden": [*_SMALL_TRAINING, "--quiet"], "reproduce": [*_SMALL_TRAINING, "--quiet"],
