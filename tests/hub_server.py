@@ -78,6 +78,7 @@ class FakeHub:
         self.quirks: dict[str, bytes] = {}            # route ('whoami', 'create', 'model_info') -> a 200 body to send
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
+        self.queries: list[str] = []                  # the query string of each request, in the same order
         self.lock = threading.Lock()
         self.card_data: dict[str, dict] = {}          # commit -> its README's front matter, parsed once
         self.card_data_in_listing = True              # False: a listing that never carries cardData
@@ -251,6 +252,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(url.query)
             body = self._body()  # always drain it: leftover bytes would corrupt the next keep-alive request
             hub.requests.append((method, url.path))
+            hub.queries.append(url.query)
             with hub.lock:
                 if method == "GET" and parts[:2] == ["api", "whoami-v2"]:
                     return self._whoami()

@@ -697,3 +697,24 @@ def test_a_card_states_its_reference_and_the_boards_show_the_gain(tmp_path):
     bad = render_card(data, repo_id=f"{ORG}/gain").replace("mnist-linf: 0.12", "mnist-linf: 7.5")
     with pytest.raises(ValueError, match="reference"):                 # validated like every figure
         parse_card(bad, name="gain")
+
+
+def test_thousands_of_index_repos_cannot_hide_a_trusted_verifiers_records(fake_hub, monkeypatch):
+    """Index repos beyond what the listing returns (here 2 pages of 2) do not push a trusted account's index out:
+    it is then asked for by its author."""
+    import hub_server
+
+    import generated_cards
+    from dd_hub.hub import record_index
+    from dd_hub.hub.record_index import index_card, index_repo
+    from hub_server import Repo
+
+    monkeypatch.setattr(record_index, "INDEX_PAGE", 2)
+    monkeypatch.setattr(record_index, "MAX_PAGES", 2)
+    generated_cards.publish(fake_hub, 3)
+    for account in ("aaa", "bbb", "ccc", "ddd", "zed"):                  # zed, trusted, sorts last
+        fake_hub.repos[index_repo(account)] = Repo(owner=account, private=False)
+        fake_hub.commit(index_repo(account), "main", {"README.md": index_card([], account).encode()}, "index")
+    fake_hub.requests.clear()
+    load_hub_cards(trusted=frozenset({"zed"}))
+    assert any("author=zed" in query for query in fake_hub.queries)

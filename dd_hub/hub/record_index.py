@@ -10,7 +10,9 @@ close or hide it.
 
 The Hub's listing returns every card's front matter (``cardData``), so a board reads every index in one listing
 request per :data:`INDEX_PAGE` verifiers, whatever the number of models: the trusted accounts' records always, the
-others' (at most :data:`MAX_UNTRUSTED_INDEXES` indexes) shown as "re-measured", never counted; then one request per
+others' (at most :data:`MAX_UNTRUSTED_INDEXES` indexes) shown as "re-measured", never counted (should the listing be
+cut, by thousands of index repos or a page too large, each trusted account's index is asked for by its author: no
+one can hide a trusted record, or a dispute, by publishing indexes); then one request per
 namespace of a model that has records (who can write to that model: its owners' records do not count). A trusted
 account is the operator's choice: an organisation on the list vouches for the records of all its members. The
 verdicts are then :func:`dd_hub.hub.verification.figure_status`'s, recomputed from each record's numbers.
@@ -22,7 +24,7 @@ import json
 from ..errors import DDHubError
 from ..text import one_line
 from .cards import FRONT_MATTER, Card, InvalidCard, check_metadata_limits, load_yaml
-from .client import HubReader
+from .client import MAX_PAGES, HubReader
 from .verification import InvalidRecord, Verification, parse_record, repo_writers
 
 INDEX_REPO = "dd-hub-verifications"
@@ -77,31 +79,62 @@ def attach_index_records(reader: HubReader, cards: list[Card], trusted: frozense
     docstring); returns one-line notices. A card whose owners the Hub does not state gets no record and is marked
     incomplete (never shown verified)."""
     by_repo = {card.repo_id.lower(): card for card in cards if card.repo_id}
-    folded_trusted = {name.lower() for name in trusted}
+    folded_trusted = {name.lower(): name for name in trusted}
     notices: list[str] = []
     found: dict[str, list[Verification]] = {}
+    read: set[str] = set()
     untrusted = 0
-    for item in reader.pages("api/models", params={"filter": INDEX_TAG, "limit": str(INDEX_PAGE),
-                                                   "expand": ["author", "cardData"]},
-                             limit=100_000, what="cannot list the verification indexes on the Hub"):
+
+    def use(item: object) -> None:
+        nonlocal untrusted
         repo_id = item.get("id") if isinstance(item, dict) else None
         if not isinstance(repo_id, str) or repo_id.count("/") != 1 or repo_id.split("/")[1] != INDEX_REPO:
-            continue
+            return
         account = repo_id.split("/")[0]
-        is_trusted = account.lower() in folded_trusted
-        if not is_trusted:
+        if account.lower() in read:
+            return
+        if account.lower() not in folded_trusted:
             if untrusted >= MAX_UNTRUSTED_INDEXES:
-                continue
+                return
             untrusted += 1
+        read.add(account.lower())
         try:
             check_metadata_limits(item.get("cardData"))
             records = index_records(item.get("cardData"), account)
         except (InvalidRecord, InvalidCard) as exc:
             notices.append(f"{repo_id}: not used, {one_line(exc)}")
-            continue
+            return
         for record in records:
             if record.repo_id and record.repo_id.lower() in by_repo:
                 found.setdefault(record.repo_id.lower(), []).append(record)
+
+    params = {"filter": INDEX_TAG, "limit": str(INDEX_PAGE), "expand": ["author", "cardData"]}
+    seen = 0
+    try:
+        for item in reader.pages("api/models", params=params, limit=INDEX_PAGE * MAX_PAGES,
+                                 what="cannot list the verification indexes on the Hub"):
+            seen += 1
+            use(item)
+    except DDHubError as exc:      # a listing too large or broken: the trusted indexes are asked for one by one
+        if reader.budget.remaining() <= 0:
+            raise
+        notices.append(f"the verification indexes could not be listed ({one_line(exc, 200)}); only trusted "
+                       "verifiers' are read")
+        seen = INDEX_PAGE * MAX_PAGES
+    if seen >= INDEX_PAGE * MAX_PAGES:   # the listing may have been cut (thousands of index repos): never lose a
+        for key, account in sorted(folded_trusted.items()):    # trusted verifier's records, and so its disputes
+            if key not in read:
+                try:
+                    for item in reader.pages("api/models", params={**params, "author": account}, limit=INDEX_PAGE,
+                                             what=f"cannot read the record index of {account}"):
+                        use(item)
+                except DDHubError as exc:
+                    if reader.budget.remaining() <= 0:
+                        raise
+                    notices.append(f"{index_repo(account)}: not read ({one_line(exc, 200)}): no figure shown "
+                                   "verified")
+                    for card in cards:
+                        card.verification_complete = False
     for key, records in found.items():
         card = by_repo[key]
         writers = repo_writers(reader, card.repo_id.split("/")[0], exists=True)
