@@ -8,6 +8,7 @@ Text that came from outside (cards, notices) is printed one safe line at a time.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from pathlib import Path
 from typing import Callable
@@ -160,6 +161,8 @@ def recipe_options(*, refused: dict[str, str] | None = None) -> Callable[[Callab
                    "checkpoint_every": checkpoint_every, "input_size": input_size, "device": device}
             return command(recipe=recipe, run=run, out_dir=out_dir, **specific)
 
+        wrapper.__doc__ = (f"{inspect.cleandoc(command.__doc__ or '')}\n\nEvery default not shown below is the recipe's: add --show-recipe to "
+                           "see the recipe this command would run, with the options applied (docs/cli.md).")
         for option in reversed(options):
             wrapper = option(wrapper)
         return wrapper

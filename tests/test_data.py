@@ -97,7 +97,8 @@ def test_cli_reports_a_bad_data_dir_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["harden", "resnet18", "--dataset", "imagenet", "--data-dir",
                                        str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert result.output.startswith("error: data dir") and "DIR/train/<class>/<image>" in result.output
+    last = result.output.strip().splitlines()[-1]   # after the phase's start line
+    assert last.startswith("error: data dir") and "DIR/train/<class>/<image>" in last
     assert "Traceback" not in result.output
 
 

@@ -239,6 +239,26 @@ def test_a_failure_after_training_keeps_the_weights_and_resume_finishes_without_
     assert metrics["training"][0]["steps"] >= 1 and metrics["training"][0]["skipped_steps"] == 0
 
 
+def test_a_failed_sweep_resumes_without_training_or_measuring_again(tmp_path, monkeypatch):
+    import dd_hub.workflows.sweep as sweep
+
+    out = tmp_path / "sweep"
+    command = ["sweep", "mlp", "--dataset", "mnist-5k", "--out", str(out), *TINY, "--c", "5,45"]
+    real = sweep.plot_sweep
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(sweep, "plot_sweep", failing)
+    assert_one_line_error(run_cli(*command), "no display", "--resume")
+    monkeypatch.setattr(sweep, "plot_sweep", real)
+    again = run_cli(*command, "--resume")
+    assert again.exit_code == 0, again.output
+    assert again.output.count("report measured before on these weights is reused") == 3  # reference and 2 points
+    assert again.output.count("finished before: reloaded from") == 2 and "Reference training: finished" in again.output
+    assert len(json.loads((out / "sweep.json").read_text())["points"]) == 2
+
+
 def test_quiet_keeps_only_the_final_table(tmp_path):
     result = run_cli("harden", "mlp", "--dataset", "mnist-5k", "--out", str(tmp_path / "run"), *TINY, "--quiet")
     assert result.exit_code == 0, result.output

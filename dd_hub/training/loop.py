@@ -103,8 +103,10 @@ def training_device(device: str | None = None) -> torch.device:
     """The device a run trains on: ``device`` ('cpu', 'cuda', 'cuda:1'; checked, and made the current CUDA device)
     or, by default, the GPU when there is one. Under ``accelerate launch`` each process has its own GPU: no
     ``device`` but 'cpu' then."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:  # a launched process's own GPU, as Accelerate will pick it
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     try:
         chosen = torch.device(device)
     except (RuntimeError, ValueError):

@@ -122,7 +122,10 @@ def preflight(start: Start, recipe: Recipe, methods: Sequence[str] | None = None
             raise DDHubError(f"'{recipe.model}' cannot run the {name} (one batch failed before any training: "
                              f"{type(exc).__name__}: {first_line(exc)}); choose another model, or other "
                              "constructor arguments with --set model_args.KEY=VALUE") from None
-        if not finite and start.weights != "reference" and name != "reference training":
+        # a hardening objective on the untrained copy of a network the reference phase will train says little
+        # (an untrained network's DeepFool perturbations are huge: exp(d * rho) overflows); on its own weights it does
+        predictive = name == "reference training" or start.weights != "reference"
+        if not finite and predictive:
             raise DDHubError(f"the {name} of '{recipe.model}' gives a non-finite loss or gradient on its first "
                              "batch, before any training; lower lambda (--set defense.lam=...) or use other "
                              "starting weights")
