@@ -1,7 +1,8 @@
 """docs/results.md's catalogue tables, printed from the catalogue's folders themselves (``model_cards/``, whose
 complete folders ``dd-hub cards model_cards --complete --add RUN/seed1234/METHOD`` adds).
 
-    python benchmarks/catalogue.py [--cards-dir model_cards]
+    python benchmarks/catalogue.py [--cards-dir model_cards]      # print them
+    python benchmarks/catalogue.py --write docs/results.md         # replace the marked block there with them
 
 It reads every folder's metrics.json, verification record and file sizes, computing nothing the runs did not
 measure: one row per folder (clean accuracy, AutoAttack at each threat model, DeepFool's rho_2 beside the minimal
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from dd_hub.hub.verification import entry_verdict, local_verifications
@@ -79,7 +81,7 @@ def tables(cards_dir: Path) -> str:
     text = [markdown_table(["folder", "method", "clean", "AutoAttack L2 2.0", "AutoAttack Linf 0.3", "AA images",
                             "DeepFool rho_2", "minimal rho_2", "DeepFool over minimal", "minimal-norm acc. L2 2.0",
                             "dd-hub verify", "MB"], figures),
-            f"\n{len(figures)} complete folders, {total:.1f} MB in all.\n",
+            f"{len(figures)} complete folders, {total:.1f} MB in all.\n",
             markdown_table(["folder", "the command that produced it", "torch"], rebuild)]
     if partial:
         text.append("\nCards without their model folder (no weights: not loadable, not verifiable): "
@@ -87,10 +89,28 @@ def tables(cards_dir: Path) -> str:
     return "\n".join(text) + "\n"
 
 
+START, END = "<!-- python benchmarks/catalogue.py -->\n", "<!-- end of python benchmarks/catalogue.py -->\n"
+
+
+def write_block(document: Path, text: str) -> None:
+    """Replace the block between START and END in ``document`` with ``text`` (the markers stay)."""
+    content = document.read_text()
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(content):
+        raise SystemExit(f"error: {document} has no block between '{START.strip()}' and '{END.strip()}'")
+    document.write_text(pattern.sub(lambda _: START + text + END, content, count=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cards-dir", type=Path, default=Path("model_cards"))
-    print(tables(parser.parse_args().cards_dir), end="")
+    parser.add_argument("--write", type=Path, help="replace the marked block of this Markdown file")
+    args = parser.parse_args()
+    text = tables(args.cards_dir)
+    if args.write:
+        write_block(args.write, text)
+    else:
+        print(text, end="")
 
 
 if __name__ == "__main__":

@@ -137,3 +137,21 @@ def test_the_evaluation_reports_minimal_norms_beside_deepfool(trained_lenet, mni
     from dd_hub.hub.card import _minimal_norm_section
     section = _minimal_norm_section(metrics)
     assert "## Minimal L2 perturbations" in section and f"{minimal['rho2']:.4g}" in section
+
+
+def test_a_model_nothing_can_fool_reports_no_minimal_norm_not_nan(mnist_test):
+    """A constant classifier: no valid perturbation exists; the figures are None (metrics.json holds no NaN)."""
+    from dd_hub import EvalConfig, evaluate
+
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.arange(10.0))
+
+        def forward(self, x):
+            return self.bias.expand(len(x), 10) + 0 * x.flatten(1).sum(1, keepdim=True)
+
+    config = EvalConfig(max_examples=10, deepfool_steps=2, minimal_norm_steps=3, pgd_steps=0, sanity=False,
+                        autoattack=[], fgs_eps=[0.1], fgs_fractions=[])
+    minimal = evaluate(Constant(), mnist_test, config, eps_ref=0.1, progress=False).minimal_norm
+    assert minimal["found"] == 0 and minimal["rho2"] is None and minimal["mean_l2"] is None

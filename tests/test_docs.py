@@ -10,7 +10,8 @@ How the blocks run (docs/architecture.md, "Documentation that runs"):
   block), in one interpreter per page so that torch is imported once.
 - Small data: every ``dd-hub`` command runs with :data:`SMALL` appended for its subcommand (fewer epochs, training
   and test images; the default evaluation, AutoAttack included, on a few images). A later option wins in click, so
-  the appended ones replace the block's own.
+  the appended ones replace the block's own. ``DD_HUB_DOCS_FULL=1`` runs the pages at full size instead (no
+  :data:`SMALL`, no ``small:`` directive; parse-only blocks stay parse-only): what a newcomer runs.
 - The Hub is tests/hub_server.py's loopback double (``HF_ENDPOINT``), signed in as :data:`USER`.
 - An HTML comment right before a block changes how it runs, each line one directive::
 
@@ -19,6 +20,7 @@ How the blocks run (docs/architecture.md, "Documentation that runs"):
                                                  expansion) is checked, not run: with --show-recipe when it
                                                  runs a recipe (options and recipe keys), else parsed
       <!-- docs-test: replace: OLD => NEW -->    run with OLD replaced by NEW (a placeholder such as ORG/NAME)
+      <!-- docs-test: small: OLD => NEW -->      the same, for the small-data run only (fewer images)
       <!-- docs-test: needs: TOOL -->            skipped, and reported, where TOOL is not installed
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -43,16 +46,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN, NOT_CODE = ("bash", "python"), ("text",)
 USER, TOKEN = "newcomer", "hf_docs_test_secret"
+FULL = os.environ.get("DD_HUB_DOCS_FULL") == "1"
 BLOCK_TIMEOUT_S = 300
 
 _SMALL_TRAINING = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=100",
                    "--max-examples", "20", "--set", "evaluation.autoattack_max_examples=10",
                    "--set", "evaluation.sanity_max_examples=10", "--set", "evaluation.deepfool_steps=10",
-                   "--set", "evaluation.pgd_steps=5"]
+                   "--set", "evaluation.pgd_steps=5", "--set", "evaluation.minimal_norm_steps=10"]
 #: options appended to every dd-hub command of a block, by subcommand
-SMALL = {"harden": [*_SMALL_TRAINING, "--quiet"], "reproduce": [*_SMALL_TRAINING, "--quiet"],
-         "sweep": [*_SMALL_TRAINING, "--quiet"], "eval": ["--max-examples", "20", "--quiet"],
-         "verify": ["--quiet"]}
+SMALL = {} if FULL else {
+    "harden": [*_SMALL_TRAINING, "--quiet"], "reproduce": [*_SMALL_TRAINING, "--quiet"],
+    "sweep": [*_SMALL_TRAINING, "--quiet"], "eval": ["--max-examples", "20", "--quiet"], "verify": ["--quiet"]}
 
 _FENCE = re.compile(r"^ {0,3}```(.*)$")
 _DIRECTIVES = re.compile(r"<!--\s*docs-test:(.*?)-->", re.S)
@@ -77,9 +81,9 @@ class Block:
     def runnable_code(self) -> str:
         code = self.code
         for key, value in self.directives:
-            if key == "replace":
+            if key == "replace" or (key == "small" and not FULL):
                 old, _, new = value.partition("=>")
-                assert old.strip() in code, f"{self.where}: replace: {old.strip()!r} is not in the block"
+                assert old.strip() in code, f"{self.where}: {key}: {old.strip()!r} is not in the block"
                 code = code.replace(old.strip(), new.strip())
         return code
 
@@ -113,24 +117,25 @@ def test_every_block_names_its_language_and_every_directive_is_known():
                 f"{block.where}: a code block must say ```bash, ```python or ```text (not run), not "
                 f"```{block.language}")
             for key, value in block.directives:
-                assert key in ("skip", "parse-only", "replace", "needs") and value, f"{block.where}: bad directive {key}"
+                assert key in ("skip", "parse-only", "replace", "small", "needs") and value, f"{block.where}: bad directive {key}"
                 assert block.language in RUN, f"{block.where}: a directive on a block that is not run"
 
 
 # --- running -----------------------------------------------------------------------------------------------------
 _WORKER = r"""
-import contextlib, io, json, os, sys, traceback
+import contextlib, io, json, os, sys, time, traceback
 for request in sys.stdin:
     request = json.loads(request)
     os.chdir(request["cwd"])
-    output, ok = io.StringIO(), True
+    output, ok, cpu = io.StringIO(), True, time.process_time()
     with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
         try:
             exec(compile(request["code"], request["where"], "exec"), {"__name__": "__main__"})
         except BaseException:
             ok = False
             traceback.print_exc()
-    sys.__stdout__.write(json.dumps({"ok": ok, "output": output.getvalue()}) + "\n")
+    reply = {"ok": ok, "output": output.getvalue(), "cpu_s": time.process_time() - cpu}
+    sys.__stdout__.write(json.dumps(reply) + "\n")
     sys.__stdout__.flush()
 """
 
@@ -141,6 +146,7 @@ class Session:
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         self.folder, self.env = folder, env
         self.worker: subprocess.Popen | None = None
+        self.worker_cpu_s = 0.0
 
     def run(self, block: Block) -> str:
         if block.directive("parse-only") is not None:
@@ -172,6 +178,7 @@ class Session:
         assert answer, f"{block.where}: the python worker died or timed out"
         reply = json.loads(answer)
         assert reply["ok"], f"{block.where} failed:\n{block.runnable_code()}\n{reply['output'][-4000:]}"
+        self.worker_cpu_s += reply["cpu_s"]
         return reply["output"]
 
     def _parse_only(self, block: Block) -> str:
@@ -240,6 +247,12 @@ def workspace(tmp_path_factory):
     hub.stop()
 
 
+def _cpu_s(session: Session) -> float:
+    """CPU seconds used so far by the finished child processes and the python worker."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime + session.worker_cpu_s
+
+
 def _run_page(page: Path, workspace) -> list[str]:
     """Runs the page's blocks in order; returns what was not run for want of a tool."""
     folder, env = workspace
@@ -253,9 +266,9 @@ def _run_page(page: Path, workspace) -> list[str]:
             if tool and shutil.which(tool) is None:
                 missing.append(f"{block.where} needs {tool}")
                 continue
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), _cpu_s(session)
             session.run(block)
-            print(f"{block.where}: {time.perf_counter() - start:.1f} s")  # shown with -s or -rP
+            print(f"{block.where}: {time.perf_counter() - start:.1f} s, {_cpu_s(session) - cpu:.1f} s of CPU")  # -rP
     finally:
         session.close()
     return missing

@@ -34,6 +34,7 @@ from dd_hub.models.directory import save_model
 from dd_hub.workflows.harden import write_outputs
 from dd_hub.hub.figures import render_curve
 from dd_hub.names import CURVE_NAME
+from dd_hub.storage.metrics import read_metrics
 from dd_hub.hub.upload import publish
 from dd_hub.recipes import find_recipe
 
@@ -452,6 +453,28 @@ def test_model_cards_index_is_regenerated_from_the_cards(tmp_path):
     assert (cards / "low" / CURVE_NAME).is_file()
     assert write_index(cards).read_text() == index
     assert run_cli("cards", str(cards)).exit_code == 0
+
+
+def test_complete_catalogue_folder_loads_and_its_tables_come_from_it(tmp_path):
+    """`dd-hub cards --complete`: the sealed folder as written (card included), so that it loads and passes the
+    seal check; benchmarks/catalogue.py prints its figures and flags a card without weights."""
+    import catalogue
+
+    cards = tmp_path / "model_cards"
+    metrics = with_autoattack(fake_metrics(), mnist_linf=0.0, mnist_l2=0.25)
+    model = write_model_dir(tmp_path / "run", metrics)
+    assert run_cli("cards", str(cards), "--complete", "--add", str(tmp_path / "run")).exit_code == 0
+    folder = cards / metrics["model"]["repo_name"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (tmp_path / "run").iterdir())
+    read_metrics(folder)                                      # every file is the one metrics.json hashed
+    x = torch.rand(2, 1, 28, 28)
+    torch.testing.assert_close(dd_hub.load(folder)(x), model.eval()(x))
+    (cards / "card-only").mkdir()                             # a card without its weights
+    (cards / "card-only" / "README.md").write_bytes((folder / "README.md").read_bytes())
+    text = catalogue.tables(cards)
+    figures = text.split("\n\n")[0]
+    assert f"`{folder.name}`" in figures and "25.0%" in figures and "not verified" in figures
+    assert "`card-only`" not in figures and "without their model folder" in text and "`card-only`" in text
 
 
 def test_list_threat_model_keeps_only_that_board(tmp_path):

@@ -190,10 +190,11 @@ def test_reports_are_kept_for_phases_that_were_not_trained_here(tmp_path, monkey
 
     from dd_hub.evaluation.report import Report
     from dd_hub.recipes import find_recipe
+    from dd_hub.workflows import phases
     from dd_hub.workflows import reproduce as workflow
 
     report = {**_report(0.98, 0.2, (0.9, 0.5, 0.2)), "deepfool": {}, "fgs": {}, "eps_ref": 0.1}
-    monkeypatch.setattr(workflow, "evaluate", lambda *args, **kwargs: Report.from_dict(report))
+    monkeypatch.setattr(phases, "evaluate", lambda *args, **kwargs: Report.from_dict(report))
     models = {"reference": torch.nn.Linear(2, 2), "clean": torch.nn.Linear(2, 2)}
     start = type("Start", (), {"test_set": None, "center": None})()
     reports = workflow._evaluate_all(models, start, find_recipe("mlp", "mnist-5k", {}), "reference",

@@ -141,7 +141,7 @@ def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Repor
                   "dataset": recipe.dataset, "dataset_hub_id": start.spec.hub_id, "base_model": start.base_model,
                   "dataset_card_name": start.spec.card_name or recipe.dataset, "dataset_split": start.spec.hub_split,
                   "start": start.weights, "provenance": start.provenance, "num_classes": start.spec.num_classes,
-                  "license": recipe.license or unwrap(start.model).pretrained_cfg.get("license") or "other",
+                  "license": recipe.license or _pretrained_cfg(start.model).get("license") or "other",
                   "method": recipe.method, "input": start.input,
                   "skipped_images": start.skipped},
         "recipe": recipe.to_dict(),
@@ -167,6 +167,11 @@ def invocation() -> dict:
     args = [arg for arg in sys.argv[1:] if arg not in _NOT_REBUILDING]
     return {"command": f"dd-hub {shlex.join(args)}" if from_cli else None, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "platform": f"{platform.system()} {platform.machine()}"}
+
+
+def _pretrained_cfg(model: torch.nn.Module) -> dict:
+    """timm's ``pretrained_cfg`` of the network (a torchvision network has none)."""
+    return getattr(unwrap(model), "pretrained_cfg", None) or {}
 
 
 def write_outputs(out_dir: str | Path, model: torch.nn.Module, metrics: dict, *,
