@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from dd_hub.errors import DDHubError
+from dd_hub.models import directory
 from dd_hub.recipes import find_recipe
 from dd_hub.storage import run_dir
 from dd_hub.training.deep_defense import LossOutput
@@ -140,8 +141,8 @@ def test_preflight_runs_every_phase_on_one_batch_and_checks_the_export(monkeypat
         def forward(self, x):
             return torch.zeros(len(x), 3)
 
-    monkeypatch.setattr(start, "load_directory", lambda folder: Broken())
-    with pytest.raises(DDHubError, match="the export of 'dd_mlp_mnist' does not reload to the same network"):
+    monkeypatch.setattr(directory, "load_directory", lambda folder: Broken())
+    with pytest.raises(DDHubError, match="the export of 'dd_mlp_mnist' does not reload as the same network"):
         start.preflight(begun, recipe)
 
 

@@ -78,29 +78,36 @@ def save_model(model: nn.Module, directory: str | Path, *, label_names: list[str
         bare, tmp, model_config=config, model_args=model_args, safe_serialization=True))
 
 
-def check_export(model: nn.Module, input_size: Sequence[int], *, label_names: list[str] | None = None) -> None:
+def check_export(model: nn.Module, input_size: Sequence[int] | None = None, *, inputs: torch.Tensor | None = None,
+                 label_names: list[str] | None = None, name: str = "this model") -> None:
     """Prove that ``model`` can be exported: save it into a temporary folder, load it back with :func:`load_directory`
-    and compare both networks' logits on two random images of ``input_size`` ``(C, H, W)``, in eval mode.
+    and compare both networks' logits, in eval mode, on ``inputs`` (default: two random images of ``input_size``
+    ``(C, H, W)``).
 
     Cheap (one save, one load, two forwards); meant to run before any training, so that an export that cannot
-    work is refused in one line (a :class:`DDHubError` saying what to do) instead of after hours of work. ``model``
-    is left as it was (weights and training mode).
+    work is refused in one line (a :class:`DDHubError` naming ``name`` and saying what to do) instead of after hours
+    of work. ``model`` is left as it was (weights and training mode).
     """
+    if inputs is None:
+        inputs = torch.rand(2, *input_size, generator=torch.Generator().manual_seed(0))
     was_training = model.training
-    images = torch.rand(2, *input_size, generator=torch.Generator().manual_seed(0))
     try:
         with tempfile.TemporaryDirectory(prefix="dd-hub-export-check-") as tmp, torch.no_grad():
-            save_model(model, tmp, label_names=label_names)
-            reloaded = load_directory(tmp)
+            try:
+                save_model(model, tmp, label_names=label_names)
+                reloaded = load_directory(tmp)
+            except Exception as exc:  # a DDHubError or anything a library raised: the run must not start either way
+                raise DDHubError(f"the export of '{name}' fails before any training ({first_line(exc)}); choose "
+                                 "another model") from None
             device = next(model.parameters()).device
-            expected = model.eval()(images.to(device)).float().cpu()
-            got = reloaded(images).float()
+            expected = model.eval()(inputs.to(device)).float().cpu()
+            got = reloaded.eval()(inputs.cpu()).float()
     finally:
         model.train(was_training)
     if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * (1 + float(
             expected.abs().max()))):
         gap = (got - expected).abs().max().item() if got.shape == expected.shape else "other shape"
-        raise DDHubError(f"the export of this model does not reload as the same network (largest logit gap {gap}); "
+        raise DDHubError(f"the export of '{name}' does not reload as the same network (largest logit gap {gap}); "
                          "please report it, and choose another model meanwhile")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,7 +22,7 @@ from torch.utils.data import Dataset
 from ..data.datasets import DatasetSpec, create_dataset, first_examples, get_spec, mean_image
 from ..errors import DDHubError, first_line
 from ..models import NormalizedModel, create_model, unwrap
-from ..models.directory import load_directory, save_model
+from ..models.directory import check_export, save_model
 from ..models.factory import check_input_size
 from ..names import WEIGHTS_NAME
 from ..recipes import Recipe
@@ -129,29 +128,9 @@ def preflight(start: Start, recipe: Recipe, methods: Sequence[str] | None = None
             raise DDHubError(f"the {name} of '{recipe.model}' gives a non-finite loss or gradient on its first "
                              "batch, before any training; lower lambda (--set defense.lam=...) or use other "
                              "starting weights")
-    _check_export(model, start, recipe.model)
-
-
-def _check_export(model: NormalizedModel, start: Start, name: str) -> None:
-    """The export of ``model`` (as trained: BatchNorm frozen) written to a temporary folder, reloaded with
-    :func:`dd_hub.models.directory.load_directory` and giving the same logits."""
     model.zero_grad(set_to_none=True)
     inputs = torch.stack([start.test_set[i][0] for i in range(min(4, len(start.test_set)))])
-    try:
-        with tempfile.TemporaryDirectory(prefix="dd-hub-preflight-") as folder:
-            save_model(model, folder, label_names=start.spec.label_names)
-            loaded = load_directory(folder)
-    except Exception as exc:  # a DDHubError or anything a library raised: the run must not start either way
-        raise DDHubError(f"the export of '{name}' fails before any training ({first_line(exc)}); choose another "
-                         "model") from None
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        expected = model.eval()(inputs.to(device)).cpu()
-        got = loaded.eval()(inputs).cpu()
-    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-4):
-        difference = (got - expected).abs().max().item() if got.shape == expected.shape else "a different shape"
-        raise DDHubError(f"the export of '{name}' does not reload to the same network (logits differ by "
-                         f"{difference}); choose another model")
+    check_export(model, inputs=inputs, label_names=start.spec.label_names, name=recipe.model)
 
 
 def train_reference(start: Start, recipe: Recipe, *, accelerator: Accelerator, echo: Callable[[str], None] = print,
