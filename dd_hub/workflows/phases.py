@@ -21,7 +21,11 @@ from torch.utils.data import Dataset
 
 from ..errors import DDHubError, first_line
 from ..evaluation.report import EvalConfig, Report, evaluate
+from ..names import CHECKPOINTS_DIR
+from ..recipes import Recipe
+from ..storage import run_dir
 from ..storage.atomic_io import read_json_object, write_json_atomic
+from ..training.loop import make_accelerator
 
 Echo = Callable[[str], None]
 REPORT_NAME = "report.json"  # a finished evaluation, in its phase's checkpoint folder
@@ -56,6 +60,22 @@ def kept_on_failure(kept: Path) -> Iterator[None]:
         what = str(exc) if isinstance(exc, DDHubError) else f"{type(exc).__name__}: {first_line(exc)}"
         raise DDHubError(f"{what} (what finished is kept in {kept}: rerun the same command with --resume to "
                          "continue from there, without training again what finished)") from exc
+
+
+@contextlib.contextmanager
+def multi_phase_run(out_dir: Path, settings: dict, recipe: Recipe, *, resume: bool, overwrite: bool,
+                    outputs: tuple[str, ...], mixed_precision: str, device: str | None, progress: bool,
+                    checkpoint_every: int | None) -> Iterator[dict]:
+    """The output folder of a run of several phases (``reproduce``, ``sweep``) locked, prepared and checked against
+    ``settings``, failures kept (:func:`kept_on_failure`); yields the keyword arguments of every phase's training
+    loop (:func:`dd_hub.training.loop.train`)."""
+    with run_dir.locked(out_dir):
+        run_dir.prepare(out_dir, resume=resume, overwrite=overwrite, outputs=outputs)
+        run_dir.check_settings(out_dir, settings, resume=resume)
+        with kept_on_failure(out_dir / CHECKPOINTS_DIR):
+            accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, device=device)
+            yield dict(accelerator=accelerator, progress=progress, data=recipe.data, resume=resume,
+                       checkpoint_every=checkpoint_every)
 
 
 def evaluate_kept(model: nn.Module, test_set: Dataset, config: EvalConfig, path: Path, *, resume: bool,

@@ -30,11 +30,11 @@ from ..recipes import Recipe
 from ..storage import run_dir
 from ..storage.atomic_io import write_json_atomic, write_text_atomic
 from ..text import markdown_table
-from ..training.loop import make_accelerator, train
+from ..training.loop import train
 from ..training.objectives import create_objective, list_methods
 from ..version import __version__
 from .harden import run_metrics, write_outputs
-from .phases import REPORT_NAME, check_finite_figures, evaluate_kept, kept_on_failure, phase
+from .phases import REPORT_NAME, check_finite_figures, evaluate_kept, multi_phase_run, phase
 from .start import Start, preflight, prepare_start, train_reference
 
 PAPER_METHODS = ("clean", "parseval", "deepfool_adv", "fgs_adv", "deep_defense")
@@ -118,15 +118,11 @@ def reproduce(
     with phase(echo, "Checking that the run can finish", f"{recipe.model} on {recipe.dataset}"):
         set_seed(seeds[0])
         preflight(prepare_start(recipe, **options), recipe, methods, device=device)
-    with run_dir.locked(out_dir):
-        run_dir.prepare(out_dir, resume=resume, overwrite=overwrite, outputs=outputs)
-        run_dir.check_settings(out_dir, settings, resume=resume)
-        with kept_on_failure(out_dir / CHECKPOINTS_DIR):
-            accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, device=device)
-            loop = dict(accelerator=accelerator, progress=progress, data=recipe.data, resume=resume,
-                        checkpoint_every=checkpoint_every)
-            return _reproduce_in(out_dir, recipe, methods, seeds, eps_ref_from, options=options, loop=loop,
-                                 echo=echo)
+    with multi_phase_run(out_dir, settings, recipe, resume=resume, overwrite=overwrite, outputs=outputs,
+                         mixed_precision=mixed_precision, device=device, progress=progress,
+                         checkpoint_every=checkpoint_every) as loop:
+        return _reproduce_in(out_dir, recipe, methods, seeds, eps_ref_from, options=options, loop=loop,
+                             echo=echo)
 
 
 def _reproduce_in(out_dir: Path, recipe: Recipe, methods: Sequence[str], seeds: list[int], eps_ref_from: str, *,

@@ -23,9 +23,9 @@ from ..recipes import Recipe
 from ..storage import run_dir
 from ..storage.atomic_io import write_json_atomic, write_text_atomic
 from ..text import markdown_table, unique_names
-from ..training.loop import make_accelerator, train
+from ..training.loop import train
 from ..training.objectives import create_objective
-from .phases import REPORT_NAME, check_finite_figures, evaluate_kept, kept_on_failure, phase
+from .phases import REPORT_NAME, check_finite_figures, evaluate_kept, multi_phase_run, phase
 from .start import Start, preflight, prepare_start, train_reference
 
 
@@ -83,14 +83,10 @@ def sweep(
         preflight(start, recipes[0], device=device)
     settings = {**recipe.to_dict(), "run": {"grid": [list(point) for point in grid], "start": start.provenance,
                                             "mixed_precision": mixed_precision, "input_size": input_size}}
-    with run_dir.locked(out_dir):
-        run_dir.prepare(out_dir, resume=resume, overwrite=overwrite, outputs=outputs)
-        run_dir.check_settings(out_dir, settings, resume=resume)
-        with kept_on_failure(out_dir / CHECKPOINTS_DIR):
-            accelerator = make_accelerator(mixed_precision, recipe.harden.grad_accumulation, device=device)
-            loop = dict(accelerator=accelerator, progress=progress, data=recipe.data, resume=resume,
-                        checkpoint_every=checkpoint_every)
-            return _sweep_in(out_dir, recipe, start, grid, recipes, loop=loop, echo=echo)
+    with multi_phase_run(out_dir, settings, recipe, resume=resume, overwrite=overwrite, outputs=outputs,
+                         mixed_precision=mixed_precision, device=device, progress=progress,
+                         checkpoint_every=checkpoint_every) as loop:
+        return _sweep_in(out_dir, recipe, start, grid, recipes, loop=loop, echo=echo)
 
 
 def _sweep_in(out_dir: Path, recipe: Recipe, start: Start, grid: list[tuple[list[str], float, float]],
