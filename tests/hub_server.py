@@ -76,6 +76,7 @@ class FakeHub:
         self.tokens = tokens or {}                    # token -> user
         self.orgs = orgs or {}                        # user -> org names the user may write to
         self.quirks: dict[str, bytes] = {}            # route ('whoami', 'create', 'model_info') -> a 200 body to send
+        self.encoded: dict[str, tuple[str, bytes]] = {}  # file path -> (Content-Encoding, body) a GET of it gets
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.queries: list[str] = []                  # the query string of each request, in the same order
@@ -494,7 +495,11 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             if content is None:
                 return self._error(404, "Entry not found", "EntryNotFound", head=head)
             etag = '"' + hashlib.sha256(content).hexdigest() + '"'
-            self._send(200, raw=content, head=head, headers={"X-Repo-Commit": sha, "ETag": etag})
+            headers = {"X-Repo-Commit": sha, "ETag": etag}
+            if path in hub.encoded and not head:      # a planted answer: its body sent with that encoding
+                encoding, content = hub.encoded[path]
+                headers["Content-Encoding"] = encoding
+            self._send(200, raw=content, head=head, headers=headers)
 
     return Handler
 

@@ -787,3 +787,36 @@ def test_listed_files_are_size_capped_before_hashing_and_loaded_bytes_are_the_ha
         stop.set()
         swapper.join()
     assert loaded + refused == 200   # each load: the hashed weights, or a one-line refusal
+
+
+def test_what_huggingface_hub_downloads_for_dd_hub_decodes_one_gzip_layer_under_the_cap(tmp_path, monkeypatch,
+                                                                                           lenet):
+    import gzip
+
+    from hostile_hub import GZIP_BOMB, GZIP_TWICE
+    from hub_server import Repo
+
+    from dd_hub.hub.loading import load
+
+    hub = hub_with_card(tmp_path, monkeypatch, card=card_text())
+    files = {name: (lenet / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    for repo_id in ("alice/gzipped", "alice/twice", "alice/bomb"):
+        hub.repos[repo_id] = Repo(owner="alice", private=False)
+        hub.commit(repo_id, "main", files, "up")
+    hub.encoded["model.safetensors"] = ("gzip", gzip.compress(files["model.safetensors"]))
+    load("alice/gzipped")                                   # one honest layer: the real weights
+    hub.encoded["model.safetensors"] = ("gzip, gzip", GZIP_TWICE)
+    tracemalloc.start()
+    with pytest.raises(DDHubError, match="content encoding 'gzip, gzip'") as refused:
+        load("alice/twice")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "\n" not in str(refused.value) and peak < 16 << 20, peak
+    assert_one_line_error(run_cli("eval", "alice/twice", "--quiet"), "content encoding")
+    monkeypatch.setattr(client, "MAX_WEIGHTS_BYTES", 1 << 20)
+    hub.encoded["model.safetensors"] = ("gzip", GZIP_BOMB)   # one layer, 20 MiB decoded: over the cap
+    with pytest.raises(DDHubError, match="1,048,576 bytes allowed"):
+        load("alice/bomb")
+    blobs = [p.stat().st_size for p in (tmp_path / "hf_home" / "hub").rglob("*") if p.is_file()]
+    assert max(blobs) <= 2 << 20, max(blobs)                # nothing near the decoded sizes reached the disk
+    hub.stop()

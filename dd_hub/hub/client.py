@@ -5,8 +5,10 @@ The Hub endpoint (``HF_ENDPOINT``) may be slow, huge or hostile. Every call dd-h
 - **time**: each request has a total deadline (:data:`HUB_TIMEOUT_S`, connection to last byte, not per read, so a
   server that trickles a byte every few seconds is cut off), and all the requests of one command share a deadline
   (:data:`COMMAND_DEADLINE_S`); calls through huggingface_hub (downloads of weights, commits) are bounded the same
-  way, without touching huggingface_hub's shared HTTP client, which stays as the user configured it;
-- **size**: every download has a byte cap, checked while it streams;
+  way;
+- **size**: every download has a byte cap, checked while it streams, on the decoded bytes (one layer of gzip at
+  most); what huggingface_hub receives for dd-hub is bounded by the same decoder (:func:`bound_huggingface_hub`:
+  a response hook added to the client huggingface_hub shares, which otherwise stays as the user configured it);
 - **retries**: at most :data:`RETRIES` more attempts, on connection errors, 429 and 5xx only;
 - **hosts**: the token is sent only to the endpoint's origin (its scheme and host: never to the same host over
   plain http when the endpoint is https); redirects (at most :data:`MAX_REDIRECTS`, e.g. a file download sent to
@@ -36,6 +38,9 @@ RETRIES = 2
 MAX_REDIRECTS = 5
 MAX_PAGES = 100
 MAX_JSON_BYTES = 32 << 20
+#: the most decoded bytes one huggingface_hub response may carry, the largest weight file dd-hub downloads
+#: (``DD_HUB_MAX_WEIGHTS_BYTES`` overrides)
+MAX_WEIGHTS_BYTES = int(os.environ.get("DD_HUB_MAX_WEIGHTS_BYTES", str(8 << 30)))
 CHUNK_BYTES = 64 << 10
 T = TypeVar("T")
 
@@ -234,11 +239,12 @@ class HubReader:
                     if length and length.isdigit() and int(length) > max_bytes:
                         raise HubTooLarge(f"{url} is {int(length):,} bytes, over the {max_bytes:,} bytes allowed")
                     decoded = _Decoded(url, response.headers.get("content-encoding", ""), max_bytes)
+                    chunks: list[bytes] = []
                     for chunk in response.iter_raw(CHUNK_BYTES):
-                        decoded.add(chunk)
+                        chunks.extend(decoded.decode(chunk))
                         if time.monotonic() > deadline:
                             raise HubUnavailable(f"{url} did not finish within {seconds:g} s")
-                    chunks = decoded.finish()
+                    chunks.extend(decoded.finish())
                     return HubResponse(response.status_code, {k.lower(): v for k, v in response.headers.items()},
                                        b"".join(chunks), str(response.url))
         raise DDHubError(f"{url}: more than {MAX_REDIRECTS} redirects")
@@ -247,7 +253,7 @@ class HubReader:
 class _Decoded:
     """A body as it streams in, decoded here rather than by the HTTP client so that the byte cap holds for the
     decoded bytes whatever the server says (one layer of gzip at most: ``gzip, gzip`` of 1.8 KB can decode to
-    4 GiB), and is checked before more is decoded."""
+    4 GiB), and is checked before more is decoded; at most :data:`CHUNK_BYTES` are decoded at a time."""
 
     def __init__(self, url: str, encoding: str, max_bytes: int) -> None:
         import zlib
@@ -258,30 +264,69 @@ class _Decoded:
                               "decode (identity or one layer of gzip)")
         self.url, self.max_bytes, self.total = url, max_bytes, 0
         self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS) if layers else None
-        self.chunks: list[bytes] = []
 
-    def _keep(self, data: bytes) -> None:
+    def _count(self, data: bytes) -> bytes:
         self.total += len(data)
         if self.total > self.max_bytes:
             raise HubTooLarge(f"{self.url} is over the {self.max_bytes:,} bytes allowed")
-        self.chunks.append(data)
+        return data
 
-    def add(self, chunk: bytes) -> None:
+    def decode(self, chunk: bytes) -> Iterator[bytes]:
+        """The decoded bytes of the next ``chunk`` of the body, in pieces."""
         import zlib
 
         if self.decoder is None:
-            return self._keep(chunk)
+            yield self._count(chunk)
+            return
         try:
-            self._keep(self.decoder.decompress(chunk, self.max_bytes - self.total + 1))
-            while self.decoder.unconsumed_tail:
-                self._keep(self.decoder.decompress(self.decoder.unconsumed_tail, self.max_bytes - self.total + 1))
+            data = self._count(self.decoder.decompress(chunk, CHUNK_BYTES))
+            while True:
+                yield data
+                if not self.decoder.unconsumed_tail:
+                    return
+                data = self._count(self.decoder.decompress(self.decoder.unconsumed_tail, CHUNK_BYTES))
         except zlib.error as exc:
             raise HubUnavailable(f"{self.url} is not valid gzip ({exc})") from None
 
-    def finish(self) -> list[bytes]:
+    def finish(self) -> Iterator[bytes]:
         if self.decoder is not None:
-            self._keep(self.decoder.flush(self.max_bytes - self.total + 1))
-        return self.chunks
+            yield self._count(self.decoder.flush())
+
+
+def bound_huggingface_hub() -> None:
+    """Make every response huggingface_hub receives (its shared client: downloads, ``HfApi`` calls) go through
+    :class:`_Decoded` under :data:`MAX_WEIGHTS_BYTES`, still streamed; idempotent, called before each
+    huggingface_hub call dd-hub makes (a session huggingface_hub recreates gets the hook again)."""
+    from huggingface_hub import get_session
+
+    session = get_session()
+    hooks = session.event_hooks
+    if _bound_response not in hooks.get("response", []):
+        session.event_hooks = {**hooks, "response": [*hooks.get("response", []), _bound_response]}
+
+
+def _bound_response(response) -> None:
+    """An httpx response hook: the body is decoded by :class:`_Decoded` (which refuses ``gzip, gzip``), and the
+    Content-Encoding header is dropped so that httpx decodes nothing more."""
+    import httpx2
+
+    class BoundedStream(httpx2.SyncByteStream):
+        def __init__(self, raw: httpx2.SyncByteStream, decoded: _Decoded) -> None:
+            self.raw, self.decoded = raw, decoded
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self.raw:
+                yield from self.decoded.decode(chunk)
+            yield from self.decoded.finish()
+
+        def close(self) -> None:
+            self.raw.close()
+
+    decoded = _Decoded(str(response.url), response.headers.get("content-encoding", ""), MAX_WEIGHTS_BYTES)
+    if decoded.decoder is not None:     # the decoded length is not the one announced
+        del response.headers["content-encoding"]
+        response.headers.pop("content-length", None)
+    response.stream = BoundedStream(response.stream, decoded)
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -320,6 +365,7 @@ def hub_call(action: str, call: Callable[[], T], repo_id: str | None = None, bud
     budget = budget or Budget()
     seconds = max(budget.remaining(), 0.0) if transfer else budget.for_request(action)
     with hub_errors(action, repo_id):
+        bound_huggingface_hub()
         return within(seconds, action, call)
 
 

@@ -6,7 +6,6 @@ config.json and model.safetensors and only under a size cap, then loaded like a 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import DDHubError, first_line
@@ -15,10 +14,7 @@ from ..models.normalized import NormalizedModel
 from ..names import CONFIG_NAME, METRICS_NAME, WEIGHTS_NAME
 from ..storage.metrics import MAX_METRICS_BYTES
 from ..storage.weights import PICKLE_SUFFIXES
-from .client import Budget, HubReader, hub_call, resolve_token, validate_repo_id
-
-#: the largest weight file dd-hub downloads (``DD_HUB_MAX_WEIGHTS_BYTES`` overrides)
-MAX_WEIGHTS_BYTES = int(os.environ.get("DD_HUB_MAX_WEIGHTS_BYTES", str(8 << 30)))
+from .client import MAX_WEIGHTS_BYTES, Budget, HubReader, hub_call, resolve_token, validate_repo_id
 
 
 def load(name_or_path: str | Path, *, revision: str | None = None) -> NormalizedModel:
