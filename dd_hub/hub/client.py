@@ -366,7 +366,10 @@ def hub_call(action: str, call: Callable[[], T], repo_id: str | None = None, bud
     seconds = max(budget.remaining(), 0.0) if transfer else budget.for_request(action)
     with hub_errors(action, repo_id):
         bound_huggingface_hub()
-        return within(seconds, action, call)
+        try:
+            return within(seconds, action, call)
+        except HubTooLarge as exc:      # raised inside huggingface_hub by the bound: say what was being done
+            raise HubTooLarge(f"{action}: {exc}") from None
 
 
 def resolve_token(token: str | None = None) -> str | None:
