@@ -14,7 +14,7 @@ import dd_hub
 from helpers import assert_one_line_error, run_cli
 
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=300",
-        "--set", "evaluation.max_examples=60", "--set", "evaluation.deepfool_steps=10",
+        "--set", "evaluation.max_examples=60", "--set", "evaluation.deepfool_steps=10", "--set", "evaluation.minimal_norm_steps=10",
         "--set", "evaluation.pgd_steps=5", "--set", "evaluation.sanity=false",
         "--set", "evaluation.autoattack=[mnist-linf,mnist-l2]", "--set", "evaluation.autoattack_max_examples=10", "--quiet"]
 

@@ -14,7 +14,7 @@ from dd_hub.cli import main
 from dd_hub.data.datasets import CIFAR10_CLASSES, create_dataset, get_spec
 from dd_hub.errors import DDHubError
 
-FAST_EVAL = ["--set", "evaluation.deepfool_steps=3", "--set", "evaluation.pgd_steps=0", "--set",
+FAST_EVAL = ["--set", "evaluation.deepfool_steps=3", "--set", "evaluation.minimal_norm_steps=10", "--set", "evaluation.pgd_steps=0", "--set",
              "evaluation.sanity=false", "--set", "evaluation.fgs_eps=[0.01]", "--set", "evaluation.autoattack=[]", "--quiet"]
 
 

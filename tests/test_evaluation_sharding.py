@@ -27,7 +27,7 @@ from helpers import free_port
 def _config():
     from dd_hub.evaluation.report import EvalConfig
 
-    return EvalConfig(max_examples=40, batch_size=12, deepfool_steps=4, fgs_eps=[0.1], pgd_steps=3,
+    return EvalConfig(max_examples=40, batch_size=12, deepfool_steps=4, minimal_norm_steps=10, fgs_eps=[0.1], pgd_steps=3,
                       sanity=True, sanity_max_examples=20, autoattack=["mnist-linf"], autoattack_max_examples=16,
                       autoattack_version="custom")
 

@@ -501,7 +501,7 @@ def test_harden_publish_load_list_end_to_end(hub, hub_env, tmp_path):
     out = tmp_path / "run"
     cli = [sys.executable, "-m", "dd_hub"]
     tiny = ["reference.epochs=1", "max_train_examples=300", "evaluation.max_examples=100",
-            "evaluation.deepfool_steps=10", "evaluation.sanity=false", "evaluation.pgd_steps=0",
+            "evaluation.deepfool_steps=10", "evaluation.minimal_norm_steps=10", "evaluation.sanity=false", "evaluation.pgd_steps=0",
             "evaluation.autoattack_max_examples=20"]  # AutoAttack stays on, on 20 of the 100 images
     harden = subprocess.run(cli + ["harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), "--epochs", "1",
                                    "--quiet"] + [arg for key in tiny for arg in ("--set", key)],

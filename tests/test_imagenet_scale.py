@@ -23,7 +23,8 @@ from test_data import make_imagenet_folder
 pytestmark = pytest.mark.slow
 CLASSES = ("n01440764", "n01443537", "n01484850", "n01491361")
 FAST = ["--set", "data.workers=1", "--set", "evaluation.max_examples=20", "--set", "harden.batch_size=4",
-        "--set", "evaluation.deepfool_steps=3", "--set", "evaluation.pgd_steps=0", "--set", "evaluation.sanity=false",
+        "--set", "evaluation.deepfool_steps=3", "--set", "evaluation.minimal_norm_steps=3", "--set", "evaluation.pgd_steps=0",
+        "--set", "evaluation.sanity=false",
         "--set", "evaluation.autoattack=[]",
         "--set", "evaluation.fgs_eps=[0.01]", "--checkpoint-every", "1", "--quiet"]
 

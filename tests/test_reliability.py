@@ -27,7 +27,7 @@ from test_data import make_cifar10_dir, make_imagenet_folder
 from helpers import assert_one_line_error, run_cli
 
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=40",
-        "--set", "evaluation.max_examples=20", "--set", "evaluation.deepfool_steps=3", "--set",
+        "--set", "evaluation.max_examples=20", "--set", "evaluation.deepfool_steps=3", "--set", "evaluation.minimal_norm_steps=10", "--set",
         "evaluation.pgd_steps=0", "--set", "evaluation.sanity=false", "--set", "evaluation.fgs_eps=[0.05]",
         "--set", "evaluation.autoattack=[]",
         "--quiet"]

@@ -8,7 +8,7 @@ from dd_hub.cli import main
 from dd_hub.workflows.reproduce import format_table
 
 TINY = ["--dataset", "mnist-5k", "--set", "reference.epochs=1", "--epochs", "1", "--max-examples", "50",
-        "--set", "harden.batch_size=200", "--set", "evaluation.pgd_steps=3", "--set", "evaluation.deepfool_steps=10",
+        "--set", "harden.batch_size=200", "--set", "evaluation.pgd_steps=3", "--set", "evaluation.deepfool_steps=10", "--set", "evaluation.minimal_norm_steps=10",
         "--set", "evaluation.sanity_max_examples=30", "--set", "evaluation.autoattack_max_examples=10", "--quiet"]
 
 

@@ -26,7 +26,7 @@ from helpers import assert_one_line_error, run_cli
 pytestmark = pytest.mark.slow
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=64",
         "--set", "harden.batch_size=32", "--set", "reference.batch_size=32", "--set", "evaluation.max_examples=20",
-        "--set", "evaluation.deepfool_steps=5", "--set", "evaluation.pgd_steps=3",
+        "--set", "evaluation.deepfool_steps=5", "--set", "evaluation.minimal_norm_steps=10", "--set", "evaluation.pgd_steps=3",
         "--set", "evaluation.sanity_max_examples=20", "--set", "evaluation.autoattack_max_examples=5", "--quiet"]
 #: each family's recipe, shallower for speed (the recipe's other model_args stay)
 FAMILY_RECIPES = {"resnet18": [], "convnext_atto": ["--set", "model_args.depths=[1,1,1,1]"],

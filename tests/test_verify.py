@@ -26,7 +26,7 @@ from hub_server import FakeHub, Repo, point_client_at
 pytestmark = pytest.mark.slow
 ALICE, BOB = "hf_test_alice_secret", "hf_test_bob_secret"
 TINY = ["--set", "reference.epochs=1", "--epochs", "1", "--set", "max_train_examples=200",
-        "--set", "evaluation.max_examples=100", "--set", "evaluation.deepfool_steps=5",
+        "--set", "evaluation.max_examples=100", "--set", "evaluation.deepfool_steps=5", "--set", "evaluation.minimal_norm_steps=10",
         "--set", "evaluation.pgd_steps=3", "--set", "evaluation.sanity_max_examples=20",
         "--set", "evaluation.autoattack_max_examples=100", "--quiet"]
 
