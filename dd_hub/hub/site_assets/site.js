@@ -125,7 +125,9 @@ var DDHUB = (function () {
       td.appendChild(link("models/" + encodeURIComponent(row[F.slug]) + ".html", value));
     } else if (column.key === "status") {
       td.className += " status-" + value;
-      td.appendChild(el("span", row[F.statusText] || value));
+      var status = el("span", value);  // the word; what stands behind it (who, which record) on hover
+      status.title = row[F.statusText] || value;
+      td.appendChild(status);
       if (row[F.also].length) {
         td.appendChild(el("br"));
         td.appendChild(el("span", "same weights as " + row[F.also].join(", "), "muted"));
