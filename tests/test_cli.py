@@ -122,9 +122,10 @@ def test_checkpoint_of_another_architecture(tmp_path):
 
 def test_non_finite_loss_aborts_without_writing_a_model(tmp_path):
     out = tmp_path / "o"
-    # An untrained LeNet misclassifies most images, and exp(d * rho) overflows for them at this d.
+    # An untrained LeNet misclassifies most images, and the paper's unbounded exp(d * rho) overflows for them at d.
     result = run_cli("harden", "lenet", "--dataset", "mnist-5k", "--out", str(out), "--set", "reference.epochs=0",
-                 "--allow-random-init", "--set", "defense.d=1e6", "--set", "harden.batch_size=10",
+                 "--allow-random-init", "--set", "defense.d=1e6", "--set", "defense.max_exponent=null",
+                 "--set", "harden.batch_size=10",
                  "--set", "max_train_examples=200", "--quiet")
     assert_one_line_error(result, "non-finite")
     assert not (out / "model.safetensors").exists()

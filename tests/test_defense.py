@@ -37,9 +37,25 @@ def test_branches_follow_the_paper(iterate):
     expected = ce + 2.0 * (torch.exp(-3.0 * rho[0]) + torch.exp(0.5 * rho[1])) / 2
     assert isinstance(loss_fn, nn.Module) and loss.dim() == 0
     assert loss.item() == pytest.approx(expected.item(), rel=1e-3)
-    assert loss_fn.stats["acc"] == 0.5 and set(loss_fn.stats) == {"ce", "reg", "rho", "acc", "df_iters"}
+    assert loss_fn.stats["acc"] == 0.5 and set(loss_fn.stats) == {"ce", "reg", "rho", "acc", "df_iters", "capped"}
     assert loss_fn.stats["df_iters"] == 1.0  # one exact step crosses a linear boundary
     assert loss_fn.stats["rho"] == pytest.approx(rho.mean().item(), rel=1e-3)
+
+
+def test_misclassified_term_is_capped_not_infinite():
+    """A misclassified image whose d * rho is past float32's exp range (rho 0.72, d 500: exp(360)) gives a finite
+    loss and gradient with the default cap, the capped share in the statistics, and inf with the paper's unbounded
+    term."""
+    model = _linear_model(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    inputs, labels = torch.tensor([[0.0, 100.0]]), torch.tensor([0])  # rho = 100 / sqrt(2) * 1.02 / 100
+    capped = DeepDefenseLoss(lam=1.0, c=1.0, d=500.0, candidates=2)
+    loss = capped(model, inputs, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and capped.stats["capped"] == 1.0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    assert loss.item() == pytest.approx(capped.stats["ce"] + math.exp(10.0), rel=1e-4)  # lambda * exp(cap) / N
+    unbounded = DeepDefenseLoss(lam=1.0, c=1.0, d=500.0, candidates=2, max_exponent=None)
+    assert torch.isinf(unbounded(model, inputs, labels)) and unbounded.stats["capped"] == 0.0
 
 
 def test_regularizer_pushes_boundary_away_from_correct_samples():

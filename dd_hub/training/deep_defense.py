@@ -11,6 +11,7 @@ mean-subtracted space. ``iterate`` picks the unrolling's iteration rule: ``'refe
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Iterator
 
@@ -40,6 +41,10 @@ class DeepDefenseConfig(Settings):
     iterate: Iterate = "reference"      # unrolled DeepFool: 'reference' (LTS4) or 'authors' (the paper's code)
     authors_eps: Annotated[float, POSITIVE] = 1e-5  # 'authors' only: added to every gradient element in the norms
     candidate_gradients: CandidateGradients = "auto"  # the candidates' input gradients: 'auto' (batched on CUDA)
+    # exp(d * rho) of a misclassified image is unbounded in the paper: a weak network's rho of 20 gives exp(100),
+    # past float32's range. The exponent is capped here (the term is constant, and the image left to the
+    # cross-entropy, beyond it); 10 is never reached at the paper's settings (d = 5: rho > 2). None: unbounded.
+    max_exponent: Annotated[float, POSITIVE] | None = 10.0
 
 
 @dataclass
@@ -176,12 +181,15 @@ class DeepDefenseLoss(nn.Module):
         inputs = inputs.detach()
         rho = ratio(result.perturbation, inputs, center)
         exponent = torch.where(result.correct, -cfg.c * rho, cfg.d * rho)
-        regularizer = cfg.lam * torch.exp(exponent).sum() / len(inputs)
+        limit = math.inf if cfg.max_exponent is None else cfg.max_exponent
+        capped = exponent > limit
+        regularizer = cfg.lam * torch.exp(exponent.clamp(max=limit)).sum() / len(inputs)
         self.stats = {
             "ce": ce.item(),
             "reg": regularizer.item(),
             "rho": rho.mean().item(),
             "acc": result.correct.float().mean().item(),
             "df_iters": result.iterations.float().mean().item(),
+            "capped": capped.float().mean().item(),
         }
         return ce + regularizer
