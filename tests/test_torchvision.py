@@ -136,3 +136,36 @@ def test_a_forced_resize_of_a_torchvision_network_round_trips(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**config, "resize_input": "yes"}))
     with pytest.raises(DDHubError, match="resize_input must be true or false"):
         dd_hub.load(tmp_path)
+
+
+def test_torchvision_attention_gets_a_double_backward_with_the_same_weights_and_outputs():
+    from torch import nn
+    from dd_hub.models.twice_differentiable import make_twice_differentiable
+
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(16, 2, batch_first=True)
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    stock = attention(x, x, x, need_weights=False)[0]
+    (grad,) = torch.autograd.grad(stock.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="not implemented"):  # the fused kernel: what this switch is for
+        grad.pow(2).sum().backward()
+    keys = set(attention.state_dict())
+    assert make_twice_differentiable(attention) == 1 and set(attention.state_dict()) == keys
+    out = attention(x, x, x, need_weights=False)[0]
+    torch.testing.assert_close(out, stock)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    grad.pow(2).sum().backward()
+    assert torch.isfinite(attention.in_proj_weight.grad).all() and attention.in_proj_weight.grad.abs().sum() > 0
+    vit = dd_hub.create_model("tv:vit_b_16", **MNIST)  # every attention layer of a built network is switched
+    assert not any(type(m) is nn.MultiheadAttention for m in vit.modules())
+
+
+def test_a_network_whose_layers_need_their_version_reloads(tmp_path):
+    """MNASNet refuses a state dict without torch's layer versions, which safetensors cannot hold: dd_hub.load gives
+    the build's own."""
+    model = dd_hub.create_model("tv:mnasnet0_5", **MNIST).eval()
+    check_export(model, (1, 28, 28))
+    save_model(model, tmp_path)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(dd_hub.load(tmp_path)(x), model(x))

@@ -27,7 +27,7 @@ from ..errors import DDHubError, first_line
 from ..names import CONFIG_NAME, WEIGHTS_NAME
 from ..storage.atomic_io import file_mode, read_json_object, regular_file
 from ..storage.metrics import read_metrics
-from ..storage.weights import check_finite, load_state_dict, read_weights
+from ..storage.weights import check_finite, load_state_dict, load_weights_into, read_weights
 from .normalized import NormalizedModel, model_args_of, normalization_of, resize_of, unwrap
 from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_DATA_CFG, TORCHVISION_PREFIX, build_of,
                                  build_torchvision, exported_architecture, is_torchvision, split_prefix, timm_twin,
@@ -152,7 +152,7 @@ def _load_torchvision(config: dict, path: Path, hashed: str | None = None) -> No
     _check_size_before_building(build, path)
     model = build()
     try:
-        model.load_state_dict(read_weights(path / WEIGHTS_NAME, hashed))
+        load_weights_into(model, read_weights(path / WEIGHTS_NAME, hashed))
     except RuntimeError as exc:
         raise DDHubError(f"weights in {path} do not fit {name}: {first_line(exc)}") from None
     cfg = config["pretrained_cfg"]
@@ -198,7 +198,7 @@ def load_directory(path: str | Path, *, links_within: Path | None = None) -> Nor
     except (RuntimeError, ValueError, TypeError, KeyError, AssertionError) as exc:
         raise DDHubError(f"{path / CONFIG_NAME} does not describe a network timm can build ({first_line(exc)})") from None
     try:
-        model.load_state_dict(read_weights(path / WEIGHTS_NAME, hashed), strict=True)
+        load_weights_into(model, read_weights(path / WEIGHTS_NAME, hashed))
     except RuntimeError as exc:
         raise DDHubError(f"the weights in {path} do not fit the network its config.json describes "
                          f"({first_line(exc)}); re-export the model with dd-hub or timm") from None

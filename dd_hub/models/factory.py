@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import DDHubError, did_you_mean, first_line
-from ..storage.weights import load_state_dict
+from ..storage.weights import load_state_dict, load_weights_into
 from .normalized import NormalizedModel
 from .twice_differentiable import make_twice_differentiable
 from .torchvision_compat import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_PREFIX, build_torchvision,
@@ -136,7 +136,7 @@ def _fits(build, input_size: Sequence[int], check: bool = True) -> bool:
 def _finish(model: NormalizedModel, name: str, checkpoint_path: str | Path | None) -> NormalizedModel:
     if checkpoint_path is not None:
         try:
-            model.model.load_state_dict(load_state_dict(checkpoint_path))
+            load_weights_into(model.model, load_state_dict(checkpoint_path))
         except RuntimeError as exc:
             raise DDHubError(f"checkpoint {checkpoint_path} does not fit '{name}': {first_line(exc)}") from None
     make_twice_differentiable(model.model)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -11,6 +12,17 @@ from safetensors.torch import load_file
 from ..errors import DDHubError
 from ..names import WEIGHTS_NAME
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar")
+
+
+def load_weights_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], *, strict: bool = True) -> None:
+    """``module.load_state_dict(weights)``, with the module's own layer versions (the ``_metadata`` torch keeps
+    beside a state dict, which safetensors has no place for: torchvision's MNASNet refuses weights without it).
+    BatchNorm layers get none: a frozen BatchNorm's weights have no ``num_batches_tracked``, which BatchNorm accepts
+    only from weights without a version."""
+    versioned = OrderedDict(weights)
+    versioned._metadata = {prefix: entry for prefix, entry in module.state_dict()._metadata.items()
+                           if not isinstance(module.get_submodule(prefix), torch.nn.modules.batchnorm._BatchNorm)}
+    module.load_state_dict(versioned, strict=strict)
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

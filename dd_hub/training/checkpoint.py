@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import DDHubError
 from ..storage.atomic_io import write_text_atomic
+from ..storage.weights import load_weights_into
 
 LATEST = "latest"
 
@@ -113,7 +114,7 @@ def load_checkpoint(path: str | Path, accelerator, model: nn.Module, optimizer, 
     if state["num_processes"] != accelerator.num_processes:
         raise DDHubError(f"checkpoint {path} was written by {state['num_processes']} processes, this run has "
                          f"{accelerator.num_processes}; resume with the same number of processes")
-    accelerator.unwrap_model(model).load_state_dict(load_file(str(path / "model.safetensors"), device="cpu"))
+    load_weights_into(accelerator.unwrap_model(model), load_file(str(path / "model.safetensors"), device="cpu"))
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if accelerator.scaler is not None and state["scaler"]:

@@ -27,7 +27,7 @@ from ..models.factory import check_input_size
 from ..names import WEIGHTS_NAME
 from ..recipes import Recipe
 from ..storage.atomic_io import sha256_file
-from ..storage.weights import load_state_dict
+from ..storage.weights import load_state_dict, load_weights_into
 from ..training.loop import train, trial_step, training_device
 from ..training.objectives import create_objective, cross_entropy
 from .phases import phase
@@ -145,7 +145,7 @@ def train_reference(start: Start, recipe: Recipe, *, accelerator: Accelerator, e
     saved = Path(save_dir) / WEIGHTS_NAME if save_dir else None
     if resume and saved is not None and saved.is_file():
         echo(f"Reference training: finished before, not trained again (reloaded from {saved})")
-        unwrap(start.model).load_state_dict(load_state_dict(saved))
+        load_weights_into(unwrap(start.model), load_state_dict(saved))
         return []
     epochs = recipe.reference.epochs
     with phase(echo, "Reference training", f"{recipe.model} on {recipe.dataset}, {epochs} epoch{'s' * (epochs != 1)}"):
