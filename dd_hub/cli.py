@@ -95,7 +95,7 @@ def recipe_options(*, refused: dict[str, str] | None = None) -> Callable[[Callab
             click.option("--show-recipe", is_flag=True, help="Print the recipe this command would run (every "
                          "default, with the options below applied) as YAML, and stop."),
             click.option("--smoke", is_flag=True, help="Try the whole pipeline in about a minute: every phase and "
-                         "evaluation kind on 300 training and 40 test images (one hardening epoch, at most 10 "
+                         "evaluation kind on 500 training and 40 test images (one hardening epoch, at most 20 "
                          "reference epochs); the outputs say 'smoke' and are never published or listed."),
             click.option("--checkpoint", type=click.Path(), help="Starting weights (.safetensors file or model "
                          "directory) instead of pretrained or reference-trained ones."),

@@ -40,8 +40,8 @@ def test_smoke_shrinks_every_phase_and_the_users_own_settings_win():
     smoke = find_recipe("lenet", "mnist-5k", {"evaluation.max_examples": 30}, smoke=True)
     full = find_recipe("lenet", "mnist-5k")
     assert smoke.smoke and not full.smoke
-    assert smoke.max_train_examples == 300 and smoke.harden.epochs == 1
-    assert smoke.reference.epochs == min(full.reference.epochs, 10)
+    assert smoke.max_train_examples == 500 and smoke.harden.epochs == 1
+    assert smoke.reference.epochs == min(full.reference.epochs, 20)
     assert smoke.evaluation.max_examples == 30 and smoke.evaluation.autoattack_max_examples == 40
     # every evaluation kind stays on: AutoAttack with its default attacks, PGD, the masking checks
     assert smoke.evaluation.autoattack == full.evaluation.autoattack != []

@@ -351,8 +351,8 @@ class _Run:
                   **{k: v / max(steps, 1.0) for k, v in position.sums.items()}, **counts,
                   "seconds": round(time.perf_counter() - self.epoch_start, 3)}  # this process's, this run's part
         self._check_divergence(record)
-        if epoch + 1 == self.config.epochs and not self.config.freeze_bn:
-            record["bn_recalibrated_batches"] = self.recalibrate_batchnorm()
+        if epoch + 1 == self.config.epochs and not self.config.freeze_bn and (batches := self.recalibrate_batchnorm()):
+            record["bn_recalibrated_batches"] = batches
         self.scheduler.step()
         position.history.append(record)
         self.accelerator.log(record, step=position.global_step)
