@@ -13,8 +13,8 @@ Each network runs in a fresh process (``--check NAME``), through the project's o
    network cannot take 28x28, the size it is resized to) and harden's ``preflight`` (one batch of each phase's
    objective; the export saved, reloaded and compared);
 2. **reference**: a short run of the recipe's reference training (96 images, cross-entropy, BatchNorm training),
-   then BatchNorm's running statistics recomputed exactly over those images, so that they describe the data when
-   hardening freezes them, as after a real reference training;
+   whose end recomputes BatchNorm's running statistics exactly over those images (as every phase that trains
+   BatchNorm does), so that they describe the data when hardening freezes them;
 3. **objective**: a plain cross-entropy step and a Deep Defense step (the recipe's ``defense``: forward, the unrolled
    DeepFool iterations, backward) on one batch of 8 training images, BatchNorm frozen as in training, each after
    the preflight ran the same step on a copy (warm): its CPU time (at one thread, its wall time on an idle machine;
@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -144,7 +145,8 @@ def _batch(dataset, count: int):
 
 def _reference(start, recipe, record: dict) -> None:
     """A short run of the recipe's reference training (cross-entropy, BatchNorm training): as after the real one,
-    BatchNorm's running statistics then describe the data when hardening freezes them."""
+    BatchNorm's running statistics then describe the data when hardening freezes them (the training loop recomputes
+    them at the phase's end, ``recalibrate_bn_batches``)."""
     from torch.utils.data import Subset
 
     from dd_hub.training.loop import train
@@ -155,27 +157,6 @@ def _reference(start, recipe, record: dict) -> None:
     images = Subset(start.train_set, range(REFERENCE_IMAGES))
     history = train(start.model, images, config, center=start.center, progress=False)
     record["reference_accuracy"] = history[-1].get("acc")
-    _recalibrate_batchnorm(start.model, images)
-
-
-def _recalibrate_batchnorm(model, images) -> None:
-    """BatchNorm's running statistics set to the exact mean and variance over ``images`` (after a few steps they
-    still hold mostly their initial 0 and 1, and a network whose BatchNorm is then frozen computes something else
-    than it was trained as: Deep Defense's perturbations come out hundreds of times the image)."""
-    import torch
-    from torch import nn
-
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None   # a cumulative average over the batches below
-    model.train()
-    with torch.no_grad():
-        for first in range(0, len(images), 32):
-            model(torch.stack([images[i][0] for i in range(first, min(first + 32, len(images)))]))
-    for layer, momentum in zip(layers, momenta):
-        layer.momentum = momentum
 
 
 def _objective(start, recipe, record: dict) -> None:
@@ -281,7 +262,9 @@ def plain_check(work: str) -> dict:
 
             model = torchvision.models.get_model(config["architecture"][3:], num_classes=config["num_classes"],
                                                  **config.get("model_args", {}))
-            model.load_state_dict(load_file(str(folder / "model.safetensors")))
+            weights = OrderedDict(load_file(str(folder / "model.safetensors")))
+            weights._metadata = {"": {"version": model._version}}  # MNASNet refuses weights without its version
+            model.load_state_dict(weights)
         else:
             import timm
 
