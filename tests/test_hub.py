@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -585,3 +586,18 @@ def test_hub_files_are_size_checked_before_download_and_a_moving_repo_is_refused
     monkeypatch.setattr(FakeHub, "model_json", listing_without_sizes)
     with pytest.raises(DDHubError, match="gives no size for config.json"):
         load("alice/moving")
+
+
+def test_the_rebuild_section_names_the_command_threads_and_source_commit():
+    from dd_hub.hub.card import _rebuild_section
+    from dd_hub.workflows.harden import source_commit
+
+    run = {"command": "dd-hub reproduce mlp --dataset mnist-5k --out runs/mlp", "threads": 1, "torch": "2.9",
+           "platform": "Linux x86_64", "source": "32a2d45-modified"}
+    section = _rebuild_section({"dd_hub_version": "0.1.0", "run": run})
+    assert "OMP_NUM_THREADS=1 dd-hub reproduce mlp --dataset mnist-5k --out runs/mlp" in section
+    assert "dd-hub 0.1.0 from source commit 32a2d45-modified, torch 2.9, 1 thread(s)" in section
+    forged = _rebuild_section({"dd_hub_version": "0.1.0", "run": {**run, "source": "abc <img src=x>"}})
+    assert "source commit" not in forged and "<img" not in forged
+    here = source_commit()  # the tests run from a git checkout of dd-hub (an editable install)
+    assert here is None or re.fullmatch(r"[0-9a-f]{7,40}(-modified)?", here)

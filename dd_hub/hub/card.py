@@ -2,6 +2,8 @@
 Markdown body, rendered deterministically from ``metrics.json`` (no timestamps, sorted keys)."""
 from __future__ import annotations
 
+import re
+
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..text import markdown_table
@@ -345,13 +347,19 @@ def _rebuild_section(metrics: dict) -> str:
 OMP_NUM_THREADS={threads} {command}
 ```
 
-(dd-hub {metrics.get('dd_hub_version', '?')}, torch {run.get('torch', '?')}, {threads} thread(s), {run.get(
+(dd-hub {metrics.get('dd_hub_version', '?')}{_source(run)}, torch {run.get('torch', '?')}, {threads} thread(s), {run.get(
         'platform', '?')}, on a CPU.) Every random choice (initialization, data order, PGD starts, evaluation subsets)
-is seeded, so on the same kind of machine with the same thread count and torch version the command gives these
-weights bit for bit and every figure above exactly. Another thread count or CPU sums in another order, and the
+is seeded, so with the same dd-hub code, on the same kind of machine with the same thread count and torch version,
+the command gives these weights bit for bit and every figure above exactly. Another thread count or CPU sums in another order, and the
 training amplifies it: the figures then come out within sampling noise of these, not identically (dd-hub's
 docs/results.md states the spreads measured between runs).
 """
+
+
+def _source(run: dict) -> str:
+    source = run.get("source")
+    valid = isinstance(source, str) and re.fullmatch(r"[0-9a-f]{7,40}(-modified)?", source)
+    return f" from source commit {source}" if valid else ""
 
 
 def _count(epoch: object, key: str) -> int | None:

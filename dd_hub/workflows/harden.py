@@ -166,7 +166,28 @@ def invocation() -> dict:
                                              and program.parent.name == "dd_hub")
     args = [arg for arg in sys.argv[1:] if arg not in _NOT_REBUILDING]
     return {"command": f"dd-hub {shlex.join(args)}" if from_cli else None, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "platform": f"{platform.system()} {platform.machine()}"}
+            "torch": torch.__version__, "platform": f"{platform.system()} {platform.machine()}",
+            **({"source": source} if (source := source_commit()) else {})}
+
+
+def source_commit() -> str | None:
+    """The git commit dd-hub's code was run from, when it runs from a git checkout (an editable install), with
+    ``-modified`` when the checkout had uncommitted changes; None for an installed package. The version number
+    alone does not say which code trained a model."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                "dd_hub"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    commit = head.stdout.strip()
+    return None if head.returncode or not commit else commit + ("-modified" if dirty.stdout.strip() else "")
 
 
 def _pretrained_cfg(model: torch.nn.Module) -> dict:
