@@ -73,6 +73,15 @@ def test_reproduce_end_to_end(tmp_path):
     assert again.exit_code == 0, again.output
     again = json.loads(again.output)
     assert again["eps_ref"] == eps_ref and again["fgs_at_ref"] == reports["clean"]["fgs_at_ref"]
+    # the reference this run trained is a complete folder too: the catalogue's undefended entry
+    reference = tmp_path / "seed1234" / "reference"
+    metrics = json.loads((reference / "metrics.json").read_text())
+    assert metrics["model"]["method"] == "reference" and metrics["model"]["start"] == "random"
+    assert metrics["model"]["repo_name"].endswith("-reference") and metrics["hardened"] == reports["reference"]
+    assert [r["phase"] for r in metrics["training"]] == ["reference"]
+    card = (reference / "README.md").read_text()
+    assert "trained with **standard training (the undefended reference)**" in card
+    assert "Trained from random initialization (no pretrained weights) with cross-entropy alone" in card
 
 
 @pytest.mark.slow

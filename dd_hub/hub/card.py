@@ -226,16 +226,21 @@ def _title_section(metrics: dict) -> str:
 # {info['repo_name']}{' (smoke run)' if smoke else ''}
 
 {SMOKE_NOTE if smoke else ''}
-`{info['architecture']}` fine-tuned with **{method}** by dd-hub on `{info['dataset']}` ({info.get(
+`{info['architecture']}` {'trained' if info.get('method') == REFERENCE else 'fine-tuned'} with **{method}** by dd-hub on `{info['dataset']}` ({info.get(
         'dataset_card_name', info['dataset'])}). Deep Defense: Yan, Guo, Zhang, *Deep Defense: Training DNNs with
 Improved Adversarial Robustness*, NeurIPS 2018 ([arXiv:1803.00404]({ARXIV})).
 """
 
 
-METHOD_TITLES = {"deep_defense": "Deep Defense", "clean": "clean fine-tuning (no defense)",
+METHOD_TITLES = {"deep_defense": "Deep Defense", "reference": "standard training (the undefended reference)",
+                 "clean": "clean fine-tuning (no defense)",
                  "parseval": "Parseval training (Par. Train)", "deepfool_adv": "DeepFool adversarial training (Adv. "
                  "Train I)", "fgs_adv": "FGS adversarial training (Adv. Train II)",
                  "pgd_adv": "PGD adversarial training", "trades": "TRADES"}
+
+
+#: the method name of a reference model's folder (``dd-hub reproduce`` writes one beside the methods')
+REFERENCE = "reference"
 
 
 def _standard_section(metrics: dict) -> str:
@@ -302,10 +307,13 @@ panel of the figure below draws the whole curve.
 
 def _training_section(metrics: dict, training_file: str | None) -> str:
     info, recipe = metrics["model"], metrics["recipe"]
-    defense, harden = recipe["defense"], recipe["harden"]
-    start = info.get("provenance") or info.get("base_model") or "a reference model trained by dd-hub"
     method = recipe.get("method", "deep_defense")
-    if method == "deep_defense":
+    # a reference card's phase is the recipe's reference training, the others' its hardening
+    defense, harden = recipe["defense"], recipe["reference" if method == REFERENCE else "harden"]
+    start = info.get("provenance") or info.get("base_model") or "a reference model trained by dd-hub"
+    if method == REFERENCE:
+        objective, rows = "cross-entropy alone (standard training; every other model of its run starts from it)", []
+    elif method == "deep_defense":
         objective = (f"cross-entropy plus the Deep Defense regularizer `lambda * exp(-c * rho)` (correctly "
                      f"classified) and `lambda * exp(d * rho)` (misclassified), `rho = ||r||_2 / ||x||_2` of an "
                      f"unrolled DeepFool perturbation r, {_space(recipe['rho_space'])}")
@@ -321,7 +329,7 @@ def _training_section(metrics: dict, training_file: str | None) -> str:
               if training_file else "")
     return f"""## How it was trained
 
-Fine-tuned from {start} with {objective}.
+{"Trained" if method == REFERENCE else "Fine-tuned"} from {start} with {objective}.
 
 {markdown_table(["setting", "value"], [
         ["recipe", f"`{recipe['name']}`"], *rows,

@@ -127,10 +127,13 @@ def _harden_in(out_dir: Path, recipe: Recipe, start: Start, settings: dict, *, p
     return HardenResult(start.model, hardened_report, reference_report, out_dir, table)
 
 
-def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Report, history: list[dict]) -> dict:
-    """The content of metrics.json: what was trained, from where, how, and both evaluations."""
+def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Report, history: list[dict], *,
+                method: str | None = None) -> dict:
+    """The content of metrics.json: what was trained, from where, how, and both evaluations. ``method`` (default
+    the recipe's) may also be 'reference': the reference model described as a model of its own."""
     architecture = architecture_name(start.model)
-    suffix = "deepdefense" if recipe.method == "deep_defense" else recipe.method.replace("_", "-")
+    method = method or recipe.method
+    suffix = "deepdefense" if method == "deep_defense" else method.replace("_", "-")
     if recipe.smoke:
         suffix += "-smoke"
     return {
@@ -142,9 +145,9 @@ def run_metrics(recipe: Recipe, start: Start, hardened: Report, reference: Repor
                   "dataset_card_name": start.spec.card_name or recipe.dataset, "dataset_split": start.spec.hub_split,
                   "start": start.weights, "provenance": start.provenance, "num_classes": start.spec.num_classes,
                   "license": recipe.license or _pretrained_cfg(start.model).get("license") or "other",
-                  "method": recipe.method, "input": start.input,
+                  "method": method, "input": start.input,
                   "skipped_images": start.skipped},
-        "recipe": recipe.to_dict(),
+        "recipe": {**recipe.to_dict(), "method": method},
         "hardened": hardened.to_dict(),
         "reference": reference.to_dict(),
         "training": history,

@@ -35,7 +35,7 @@ from ..training.objectives import create_objective, list_methods
 from ..version import __version__
 from .harden import run_metrics, write_outputs
 from .phases import REPORT_NAME, check_finite_figures, evaluate_kept, multi_phase_run, phase
-from .start import Start, preflight, prepare_start, train_reference
+from .start import Start, describe_start, preflight, prepare_start, train_reference
 
 PAPER_METHODS = ("clean", "parseval", "deepfool_adv", "fgs_adv", "deep_defense")
 LABELS = {
@@ -140,7 +140,8 @@ def _reproduce_in(out_dir: Path, recipe: Recipe, methods: Sequence[str], seeds: 
         reports = _evaluate_all(models, start, recipe, eps_ref_from, phases, progress=loop["progress"], echo=echo,
                                 resume=loop["resume"])
         check_finite_figures(reports)
-        _write_models(out_dir / f"seed{seed}", models, reports, history, recipe, start, eps_ref_from)
+        _write_models(out_dir / f"seed{seed}", models, reports, {"reference": reference_history, **history}, recipe,
+                      start, eps_ref_from)
         runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref,
                      "training": {"reference": reference_history, **history},
                      "reports": {name: reports[name].to_dict() for name in names}})
@@ -198,12 +199,19 @@ def _evaluate_all(models: dict[str, torch.nn.Module], start: Start, recipe: Reci
 
 def _write_models(seed_dir: Path, models: dict, reports: dict[str, Report], history: dict, recipe: Recipe,
                   start: Start, eps_ref_from: str) -> None:
-    """The reference's weights, and for every method a complete model directory (weights, metrics.json with the
-    reference's figures beside its own, card, figures), like `dd-hub harden` writes."""
-    save_model(models["reference"], seed_dir / REFERENCE_DIR, label_names=start.spec.label_names)
+    """For every method a complete model directory (weights, metrics.json with the reference's figures beside its
+    own, card, figures), like `dd-hub harden` writes; one for the reference too when this run trained it (a
+    catalogue's undefended entry), else its weights."""
     for method in history:
-        method_recipe = dataclasses.replace(recipe, method=method)
-        metrics = run_metrics(method_recipe, start, reports[method], reports["reference"], history[method])
+        method_start = start
+        if method == REFERENCE_DIR:
+            if start.weights != "reference":  # given (a checkpoint or pretrained weights), not trained here
+                save_model(models[method], seed_dir / REFERENCE_DIR, label_names=start.spec.label_names)
+                continue
+            method_start = dataclasses.replace(start, weights="random", provenance=describe_start("random"))
+        method_recipe = recipe if method == REFERENCE_DIR else dataclasses.replace(recipe, method=method)
+        metrics = run_metrics(method_recipe, method_start, reports[method], reports["reference"], history[method],
+                              method=method)
         if method != eps_ref_from:
             metrics["eps_ref_from"] = eps_ref_from
         write_outputs(seed_dir / method, models[method], metrics, label_names=start.spec.label_names,

@@ -90,7 +90,7 @@ def prepare_start(recipe: Recipe, *, data_dir: str | Path | None = None, checkpo
                (("train", full_train_set), ("test", test_set))}
     center = mean_image(train_set) if recipe.rho_space == "centered" else None
     base_model = _hub_id(unwrap(model)) if weights == "pretrained" else None
-    provenance = _provenance(weights, checkpoint, base_model or recipe.model)
+    provenance = describe_start(weights, checkpoint, base_model or recipe.model)
     channels, height, width = spec.input_size or data_config["input_size"]
     seen = f"{channels}x{height}x{width}"
     described = (f"{spec.name}'s native {seen}" if native else f"resized to {seen} (--input-size)" if input_size
@@ -169,7 +169,8 @@ def use_channels_last(model: torch.nn.Module, setting: bool | None) -> bool:
     return bool(wanted)
 
 
-def _provenance(weights: str, checkpoint: str | Path | None, name: str) -> str:
+def describe_start(weights: str, checkpoint: str | Path | None = None, name: str = "") -> str:
+    """Where a model's weights started, in words: ``weights`` is :class:`Start`'s."""
     if weights == "checkpoint":
         path = Path(str(checkpoint))
         digest = sha256_file(path / WEIGHTS_NAME if path.is_dir() else path)
