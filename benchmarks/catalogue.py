@@ -20,7 +20,7 @@ from dd_hub.hub.verification import entry_verdict, local_verifications
 from dd_hub.names import CARD_NAME, METRICS_NAME, WEIGHTS_NAME
 from dd_hub.text import markdown_table
 
-METHODS = {"clean": "clean fine-tune", "parseval": "Par. Train", "deepfool_adv": "Adv. Train I (DeepFool)",
+METHODS = {"reference": "reference (standard training)", "clean": "clean fine-tune", "parseval": "Par. Train", "deepfool_adv": "Adv. Train I (DeepFool)",
            "fgs_adv": "Adv. Train II (FGS)", "pgd_adv": "PGD adv. training", "trades": "TRADES",
            "deep_defense": "Deep Defense"}
 
@@ -72,7 +72,7 @@ def rows(cards_dir: Path) -> tuple[list[list[str]], list[list[str]], list[str], 
         run = metrics.get("run") or {}
         command = (f"`OMP_NUM_THREADS={run['threads']} {run['command']}`" if run.get("command")
                    else "not recorded (run before dd-hub recorded its command)")
-        rebuild.append([f"`{folder.name}`", command, str(run.get("torch", "–"))])
+        rebuild.append([f"`{folder.name}`", command, str(run.get("source", "not recorded")), str(run.get("torch", "–"))])
     return figures, rebuild, partial, total
 
 
@@ -82,7 +82,7 @@ def tables(cards_dir: Path) -> str:
                             "DeepFool rho_2", "minimal rho_2", "DeepFool over minimal", "minimal-norm acc. L2 2.0",
                             "dd-hub verify", "MB"], figures),
             f"{len(figures)} complete folders, {total:.1f} MB in all.\n",
-            markdown_table(["folder", "the command that produced it", "torch"], rebuild)]
+            markdown_table(["folder", "the command that produced it", "dd-hub source commit", "torch"], rebuild)]
     if partial:
         text.append("\nCards without their model folder (no weights: not loadable, not verifiable): "
                     + ", ".join(f"`{name}`" for name in partial) + ".")
