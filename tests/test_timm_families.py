@@ -69,7 +69,9 @@ def test_family_recipe_hardens_and_its_export_loads_in_plain_timm(model, tmp_pat
     x = torch.rand(6, 1, 28, 28)
     with torch.no_grad():
         expected = dd_hub.load(out)(x)
-    torch.testing.assert_close(_plain_timm_logits(out, x, tmp_path), expected, rtol=1e-5, atol=1e-5)
+    # dd_hub.load swaps hard-sigmoid for relu6(x + 3) / 6 (a double backward): equal up to float rounding, which a
+    # network whose BatchNorm statistics come from two batches can amplify to 1e-4
+    torch.testing.assert_close(_plain_timm_logits(out, x, tmp_path), expected, rtol=1e-4, atol=1e-4)
     timm_snippet = (out / "README.md").read_text().split("## Usage")[1].split("```python")[1]
     assert "import timm" in timm_snippet and "dd_hub" not in timm_snippet  # plain timm needs nothing of dd-hub
 
@@ -86,9 +88,11 @@ def test_any_timm_name_hardens_with_the_generic_mnist_recipe(model, extra, tmp_p
 
 
 def test_a_hardening_that_diverges_stops_in_one_line_and_writes_no_model(tmp_path):
-    # lcnet_050 on this budget: every Deep Defense step is non-finite (it used to evaluate the un-updated network)
+    # every Deep Defense step non-finite (the paper's unbounded exp(d * rho) at a huge d): the run used to go on and
+    # evaluate the un-updated network
     out = tmp_path / "out"
-    result = run_cli("harden", "lcnet_050", "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out), *TINY)
+    result = run_cli("harden", "lcnet_050", "--dataset", "mnist-5k", "--allow-random-init", "--out", str(out), *TINY,
+                     "--set", "defense.max_exponent=null", "--set", "defense.d=1e6")
     assert_one_line_error(result, "the harden phase diverged: 2 of its 2 steps (100%)", "harden.max_grad_norm")
     assert (out / "reference" / "model.safetensors").is_file() and not (out / "metrics.json").exists()
 
