@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import zoo
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -140,10 +140,9 @@ def _reproduce_in(out_dir: Path, recipe: Recipe, methods: Sequence[str], seeds: 
         reports = _evaluate_all(models, start, recipe, eps_ref_from, phases, progress=loop["progress"], echo=echo,
                                 resume=loop["resume"])
         check_finite_figures(reports)
-        _write_models(out_dir / f"seed{seed}", models, reports, {"reference": reference_history, **history}, recipe,
-                      start, eps_ref_from)
-        runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref,
-                     "training": {"reference": reference_history, **history},
+        training = {"reference": reference_history, **history}
+        _write_models(out_dir / f"seed{seed}", models, reports, training, recipe, start, eps_ref_from)
+        runs.append({"seed": seed, "eps_ref": reports[eps_ref_from].eps_ref, "training": training,
                      "reports": {name: reports[name].to_dict() for name in names}})
     results = {
         "dd_hub_version": __version__, "model": recipe.model, "dataset": recipe.dataset, "seeds": seeds,
@@ -204,13 +203,12 @@ def _write_models(seed_dir: Path, models: dict, reports: dict[str, Report], hist
     catalogue's undefended entry), else its weights."""
     for method in history:
         method_start = start
-        if method == REFERENCE_DIR:
+        if method == "reference":
             if start.weights != "reference":  # given (a checkpoint or pretrained weights), not trained here
                 save_model(models[method], seed_dir / REFERENCE_DIR, label_names=start.spec.label_names)
                 continue
             method_start = dataclasses.replace(start, weights="random", provenance=describe_start("random"))
-        method_recipe = recipe if method == REFERENCE_DIR else dataclasses.replace(recipe, method=method)
-        metrics = run_metrics(method_recipe, method_start, reports[method], reports["reference"], history[method],
+        metrics = run_metrics(recipe, method_start, reports[method], reports["reference"], history[method],
                               method=method)
         if method != eps_ref_from:
             metrics["eps_ref_from"] = eps_ref_from
