@@ -50,7 +50,10 @@ def render_curve(metrics: dict, path: str | Path) -> Path:
     figure = Figure(figsize=(8, 3.5), dpi=100)
     panels = dict(zip(("linf", "l2"), figure.subplots(1, 2)))
     markers = {"fgs": "o", "pgd": "s", "autoattack": "*"}
-    for key, color in (("reference", "tab:blue"), ("hardened", "tab:orange")):
+    # a reference model's own card: its figures are both reports, drawn once
+    series = ((("hardened", "reference model", "tab:blue"),) if metrics["model"].get("method") == "reference" else
+              (("reference", "reference", "tab:blue"), ("hardened", "hardened", "tab:orange")))
+    for key, key_label, color in series:
         report = metrics.get(key)
         if report is None:
             continue
@@ -58,11 +61,11 @@ def render_curve(metrics: dict, path: str | Path) -> Path:
             for attack, points in _measured(report, norm).items():
                 eps, accuracy = zip(*points)
                 axes.plot(eps, [100 * a for a in accuracy], linestyle="none", marker=markers[attack], color=color,
-                          markersize=9 if attack == "autoattack" else 5, label=f"{key}, {attack.upper()}")
+                          markersize=9 if attack == "autoattack" else 5, label=f"{key_label}, {attack.upper()}")
         minimal = report.get("minimal_norm")
         if minimal:
             panels["l2"].step(*_minimal_curve(minimal), where="post", color=color, linewidth=1,
-                              label=f"{key}, minimal L2 (DDN)")
+                              label=f"{key_label}, minimal L2 (DDN)")
     for norm, axes in panels.items():
         axes.set_xlabel(f"epsilon ({'Linf' if norm == 'linf' else 'L2'}, [0, 1] pixel space)")
         axes.set_ylabel("accuracy (%)")
@@ -100,7 +103,8 @@ def _measured(report: dict, norm: str) -> dict[str, list[tuple[float, float]]]:
 
 def render_training(metrics: dict, path: str | Path) -> Path | None:
     """The paper's Fig. 2 from the training log: accuracy and mean unrolled-DeepFool rho_2 of the training batches
-    per hardening epoch. None (nothing written) when the log holds no epoch."""
+    per hardening epoch (per reference training epoch on a reference model's card). None (nothing written) when the
+    log holds no epoch."""
     records = [r for r in metrics.get("training", []) if "acc" in r]
     if not records:
         return None
@@ -110,7 +114,8 @@ def render_training(metrics: dict, path: str | Path) -> Path | None:
     accuracy_axes = figure.add_subplot()
     epochs = [r["epoch"] for r in records]
     accuracy_axes.plot(epochs, [100 * r["acc"] for r in records], "o-", color="tab:orange", label="accuracy")
-    accuracy_axes.set_xlabel("hardening epoch")
+    reference_only = all(r.get("phase") == "reference" for r in records)
+    accuracy_axes.set_xlabel("reference training epoch" if reference_only else "hardening epoch")
     accuracy_axes.set_ylabel("training-batch accuracy (%)", color="tab:orange")
     if any("rho" in r for r in records):
         rho_axes = accuracy_axes.twinx()
